@@ -1,0 +1,105 @@
+// Activations: ReLU, LeakyReLU(alpha), PReLU (learned slope per channel).
+//
+// Shapes: x, y, dx, dy are [N, C, S] flattened (S = H*W for images, 1 after dense layers);
+// PReLU's alpha and dalpha are [C].
+// One invocation per element, 1-D index laid out over a 2-D grid when the element count
+// exceeds max_compute_workgroups_per_dimension * WG (see Gpu::groups_1d).
+// Every kernel overwrites its output.
+
+struct Params {
+    n: u32,      // N*C*S elements
+    c: u32,      // channels
+    s: u32,      // spatial size per channel
+    alpha: f32,  // LeakyReLU slope
+}
+
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> alpha: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(5) var<storage, read> dy: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dalpha: array<f32>;
+
+fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+@compute @workgroup_size(WG)
+fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    y[i] = max(x[i], 0.0);
+}
+
+// dx = dy where x > 0, else 0.
+@compute @workgroup_size(WG)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    dx[i] = select(0.0, dy[i], x[i] > 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn leaky_relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let v = x[i];
+    y[i] = select(p.alpha * v, v, v > 0.0);
+}
+
+// dx = dy * (x > 0 ? 1 : alpha).
+@compute @workgroup_size(WG)
+fn leaky_relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    dx[i] = select(p.alpha * dy[i], dy[i], x[i] > 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn prelu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let a = alpha[(i / p.s) % p.c];
+    let v = x[i];
+    y[i] = select(a * v, v, v > 0.0);
+}
+
+// dx = dy * (x > 0 ? 1 : alpha[c]).
+@compute @workgroup_size(WG)
+fn prelu_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let a = alpha[(i / p.s) % p.c];
+    dx[i] = select(a * dy[i], dy[i], x[i] > 0.0);
+}
+
+// dalpha[c] = sum over n, s of dy * x where x <= 0.
+// One workgroup per channel (gather, no atomics): each invocation strides over the
+// channel's N*S elements, then a tree reduction in workgroup memory.
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn prelu_backward_alpha(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wid.x;
+    let per_channel = p.n / p.c;  // N*S
+    var acc = 0.0;
+    for (var k = lid.x; k < per_channel; k += WG) {
+        let nn = k / p.s;
+        let i = (nn * p.c + c) * p.s + k % p.s;
+        acc += select(dy[i] * x[i], 0.0, x[i] > 0.0);
+    }
+    partial[lid.x] = acc;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid.x < stride) {
+            partial[lid.x] += partial[lid.x + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        dalpha[c] = partial[0];
+    }
+}

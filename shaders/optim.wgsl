@@ -1,0 +1,1 @@
+// optim: not written yet

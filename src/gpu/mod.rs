@@ -1,0 +1,348 @@
+//! The one GPU context: adapter and device, the pipeline registry, labelled buffers,
+//! upload / readback, and "record many dispatches, submit once".
+//!
+//! Every layer builds its `Dispatch`es once (pipeline + bind group + workgroup counts) and a
+//! training step replays them into one encoder (`Gpu::submit`). Nothing here is created per
+//! step.
+
+mod dispatch;
+pub mod shaders;
+mod tensor;
+
+pub use dispatch::Dispatch;
+pub use shaders::Shader;
+pub use tensor::Tensor;
+
+use crate::{bail, ensure, Error, Result};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Bytes of GPU memory mien holds now and at most (tensors and uniforms; not staging).
+#[derive(Default, Debug)]
+pub struct MemStats {
+    live: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl MemStats {
+    fn add(&self, bytes: u64) {
+        let now = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+    fn sub(&self, bytes: u64) {
+        self.live.fetch_sub(bytes, Ordering::Relaxed);
+    }
+    pub fn live(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
+    }
+    pub fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+    pub fn reset_peak(&self) {
+        self.peak.store(self.live(), Ordering::Relaxed);
+    }
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: wgpu::Adapter,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    mem: Arc<MemStats>,
+}
+
+/// The message a user sees when wgpu finds no adapter at all.
+pub const NO_ADAPTER_HELP: &str = "no GPU adapter found. mien needs a Vulkan, Metal or DX12 \
+device (or GL via WGPU_BACKEND=gl). On a machine without a GPU install Mesa's CPU Vulkan \
+driver (lavapipe): `apt-get install mesa-vulkan-drivers` on Debian/Ubuntu.";
+
+/// Backends named by `WGPU_BACKEND` (comma-separated: vulkan, metal, dx12, gl), else the
+/// primary ones (Vulkan, Metal, DX12) and GL as a last resort.
+fn backends_from_env() -> Result<wgpu::Backends> {
+    let Ok(list) = std::env::var("WGPU_BACKEND") else {
+        return Ok(wgpu::Backends::all() - wgpu::Backends::BROWSER_WEBGPU);
+    };
+    let mut b = wgpu::Backends::empty();
+    for name in list.split(',').map(|s| s.trim().to_lowercase()) {
+        b |= match name.as_str() {
+            "vulkan" | "vk" => wgpu::Backends::VULKAN,
+            "metal" | "mtl" => wgpu::Backends::METAL,
+            "dx12" | "d3d12" => wgpu::Backends::DX12,
+            "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+            "" => continue,
+            other => bail!(
+                "WGPU_BACKEND={list:?}: unknown backend {other:?}; expected vulkan, metal, dx12 or gl"
+            ),
+        };
+    }
+    ensure!(!b.is_empty(), "WGPU_BACKEND is set but names no backend; expected vulkan, metal, dx12 or gl");
+    Ok(b)
+}
+
+impl Gpu {
+    /// Open the best adapter of the backends `WGPU_BACKEND` allows (all by default), with
+    /// every limit the adapter offers (big storage buffers matter for batch 512 at 48x48x64).
+    pub fn new() -> Result<Gpu> {
+        let backends = backends_from_env()?;
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        };
+        let adapter = pollster::block_on(instance.request_adapter(&options))
+            .map_err(|e| Error::new(format!("{NO_ADAPTER_HELP} (wgpu: {e}; backends tried: {backends:?})")))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let features = adapter.features() & wanted;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("mien"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::new(format!("could not open device on adapter {:?}: {e}", info.name)))?;
+        Ok(Gpu {
+            device,
+            queue,
+            adapter,
+            info,
+            limits,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            mem: Arc::new(MemStats::default()),
+        })
+    }
+
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+    pub fn mem(&self) -> &MemStats {
+        &self.mem
+    }
+
+    /// Adapter name, backend, device type, driver and the limits mien cares about.
+    pub fn describe(&self) -> String {
+        let i = &self.info;
+        let l = &self.limits;
+        format!(
+            "adapter: {} ({:?}, {:?})\ndriver: {} {}\nlimits: max_storage_buffer_binding_size={} max_buffer_size={} \
+             max_compute_workgroups_per_dimension={} max_compute_invocations_per_workgroup={} \
+             max_compute_workgroup_storage_size={} max_storage_buffers_per_shader_stage={}",
+            i.name,
+            i.backend,
+            i.device_type,
+            i.driver,
+            i.driver_info,
+            l.max_storage_buffer_binding_size,
+            l.max_buffer_size,
+            l.max_compute_workgroups_per_dimension,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroup_storage_size,
+            l.max_storage_buffers_per_shader_stage,
+        )
+    }
+
+    /// The compute pipeline for `shader`'s entry point `entry`, created once per process
+    /// (per set of override constants) and cached.
+    pub fn pipeline(&self, shader: &Shader, entry: &str, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
+        let key = format!("{}::{entry}{constants:?}", shader.name);
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return p.clone();
+        }
+        let module = self.module(shader);
+        let p = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&key),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
+            cache: None,
+        });
+        self.pipelines.lock().unwrap().insert(key, p.clone());
+        p
+    }
+
+    fn module(&self, shader: &Shader) -> wgpu::ShaderModule {
+        let mut modules = self.modules.lock().unwrap();
+        modules
+            .entry(shader.name)
+            .or_insert_with(|| {
+                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.name),
+                    source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                })
+            })
+            .clone()
+    }
+
+    /// Refuse a buffer the device cannot bind, naming the tensor and the limit.
+    pub fn check_binding_size(&self, label: &str, bytes: u64) -> Result<()> {
+        let max_bind = self.limits.max_storage_buffer_binding_size as u64;
+        let max_buf = self.limits.max_buffer_size;
+        ensure!(bytes > 0, "{label}: a tensor must hold at least one element");
+        ensure!(
+            bytes <= max_bind && bytes <= max_buf,
+            "{label}: needs {bytes} bytes, over this adapter's limit (max_storage_buffer_binding_size={max_bind}, \
+             max_buffer_size={max_buf}); use a smaller batch or layer"
+        );
+        Ok(())
+    }
+
+    /// A zero-filled f32 (or u32) tensor of `shape`.
+    pub fn tensor(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let bytes = (n * 4) as u64;
+        self.check_binding_size(label, bytes)?;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Tensor::new(buffer, bytes, shape, label, self.limits.min_storage_buffer_offset_alignment, self.mem.clone()))
+    }
+
+    /// A tensor holding `data` (f32 or u32 / i32: any 4-byte plain type).
+    pub fn upload<T: bytemuck::Pod>(&self, label: &str, shape: &[usize], data: &[T]) -> Result<Tensor> {
+        let t = self.tensor(label, shape)?;
+        self.write(&t, data)?;
+        Ok(t)
+    }
+
+    /// Overwrite a tensor's contents (queued; ordered before the next submit).
+    pub fn write<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) -> Result<()> {
+        ensure!(std::mem::size_of::<T>() == 4, "{}: tensors hold 4-byte elements", t.label());
+        ensure!(
+            data.len() == t.len(),
+            "{}: writing {} values into a tensor of shape {:?} ({} values)",
+            t.label(),
+            data.len(),
+            t.shape(),
+            t.len()
+        );
+        self.queue.write_buffer(t.buffer(), t.offset(), bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// A uniform buffer holding `value` (a `#[repr(C)]` mirror of a WGSL uniform struct).
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        let bytes = bytemuck::bytes_of(value);
+        // Uniform bindings must be a multiple of 16 bytes on some backends: pad.
+        let size = (bytes.len() as u64).div_ceil(16) * 16;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buffer, 0, bytes);
+        buffer
+    }
+
+    /// Workgroup counts for `invocations` threads in workgroups of `wg`, laid out in 2-D when
+    /// one dimension would exceed `max_compute_workgroups_per_dimension`. A kernel recovers
+    /// its linear index as `gid.x + gid.y * (num_workgroups.x * wg)` and returns past `n`.
+    pub fn groups_1d(&self, label: &str, invocations: u64, wg: u32) -> Result<[u32; 3]> {
+        let max = self.limits.max_compute_workgroups_per_dimension as u64;
+        let groups = invocations.div_ceil(wg as u64).max(1);
+        if groups <= max {
+            return Ok([groups as u32, 1, 1]);
+        }
+        let y = groups.div_ceil(max);
+        ensure!(
+            y <= max,
+            "{label}: {invocations} invocations need {groups} workgroups of {wg}, over this adapter's \
+             max_compute_workgroups_per_dimension={max} even in 2-D; use a smaller batch"
+        );
+        Ok([max as u32, y as u32, 1])
+    }
+
+    /// Check explicit workgroup counts against the device limit.
+    pub fn check_groups(&self, label: &str, groups: [u32; 3]) -> Result<[u32; 3]> {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        ensure!(
+            groups.iter().all(|&g| g <= max),
+            "{label}: dispatch of {groups:?} workgroups exceeds max_compute_workgroups_per_dimension={max}; \
+             use a smaller batch"
+        );
+        Ok(groups)
+    }
+
+    /// Record `dispatches` into one encoder and one compute pass, and submit once.
+    pub fn submit<'a>(&self, dispatches: impl IntoIterator<Item = &'a Dispatch>) -> wgpu::SubmissionIndex {
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("mien step") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("mien step"), timestamp_writes: None });
+            for d in dispatches {
+                d.encode(&mut pass);
+            }
+        }
+        self.queue.submit(Some(encoder.finish()))
+    }
+
+    /// Submit and block until the GPU is done (tests, benchmarks).
+    pub fn run<'a>(&self, dispatches: impl IntoIterator<Item = &'a Dispatch>) -> Result<()> {
+        let idx = self.submit(dispatches);
+        self.wait(Some(idx))
+    }
+
+    /// Block until submission `idx` (or everything) has finished.
+    pub fn wait(&self, idx: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: idx, timeout: None })
+            .map(|_| ())
+            .map_err(|e| Error::new(format!("waiting for the GPU failed: {e}")))
+    }
+
+    /// Copy a tensor back to the host as f32.
+    pub fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
+        self.read_pod(t)
+    }
+
+    /// Copy a tensor back to the host as u32 (argmax indices, flags).
+    pub fn read_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
+        self.read_pod(t)
+    }
+
+    fn read_pod<T: bytemuck::Pod>(&self, t: &Tensor) -> Result<Vec<T>> {
+        let bytes = t.bytes();
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(&format!("{} readback", t.label())),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        encoder.copy_buffer_to_buffer(t.buffer(), t.offset(), &staging, 0, bytes);
+        let idx = self.queue.submit(Some(encoder.finish()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait(Some(idx))?;
+        rx.recv()
+            .map_err(|_| Error::new(format!("{}: readback callback never ran", t.label())))?
+            .map_err(|e| Error::new(format!("{}: mapping the readback buffer failed: {e}", t.label())))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::new(format!("{}: readback range: {e}", t.label())))?;
+        let out = bytemuck::cast_slice::<u8, T>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+}

@@ -1,0 +1,28 @@
+//! The WGSL sources, compiled into the binary. One file per layer family; forward and
+//! backward entry points side by side. `ALL` is what the naga test walks (it also checks
+//! that every file in shaders/ is listed here).
+
+#[derive(Debug, Clone, Copy)]
+pub struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+macro_rules! shaders {
+    ($($konst:ident = $name:literal;)*) => {
+        $(pub const $konst: Shader = Shader { name: $name, source: include_str!(concat!("../../shaders/", $name, ".wgsl")) };)*
+        pub const ALL: &[Shader] = &[$($konst),*];
+    };
+}
+
+shaders! {
+    ACTIVATION = "activation";
+    BATCHNORM = "batchnorm";
+    CONV2D = "conv2d";
+    DENSE = "dense";
+    DROPOUT = "dropout";
+    OPTIM = "optim";
+    PAD = "pad";
+    POOL = "pool";
+    SOFTMAX_XENT = "softmax_xent";
+}

@@ -1,0 +1,12 @@
+//! mien: facial-expression CNNs trained on any GPU that wgpu reaches, with hand-written
+//! WGSL compute shaders (`shaders/`), checked against a plain f64 CPU reference
+//! (`reference`). See DESIGN.md in the shared notes and README.md.
+
+pub mod error;
+pub mod gpu;
+pub mod nn;
+pub mod reference;
+pub mod rng;
+
+pub use error::{Error, Result};
+pub use gpu::{Dispatch, Gpu, Tensor};

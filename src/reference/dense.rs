@@ -1,0 +1,1 @@
+//! dense: not written yet.

@@ -1,0 +1,1 @@
+//! dropout: not written yet.

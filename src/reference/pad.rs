@@ -1,0 +1,1 @@
+//! pad: not written yet.

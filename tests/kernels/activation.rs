@@ -1,0 +1,84 @@
+use crate::common::{rand, read, up, zeros, ATOL, RTOL};
+use crate::gpu;
+use mien::nn::activation::{Activation, Kind};
+use mien::reference::{activation as r, assert_close};
+use mien::rng::Rng;
+
+/// Shapes: batch 1, odd spatial, 1 / 3 / 64+ channels, dense-style [N, F], and one
+/// element count that is not a multiple of the 256-wide workgroup.
+const SHAPES: &[&[usize]] = &[&[1, 1, 1, 1], &[1, 3, 7, 5], &[2, 64, 3, 3], &[3, 65, 5, 7], &[5, 17], &[4, 1, 13, 11]];
+
+/// Inputs that stay clear of the kink at 0 so the f32 and f64 sides agree on the branch.
+fn inputs(rng: &mut Rng, n: usize) -> (Vec<f32>, Vec<f64>) {
+    let (mut x, _) = rand(rng, n);
+    for v in &mut x {
+        if v.abs() < 1e-3 {
+            *v += 0.01;
+        }
+    }
+    let x64 = mien::reference::f64s(&x);
+    (x, x64)
+}
+
+fn check(kind: Kind) {
+    let gpu = gpu!();
+    let mut rng = Rng::new(7);
+    for shape in SHAPES {
+        let n: usize = shape.iter().product();
+        let (c, s) = (shape[1], shape[2..].iter().product::<usize>());
+        let layer = Activation::new(gpu, "act", kind, shape).unwrap();
+        let (x, x64) = inputs(&mut rng, n);
+        let (dy, dy64) = rand(&mut rng, n);
+        let (a, a64) = rand(&mut rng, c);
+        let tx = up(gpu, "x", shape, &x);
+        let tdy = up(gpu, "dy", shape, &dy);
+        let ta = up(gpu, "alpha", &[c], &a);
+        let (ty, tdx, tda) = (zeros(gpu, "y", shape), zeros(gpu, "dx", shape), zeros(gpu, "dalpha", &[c]));
+        let alpha = (kind == Kind::PRelu).then_some(&ta);
+        let mut steps = vec![layer.forward(gpu, &tx, alpha, &ty).unwrap(), layer.backward_input(gpu, &tdx, &tdy, &tx, alpha).unwrap()];
+        if kind == Kind::PRelu {
+            steps.push(layer.backward_alpha(gpu, &tda, &tdy, &tx).unwrap());
+        }
+        gpu.run(&steps).unwrap();
+        let (want_y, want_dx) = match kind {
+            Kind::Relu => (r::relu_forward(&x64), r::relu_backward(&dy64, &x64)),
+            Kind::LeakyRelu(al) => (r::leaky_relu_forward(&x64, al as f64), r::leaky_relu_backward(&dy64, &x64, al as f64)),
+            Kind::PRelu => {
+                let (dx, da) = r::prelu_backward(&dy64, &x64, &a64, s);
+                assert_close(&format!("prelu dalpha {shape:?}"), &read(gpu, &tda), &da, ATOL, RTOL);
+                (r::prelu_forward(&x64, &a64, s), dx)
+            }
+        };
+        assert_close(&format!("{kind:?} forward {shape:?}"), &read(gpu, &ty), &want_y, ATOL, RTOL);
+        assert_close(&format!("{kind:?} backward {shape:?}"), &read(gpu, &tdx), &want_dx, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn relu_matches_reference() {
+    check(Kind::Relu);
+}
+
+#[test]
+fn leaky_relu_matches_reference() {
+    check(Kind::LeakyRelu(0.1));
+}
+
+#[test]
+fn prelu_matches_reference() {
+    check(Kind::PRelu);
+}
+
+#[test]
+fn wrong_shapes_are_errors_naming_the_layer() {
+    let gpu = gpu!();
+    let layer = Activation::new(gpu, "block1.prelu", Kind::PRelu, &[2, 3, 4, 4]).unwrap();
+    let x = zeros(gpu, "x", &[2, 3, 4, 5]);
+    let y = zeros(gpu, "y", &[2, 3, 4, 4]);
+    let a = zeros(gpu, "alpha", &[3]);
+    let e = layer.forward(gpu, &x, Some(&a), &y).err().unwrap().to_string();
+    assert!(e.contains("block1.prelu") && e.contains("[2, 3, 4, 4]"), "{e}");
+    let x = zeros(gpu, "x", &[2, 3, 4, 4]);
+    let e = layer.forward(gpu, &x, None, &y).err().unwrap().to_string();
+    assert!(e.contains("block1.prelu") && e.contains("alpha"), "{e}");
+}

@@ -1,0 +1,1 @@
+// batchnorm kernel tests: not written yet.

@@ -1,0 +1,1 @@
+// conv2d kernel tests: not written yet.

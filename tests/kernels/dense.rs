@@ -1,0 +1,1 @@
+// dense kernel tests: not written yet.

@@ -1,0 +1,1 @@
+// dropout kernel tests: not written yet.

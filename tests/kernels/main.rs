@@ -1,0 +1,15 @@
+//! Every WGSL kernel, forward and backward, against the f64 reference (src/reference) on
+//! awkward shapes: batch 1, odd spatial sizes, 1 / 3 / 64+ channels, sizes that are not
+//! multiples of the workgroup size. One test binary so wgpu is linked once.
+
+mod common;
+
+mod activation;
+mod batchnorm;
+mod conv2d;
+mod dense;
+mod dropout;
+mod optim;
+mod pad;
+mod pool;
+mod softmax_xent;

@@ -1,0 +1,1 @@
+// optim kernel tests: not written yet.

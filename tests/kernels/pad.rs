@@ -1,0 +1,1 @@
+// pad kernel tests: not written yet.

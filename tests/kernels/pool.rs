@@ -1,0 +1,1 @@
+// pool kernel tests: not written yet.

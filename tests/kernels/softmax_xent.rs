@@ -1,0 +1,1 @@
+// softmax_xent kernel tests: not written yet.

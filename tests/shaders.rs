@@ -1,0 +1,54 @@
+//! Needs no GPU: every file in shaders/ parses and validates with naga, and every entry
+//! point translates to SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12), so a Metal or DX12
+//! break shows on a Linux machine without those drivers.
+
+use mien::gpu::shaders::ALL;
+use naga::back::{hlsl, msl, spv};
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+fn validate(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
+    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
+    (module, info)
+}
+
+#[test]
+fn every_shader_file_is_registered() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wgsl") {
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+            let shader = ALL.iter().find(|s| s.name == stem).unwrap_or_else(|| panic!("{} is not listed in src/gpu/shaders.rs", path.display()));
+            assert_eq!(shader.source, std::fs::read_to_string(&path).unwrap(), "{stem}: compiled-in source is stale");
+        }
+    }
+}
+
+#[test]
+fn every_shader_validates_and_translates_to_spirv_msl_hlsl() {
+    for shader in ALL {
+        let (module, info) = validate(shader.name, shader.source);
+        for ep in &module.entry_points {
+            assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}::{} is not a compute entry point", shader.name, ep.name);
+            let what = format!("{}::{}", shader.name, ep.name);
+
+            let pipeline = spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: ep.name.clone() };
+            spv::write_vec(&module, &info, &spv::Options::default(), Some(&pipeline)).unwrap_or_else(|e| panic!("{what} -> SPIR-V: {e}"));
+
+            let pipeline = msl::PipelineOptions {
+                entry_point: Some((naga::ShaderStage::Compute, ep.name.clone())),
+                ..Default::default()
+            };
+            msl::write_string(&module, &info, &msl::Options::default(), &pipeline).unwrap_or_else(|e| panic!("{what} -> MSL: {e}"));
+
+            let mut out = String::new();
+            let options = hlsl::Options::default();
+            let pipeline = hlsl::PipelineOptions { entry_point: Some((naga::ShaderStage::Compute, ep.name.clone())) };
+            let mut writer = hlsl::Writer::new(&mut out, &options, &pipeline);
+            writer.write(&module, &info, None).unwrap_or_else(|e| panic!("{what} -> HLSL: {e}"));
+        }
+    }
+}
