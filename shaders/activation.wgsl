@@ -4,7 +4,8 @@
 // PReLU's alpha and dalpha are [C].
 // One invocation per element, 1-D index laid out over a 2-D grid when the element count
 // exceeds max_compute_workgroups_per_dimension * WG (see Gpu::groups_1d).
-// Every kernel overwrites its output.
+// Every kernel overwrites its output, except prelu_backward_alpha with the override
+// ACCUMULATE = true, which adds to dalpha (a batch split into chunks sums its gradients).
 
 struct Params {
     n: u32,      // N*C*S elements
@@ -14,6 +15,7 @@ struct Params {
 }
 
 const WG: u32 = 256u;
+override ACCUMULATE: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -100,6 +102,6 @@ fn prelu_backward_alpha(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
         workgroupBarrier();
     }
     if (lid.x == 0u) {
-        dalpha[c] = partial[0];
+        dalpha[c] = select(0.0, dalpha[c], ACCUMULATE) + partial[0];
     }
 }

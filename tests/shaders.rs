@@ -34,21 +34,31 @@ fn every_shader_validates_and_translates_to_spirv_msl_hlsl() {
         for ep in &module.entry_points {
             assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}::{} is not a compute entry point", shader.name, ep.name);
             let what = format!("{}::{}", shader.name, ep.name);
+            // Resolve `override` constants to their defaults, as a pipeline without
+            // constants would (every override in shaders/ must have a default).
+            let (module, info) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, &ep.name)),
+                &naga::back::PipelineConstants::default(),
+            )
+            .unwrap_or_else(|e| panic!("{what}: overrides: {e}"));
+            let (module, info) = (module.as_ref(), info.as_ref());
 
             let pipeline = spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: ep.name.clone() };
-            spv::write_vec(&module, &info, &spv::Options::default(), Some(&pipeline)).unwrap_or_else(|e| panic!("{what} -> SPIR-V: {e}"));
+            spv::write_vec(module, info, &spv::Options::default(), Some(&pipeline)).unwrap_or_else(|e| panic!("{what} -> SPIR-V: {e}"));
 
             let pipeline = msl::PipelineOptions {
                 entry_point: Some((naga::ShaderStage::Compute, ep.name.clone())),
                 ..Default::default()
             };
-            msl::write_string(&module, &info, &msl::Options::default(), &pipeline).unwrap_or_else(|e| panic!("{what} -> MSL: {e}"));
+            msl::write_string(module, info, &msl::Options::default(), &pipeline).unwrap_or_else(|e| panic!("{what} -> MSL: {e}"));
 
             let mut out = String::new();
             let options = hlsl::Options::default();
             let pipeline = hlsl::PipelineOptions { entry_point: Some((naga::ShaderStage::Compute, ep.name.clone())) };
             let mut writer = hlsl::Writer::new(&mut out, &options, &pipeline);
-            writer.write(&module, &info, None).unwrap_or_else(|e| panic!("{what} -> HLSL: {e}"));
+            writer.write(module, info, None).unwrap_or_else(|e| panic!("{what} -> HLSL: {e}"));
         }
     }
 }

@@ -1,7 +1,7 @@
 //! ReLU, LeakyReLU(alpha), PReLU (per-channel learned slope). Kernels: shaders/activation.wgsl.
 //! Reference: src/reference/activation.rs.
 
-use super::{nc_s, u32_of};
+use super::{accumulate_constant, nc_s, u32_of};
 use crate::gpu::{shaders::ACTIVATION, Dispatch, Gpu, Tensor};
 use crate::{bail, Result};
 
@@ -96,8 +96,9 @@ impl Activation {
         }
     }
 
-    /// PReLU only: dalpha[c] = sum of dy * x over x <= 0 in channel c. Overwrites dalpha.
-    pub fn backward_alpha(&self, gpu: &Gpu, dalpha: &Tensor, dy: &Tensor, x: &Tensor) -> Result<Dispatch> {
+    /// PReLU only: dalpha[c] = sum of dy * x over x <= 0 in channel c. Overwrites dalpha, or
+    /// adds to it when `accumulate` (batch chunks).
+    pub fn backward_alpha(&self, gpu: &Gpu, dalpha: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<Dispatch> {
         if self.kind != Kind::PRelu {
             bail!("layer {}: {:?} has no parameters to differentiate", self.name, self.kind);
         }
@@ -107,6 +108,6 @@ impl Activation {
         let label = format!("{} prelu_backward_alpha", self.name);
         let b = [(0, self.params.as_entire_binding()), (6, dalpha.binding()), (5, dy.binding()), (1, x.binding())];
         let groups = [u32_of(&self.name, "channels", self.c)?, 1, 1];
-        Dispatch::new(gpu, &label, &ACTIVATION, "prelu_backward_alpha", &[], &b, groups)
+        Dispatch::new(gpu, &label, &ACTIVATION, "prelu_backward_alpha", &[accumulate_constant(accumulate)], &b, groups)
     }
 }

@@ -37,7 +37,7 @@ fn check(kind: Kind) {
         let alpha = (kind == Kind::PRelu).then_some(&ta);
         let mut steps = vec![layer.forward(gpu, &tx, alpha, &ty).unwrap(), layer.backward_input(gpu, &tdx, &tdy, &tx, alpha).unwrap()];
         if kind == Kind::PRelu {
-            steps.push(layer.backward_alpha(gpu, &tda, &tdy, &tx).unwrap());
+            steps.push(layer.backward_alpha(gpu, &tda, &tdy, &tx, false).unwrap());
         }
         gpu.run(&steps).unwrap();
         let (want_y, want_dx) = match kind {
@@ -81,4 +81,38 @@ fn wrong_shapes_are_errors_naming_the_layer() {
     let x = zeros(gpu, "x", &[2, 3, 4, 4]);
     let e = layer.forward(gpu, &x, None, &y).err().unwrap().to_string();
     assert!(e.contains("block1.prelu") && e.contains("alpha"), "{e}");
+}
+
+#[test]
+fn prelu_alpha_gradient_accumulates_over_batch_chunks() {
+    let gpu = gpu!();
+    let mut rng = Rng::new(9);
+    let shape = [3usize, 5, 4, 3];
+    let n: usize = shape.iter().product();
+    let (x, x64) = inputs(&mut rng, n);
+    let (dy, dy64) = rand(&mut rng, n);
+    let (a, a64) = rand(&mut rng, 5);
+    // Two chunks of the batch: samples [0, 1) and [1, 3), as views of one buffer.
+    let tx = up(gpu, "x", &shape, &x);
+    let tdy = up(gpu, "dy", &shape, &dy);
+    let ta = up(gpu, "alpha", &[5], &a);
+    let tda = zeros(gpu, "dalpha", &[5]);
+    let per = n / 3;
+    let mut steps = vec![];
+    for (start, len, acc) in [(0usize, 1usize, false), (1, 2, true)] {
+        let cs = [len, 5, 4, 3];
+        let layer = Activation::new(gpu, "chunk", Kind::PRelu, &cs).unwrap();
+        let xv = tx.view("x chunk", start * per, &cs);
+        let dyv = tdy.view("dy chunk", start * per, &cs);
+        // 60 floats = 240 bytes per sample is not 256-aligned: copy to fresh tensors instead.
+        let (xv, dyv) = match (xv, dyv) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => (up(gpu, "x c", &cs, &x[start * per..(start + len) * per]), up(gpu, "dy c", &cs, &dy[start * per..(start + len) * per])),
+        };
+        steps.push(layer.backward_alpha(gpu, &tda, &dyv, &xv, acc).unwrap());
+        let _ = &ta;
+    }
+    gpu.run(&steps).unwrap();
+    let (_, want) = r::prelu_backward(&dy64, &x64, &a64, 12);
+    assert_close("chunked dalpha", &read(gpu, &tda), &want, ATOL, RTOL);
 }
