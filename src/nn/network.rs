@@ -1,0 +1,573 @@
+//! A `ModelSpec` built for one input shape and batch size: every op, activation and gradient
+//! buffer, and the flat parameter arena, allocated once; the forward (training and
+//! inference) and backward passes recorded once as `Dispatch` lists and replayed every step.
+
+use super::activation::{Activation, Kind};
+use super::batchnorm::{BatchNorm, BatchNormConfig};
+use super::conv2d::{Conv2d, Conv2dConfig};
+use super::dense::Dense;
+use super::dropout::Dropout;
+use super::pad::Pad2d;
+use super::pool::{Pool2d, PoolConfig, PoolKind};
+use super::softmax_xent::SoftmaxXent;
+use super::spec::{LayerSpec, ModelSpec};
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::rng::Rng;
+use crate::{ensure, Error, Result};
+
+/// How a parameter is initialised (`Network::initial_params`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// He / Kaiming uniform: U(-sqrt(6 / fan_in), +sqrt(6 / fan_in)), for ReLU-family nets.
+    HeUniform { fan_in: usize },
+    Const(f32),
+}
+
+/// A trainable parameter: a view of the arena at an aligned offset.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// `conv2d_1.weight`, `batch_norm_1.gamma`, ...: the checkpoint's tensor names.
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Offset in the arena, in elements (a multiple of the device's binding alignment).
+    pub offset: usize,
+    pub init: Init,
+}
+
+impl Param {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+enum Op {
+    Conv(Conv2d),
+    Pool { op: Pool2d, argmax: Option<Tensor> },
+    Pad(Pad2d),
+    BatchNorm { op: BatchNorm, running_mean: Tensor, running_var: Tensor, saved: Tensor },
+    Act(Activation),
+    Dropout(Dropout),
+    Flatten,
+    Dense(Dense),
+}
+
+/// One built layer.
+pub struct Layer {
+    pub name: String,
+    pub spec: LayerSpec,
+    /// Input and output shapes, batch first.
+    pub in_shape: Vec<usize>,
+    pub out_shape: Vec<usize>,
+    /// Indices into `Network::params`.
+    pub params: Vec<usize>,
+    op: Op,
+}
+
+impl Layer {
+    /// Is this a convolution (Grad-CAM, filter ascent and filter outputs pick these)?
+    pub fn is_conv(&self) -> bool {
+        matches!(self.op, Op::Conv(_))
+    }
+}
+
+/// Options for `Network::build`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildOptions {
+    /// Also compute the gradient with respect to the input images (saliency maps, filter
+    /// ascent). Training does not need it.
+    pub input_grad: bool,
+}
+
+pub struct Network {
+    pub spec: ModelSpec,
+    pub batch: usize,
+    /// Per-sample input shape [C, H, W].
+    pub input_chw: [usize; 3],
+    pub classes: usize,
+    pub layers: Vec<Layer>,
+    pub params: Vec<Param>,
+    /// Flat parameter and gradient arenas (same length, padded for alignment).
+    pub arena: Tensor,
+    pub grads: Tensor,
+    /// Non-trainable state saved with the weights: BatchNorm running statistics.
+    pub buffers: Vec<(String, Tensor)>,
+    /// acts[0] is the input batch, acts[i + 1] the output of layer i.
+    acts: Vec<Tensor>,
+    /// dacts[i] is the gradient with respect to acts[i] (None where nothing needs it).
+    dacts: Vec<Option<Tensor>>,
+    labels: Tensor,
+    losses: Tensor,
+    correct: Tensor,
+    stats: Tensor,
+    probs: Tensor,
+    forward_train: Vec<Dispatch>,
+    forward_infer: Vec<Dispatch>,
+    loss: Vec<Dispatch>,
+    backward: Vec<Dispatch>,
+    probabilities: Dispatch,
+    /// Gradient outputs nothing reads (a first-layer BatchNorm's dx), kept alive with the
+    /// dispatches that write them.
+    scratch: Vec<Tensor>,
+}
+
+/// What `build_layer` derives from a spec before any buffer exists.
+struct Planned {
+    op: Op,
+    out_shape: Vec<usize>,
+    params: Vec<(String, Vec<usize>, Init)>,
+}
+
+fn plan_layer(gpu: &Gpu, name: &str, spec: &LayerSpec, in_shape: &[usize]) -> Result<Planned> {
+    let n = in_shape[0];
+    let p = |suffix: &str, shape: Vec<usize>, init| (format!("{name}.{suffix}"), shape, init);
+    Ok(match spec {
+        LayerSpec::Conv2d { filters, kernel, stride, padding, bias } => {
+            let cfg = Conv2dConfig {
+                in_channels: *in_shape.get(1).unwrap_or(&0),
+                out_channels: *filters,
+                kernel: kernel.hw(),
+                stride: stride.hw(),
+                padding: padding.resolve(),
+                bias: *bias,
+            };
+            let conv = Conv2d::new(gpu, name, cfg, in_shape)?;
+            let ws = conv.weight_shape();
+            let fan_in = ws[1] * ws[2] * ws[3];
+            let mut params = vec![p("weight", ws.to_vec(), Init::HeUniform { fan_in })];
+            if *bias {
+                params.push(p("bias", vec![*filters], Init::Const(0.0)));
+            }
+            Planned { out_shape: conv.output_shape.to_vec(), op: Op::Conv(conv), params }
+        }
+        LayerSpec::MaxPool { size, stride, padding } | LayerSpec::AvgPool { size, stride, padding } => {
+            let kind = if matches!(spec, LayerSpec::MaxPool { .. }) { PoolKind::Max } else { PoolKind::Avg };
+            let cfg = PoolConfig { kind, window: size.hw(), stride: stride.unwrap_or(*size).hw(), padding: padding.resolve() };
+            let op = Pool2d::new(gpu, name, cfg, in_shape)?;
+            let out_shape = op.output_shape.to_vec();
+            let argmax = if kind == PoolKind::Max { Some(gpu.tensor(&format!("{name}.argmax"), &out_shape)?) } else { None };
+            Planned { out_shape, op: Op::Pool { op, argmax }, params: vec![] }
+        }
+        LayerSpec::ZeroPad { pad } => {
+            let op = Pad2d::new(gpu, name, (pad[0], pad[1], pad[2], pad[3]), in_shape)?;
+            Planned { out_shape: op.output_shape.to_vec(), op: Op::Pad(op), params: vec![] }
+        }
+        LayerSpec::BatchNorm { eps, momentum } => {
+            let op = BatchNorm::new(gpu, name, BatchNormConfig { eps: *eps, momentum: *momentum }, in_shape)?;
+            let c = op.channels();
+            let running_mean = gpu.tensor(&format!("{name}.running_mean"), &[c])?;
+            let running_var = gpu.upload(&format!("{name}.running_var"), &[c], &vec![1.0f32; c])?;
+            let saved = gpu.tensor(&format!("{name}.saved"), &[2, c])?;
+            let params = vec![p("gamma", vec![c], Init::Const(1.0)), p("beta", vec![c], Init::Const(0.0))];
+            Planned { out_shape: in_shape.to_vec(), op: Op::BatchNorm { op, running_mean, running_var, saved }, params }
+        }
+        LayerSpec::Relu | LayerSpec::LeakyRelu { .. } | LayerSpec::Prelu => {
+            let kind = match spec {
+                LayerSpec::Relu => Kind::Relu,
+                LayerSpec::LeakyRelu { alpha } => Kind::LeakyRelu(*alpha),
+                _ => Kind::PRelu,
+            };
+            let op = Activation::new(gpu, name, kind, in_shape)?;
+            let params = op.param_shape().map(|s| vec![p("alpha", s, Init::Const(0.25))]).unwrap_or_default();
+            Planned { out_shape: in_shape.to_vec(), op: Op::Act(op), params }
+        }
+        LayerSpec::Dropout { rate } => {
+            let op = Dropout::new(gpu, name, *rate, in_shape)?;
+            Planned { out_shape: in_shape.to_vec(), op: Op::Dropout(op), params: vec![] }
+        }
+        LayerSpec::Flatten => Planned { out_shape: vec![n, in_shape[1..].iter().product()], op: Op::Flatten, params: vec![] },
+        LayerSpec::Dense { units, bias } => {
+            let features: usize = in_shape[1..].iter().product();
+            let op = Dense::new(gpu, name, features, *units, *bias, in_shape)?;
+            let mut params = vec![p("weight", op.weight_shape().to_vec(), Init::HeUniform { fan_in: features })];
+            if *bias {
+                params.push(p("bias", vec![*units], Init::Const(0.0)));
+            }
+            Planned { out_shape: op.output_shape().to_vec(), op: Op::Dense(op), params }
+        }
+    })
+}
+
+impl Network {
+    /// Build `spec` for inputs of per-sample shape `input_chw` and batch `batch`. Errors name
+    /// the layer whose shape or limit is violated.
+    pub fn build(gpu: &Gpu, spec: &ModelSpec, input_chw: [usize; 3], classes: usize, batch: usize, opts: BuildOptions) -> Result<Network> {
+        ensure!(batch > 0, "model {}: batch size must be positive", spec.name);
+        ensure!(!spec.layers.is_empty(), "model {}: has no layers", spec.name);
+        let names = spec.layer_names();
+        let mut shape = vec![batch, input_chw[0], input_chw[1], input_chw[2]];
+        let mut planned = Vec::with_capacity(spec.layers.len());
+        for (name, ls) in names.iter().zip(&spec.layers) {
+            let pl = plan_layer(gpu, name, ls, &shape).map_err(|e| e.context(format!("model {}", spec.name)))?;
+            shape = pl.out_shape.clone();
+            planned.push(pl);
+        }
+        ensure!(
+            shape == [batch, classes],
+            "model {}: the last layer ({}) outputs {:?}, expected logits [{batch}, {classes}] for {classes} classes",
+            spec.name,
+            names.last().unwrap(),
+            shape
+        );
+
+        // The arena: every parameter at an offset aligned for binding as a view.
+        let align = (gpu.limits().min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let mut params = Vec::new();
+        let mut total = 0usize;
+        let mut layer_params = Vec::new();
+        for pl in &planned {
+            let mut idx = Vec::new();
+            for (name, shape, init) in &pl.params {
+                idx.push(params.len());
+                params.push(Param { name: name.clone(), shape: shape.clone(), offset: total, init: *init });
+                total += shape.iter().product::<usize>().div_ceil(align) * align;
+            }
+            layer_params.push(idx);
+        }
+        let total = total.max(1);
+        let arena = gpu.tensor("params", &[total])?;
+        let grads = gpu.tensor("grads", &[total])?;
+
+        // Activations and their gradients. Flatten is a view of its input.
+        let mut acts = vec![gpu.tensor("input", &[batch, input_chw[0], input_chw[1], input_chw[2]])?];
+        let mut dacts: Vec<Option<Tensor>> =
+            vec![if opts.input_grad { Some(gpu.tensor("input.grad", acts[0].shape())?) } else { None }];
+        for (name, pl) in names.iter().zip(&planned) {
+            let prev = acts.last().unwrap();
+            let (out, dout) = if matches!(pl.op, Op::Flatten) {
+                let d = dacts.last().unwrap().as_ref().map(|d| d.reshape(&pl.out_shape)).transpose()?;
+                (prev.reshape(&pl.out_shape)?, d)
+            } else {
+                (gpu.tensor(&format!("{name}.out"), &pl.out_shape)?, Some(gpu.tensor(&format!("{name}.out.grad"), &pl.out_shape)?))
+            };
+            acts.push(out);
+            dacts.push(dout);
+        }
+        // A Flatten right after the input (a DNN) has no gradient buffer of its own: give its
+        // output one when later layers need it.
+        for i in 1..dacts.len() {
+            if dacts[i].is_none() {
+                dacts[i] = Some(gpu.tensor(&format!("{}.out.grad", names[i - 1]), acts[i].shape())?);
+            }
+        }
+
+        let layers: Vec<Layer> = names
+            .into_iter()
+            .zip(spec.layers.iter().cloned())
+            .zip(planned)
+            .zip(layer_params)
+            .enumerate()
+            .map(|(i, (((name, spec), pl), params))| Layer {
+                name,
+                spec,
+                in_shape: acts[i].shape().to_vec(),
+                out_shape: pl.out_shape,
+                params,
+                op: pl.op,
+            })
+            .collect();
+
+        let labels = gpu.tensor("labels", &[batch])?;
+        let losses = gpu.tensor("losses", &[batch])?;
+        let correct = gpu.tensor("correct", &[batch])?;
+        let stats = gpu.tensor("loss stats", &[2])?;
+        let probs = gpu.tensor("probabilities", &[batch, classes])?;
+        let buffers = layers
+            .iter()
+            .filter_map(|l| match &l.op {
+                Op::BatchNorm { running_mean, running_var, .. } => Some([
+                    (format!("{}.running_mean", l.name), running_mean.clone()),
+                    (format!("{}.running_var", l.name), running_var.clone()),
+                ]),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+
+        let xent = SoftmaxXent::new(gpu, "softmax_xent", &[batch, classes], batch)?;
+        let logits = acts.last().unwrap().clone();
+        let dlogits = dacts.last().unwrap().clone().expect("logits gradient");
+        let loss = vec![
+            xent.forward_backward(gpu, &dlogits, &losses, &correct, &logits, &labels)?,
+            xent.reduce(gpu, &stats, &losses, &correct)?,
+        ];
+        let probabilities = xent.probabilities(gpu, &probs, &logits)?;
+
+        let mut net = Network {
+            spec: spec.clone(),
+            batch,
+            input_chw,
+            classes,
+            layers,
+            params,
+            arena,
+            grads,
+            buffers,
+            acts,
+            dacts,
+            labels,
+            losses,
+            correct,
+            stats,
+            probs,
+            forward_train: vec![],
+            forward_infer: vec![],
+            loss,
+            backward: vec![],
+            probabilities,
+            scratch: vec![],
+        };
+        net.forward_train = net.record_forward(gpu, true)?;
+        net.forward_infer = net.record_forward(gpu, false)?;
+        let (backward, scratch) = net.record_backward(gpu)?;
+        net.backward = backward;
+        net.scratch = scratch;
+        Ok(net)
+    }
+
+    /// Views of parameter `i` in the arena and in the gradient arena.
+    pub fn param(&self, i: usize) -> Result<(Tensor, Tensor)> {
+        let p = &self.params[i];
+        Ok((self.arena.view(&p.name, p.offset, &p.shape)?, self.grads.view(&format!("{}.grad", p.name), p.offset, &p.shape)?))
+    }
+
+    fn layer_param(&self, layer: &Layer, k: usize) -> Result<(Tensor, Tensor)> {
+        self.param(layer.params[k])
+    }
+
+    fn record_forward(&self, gpu: &Gpu, train: bool) -> Result<Vec<Dispatch>> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (x, y) = (&self.acts[i], &self.acts[i + 1]);
+            match &layer.op {
+                Op::Conv(op) => {
+                    let w = self.layer_param(layer, 0)?.0;
+                    let b = if op.cfg.bias { Some(self.layer_param(layer, 1)?.0) } else { None };
+                    out.push(op.forward(gpu, x, &w, b.as_ref(), y)?);
+                }
+                Op::Pool { op, argmax } => out.push(op.forward(gpu, x, y, argmax.as_ref())?),
+                Op::Pad(op) => out.push(op.forward(gpu, x, y)?),
+                Op::BatchNorm { op, running_mean, running_var, saved } => {
+                    let (gamma, beta) = (self.layer_param(layer, 0)?.0, self.layer_param(layer, 1)?.0);
+                    if train {
+                        out.extend(op.forward_train(gpu, x, &gamma, &beta, running_mean, running_var, saved, y)?);
+                    } else {
+                        out.push(op.forward_infer(gpu, x, &gamma, &beta, running_mean, running_var, y)?);
+                    }
+                }
+                Op::Act(op) => {
+                    let alpha = if layer.params.is_empty() { None } else { Some(self.layer_param(layer, 0)?.0) };
+                    out.push(op.forward(gpu, x, alpha.as_ref(), y)?);
+                }
+                Op::Dropout(op) => out.push(op.forward(gpu, x, y, train)?),
+                Op::Flatten => {}
+                Op::Dense(op) => {
+                    let w = self.layer_param(layer, 0)?.0;
+                    let b = if op.bias { Some(self.layer_param(layer, 1)?.0) } else { None };
+                    out.push(op.forward(gpu, x, &w, b.as_ref(), y)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn record_backward(&self, gpu: &Gpu) -> Result<(Vec<Dispatch>, Vec<Tensor>)> {
+        let mut out = Vec::new();
+        let mut scratch = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate().rev() {
+            let x = &self.acts[i];
+            let dy = self.dacts[i + 1].as_ref().expect("output gradient");
+            let dx = self.dacts[i].as_ref();
+            match &layer.op {
+                Op::Conv(op) => {
+                    let (w, dw) = self.layer_param(layer, 0)?;
+                    out.extend(op.backward_weight(gpu, &dw, dy, x, false)?);
+                    if op.cfg.bias {
+                        out.push(op.backward_bias(gpu, &self.layer_param(layer, 1)?.1, dy, false)?);
+                    }
+                    if let Some(dx) = dx {
+                        out.push(op.backward_input(gpu, dx, dy, &w)?);
+                    }
+                }
+                Op::Pool { op, argmax } => {
+                    if let Some(dx) = dx {
+                        out.push(op.backward(gpu, dx, dy, argmax.as_ref())?);
+                    }
+                }
+                Op::Pad(op) => {
+                    if let Some(dx) = dx {
+                        out.push(op.backward(gpu, dx, dy)?);
+                    }
+                }
+                Op::BatchNorm { op, saved, .. } => {
+                    let ((gamma, dgamma), (_, dbeta)) = (self.layer_param(layer, 0)?, self.layer_param(layer, 1)?);
+                    // The BN backward always produces dx; without a consumer it goes to a scratch.
+                    let dx = match dx {
+                        Some(d) => d.clone(),
+                        None => {
+                            scratch.push(gpu.tensor(&format!("{}.in.grad", layer.name), x.shape())?);
+                            scratch.last().unwrap().clone()
+                        }
+                    };
+                    out.extend(op.backward(gpu, &dx, &dgamma, &dbeta, dy, x, &gamma, saved, false)?);
+                }
+                Op::Act(op) => {
+                    let alpha = if layer.params.is_empty() { None } else { Some(self.layer_param(layer, 0)?) };
+                    if let Some((_, dalpha)) = &alpha {
+                        out.push(op.backward_alpha(gpu, dalpha, dy, x, false)?);
+                    }
+                    if let Some(dx) = dx {
+                        out.push(op.backward_input(gpu, dx, dy, x, alpha.as_ref().map(|a| &a.0))?);
+                    }
+                }
+                Op::Dropout(op) => {
+                    if let Some(dx) = dx {
+                        out.push(op.backward(gpu, dx, dy)?);
+                    }
+                }
+                Op::Flatten => {}
+                Op::Dense(op) => {
+                    let (w, dw) = self.layer_param(layer, 0)?;
+                    out.push(op.backward_weight(gpu, &dw, dy, x, false)?);
+                    if op.bias {
+                        out.push(op.backward_bias(gpu, &self.layer_param(layer, 1)?.1, dy, false)?);
+                    }
+                    if let Some(dx) = dx {
+                        out.push(op.backward_input(gpu, dx, dy, &w)?);
+                    }
+                }
+            }
+        }
+        Ok((out, scratch))
+    }
+
+    /// Initial parameter values for the whole arena (He-uniform weights, zero biases, unit
+    /// BN scale, PReLU 0.25), deterministic in `seed`. Padding between parameters is 0.
+    pub fn initial_params(&self, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        let mut arena = vec![0.0f32; self.arena.len()];
+        for p in &self.params {
+            let dst = &mut arena[p.offset..p.offset + p.len()];
+            match p.init {
+                Init::HeUniform { fan_in } => {
+                    let limit = (6.0 / fan_in.max(1) as f64).sqrt();
+                    dst.iter_mut().for_each(|v| *v = rng.range(-limit, limit) as f32);
+                }
+                Init::Const(c) => dst.fill(c),
+            }
+        }
+        arena
+    }
+
+    /// Write `initial_params(seed)` to the GPU and reset BN running statistics.
+    pub fn init(&self, gpu: &Gpu, seed: u64) -> Result<()> {
+        gpu.write(&self.arena, &self.initial_params(seed))?;
+        for (name, t) in &self.buffers {
+            let v = if name.ends_with("running_var") { 1.0 } else { 0.0 };
+            gpu.write(t, &vec![v; t.len()])?;
+        }
+        Ok(())
+    }
+
+    /// Upload one batch: `images` is [batch, C, H, W] flattened, `labels` one class each.
+    pub fn set_batch(&self, gpu: &Gpu, images: &[f32], labels: &[u32]) -> Result<()> {
+        ensure!(
+            images.len() == self.acts[0].len(),
+            "model {}: batch of {} values, expected {} ({:?})",
+            self.spec.name,
+            images.len(),
+            self.acts[0].len(),
+            self.acts[0].shape()
+        );
+        self.set_labels(gpu, labels)?;
+        gpu.write(&self.acts[0], images)
+    }
+
+    /// Upload labels only (the images are already on the GPU, e.g. from augmentation).
+    pub fn set_labels(&self, gpu: &Gpu, labels: &[u32]) -> Result<()> {
+        ensure!(labels.len() == self.batch, "model {}: {} labels for a batch of {}", self.spec.name, labels.len(), self.batch);
+        if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= self.classes) {
+            return Err(Error::new(format!("label {l} at batch position {i} is outside the {} classes", self.classes)));
+        }
+        gpu.write(&self.labels, labels)
+    }
+
+    /// New dropout masks for the next step (no buffers or bind groups are created).
+    pub fn set_dropout_seed(&self, gpu: &Gpu, seed: u32) {
+        for (i, l) in self.layers.iter().enumerate() {
+            if let Op::Dropout(d) = &l.op {
+                d.set_seed(gpu, seed.wrapping_mul(0x9E37_79B9).wrapping_add(i as u32));
+            }
+        }
+    }
+
+    /// Forward (training mode), loss and gradient, backward: what one step records before
+    /// the optimizer.
+    pub fn train_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
+        self.forward_train.iter().chain(&self.loss).chain(&self.backward)
+    }
+
+    /// Inference forward, then softmax probabilities.
+    pub fn infer_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
+        self.forward_infer.iter().chain(std::iter::once(&self.probabilities))
+    }
+
+    /// Inference forward, loss and accuracy statistics (validation).
+    pub fn eval_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
+        self.forward_infer.iter().chain(&self.loss)
+    }
+
+    /// (mean loss, number correct) of the last recorded loss pass: reads 8 bytes.
+    pub fn read_stats(&self, gpu: &Gpu) -> Result<(f32, f32)> {
+        let s = gpu.read(&self.stats)?;
+        Ok((s[0], s[1]))
+    }
+
+    pub fn input(&self) -> &Tensor {
+        &self.acts[0]
+    }
+    pub fn input_grad(&self) -> Option<&Tensor> {
+        self.dacts[0].as_ref()
+    }
+    pub fn logits(&self) -> &Tensor {
+        self.acts.last().unwrap()
+    }
+    pub fn probabilities(&self) -> &Tensor {
+        &self.probs
+    }
+    pub fn labels(&self) -> &Tensor {
+        &self.labels
+    }
+    /// Output of layer `i` and its gradient.
+    pub fn activation(&self, i: usize) -> (&Tensor, Option<&Tensor>) {
+        (&self.acts[i + 1], self.dacts[i + 1].as_ref())
+    }
+    /// Per-sample losses and correct flags of the last loss pass.
+    pub fn per_sample(&self) -> (&Tensor, &Tensor) {
+        (&self.losses, &self.correct)
+    }
+
+    /// Trainable and non-trainable parameter counts (Keras counts BN running stats as
+    /// non-trainable).
+    pub fn param_counts(&self) -> (usize, usize) {
+        (self.params.iter().map(Param::len).sum(), self.buffers.iter().map(|(_, t)| t.len()).sum())
+    }
+
+    /// A Keras `model.summary()`-style table.
+    pub fn summary(&self) -> String {
+        let mut s = format!("Model: \"{}\"\n", self.spec.name);
+        let rule = "-".repeat(72);
+        s += &format!("{rule}\n{:<28}{:<28}{:>16}\n{rule}\n", "Layer (type)", "Output Shape", "Param #");
+        for l in &self.layers {
+            let count: usize = l.params.iter().map(|&i| self.params[i].len()).sum::<usize>()
+                + self.buffers.iter().filter(|(n, _)| n.starts_with(&format!("{}.", l.name))).map(|(_, t)| t.len()).sum::<usize>();
+            let shape = format!("(None, {})", l.out_shape[1..].iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
+            s += &format!("{:<28}{:<28}{:>16}\n", format!("{} ({})", l.name, l.spec.kind_name()), shape, count);
+        }
+        let (t, nt) = self.param_counts();
+        s += &format!("{rule}\nTotal params: {}\nTrainable params: {t}\nNon-trainable params: {nt}\n{rule}\n", t + nt);
+        s
+    }
+}
