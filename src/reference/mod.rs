@@ -60,7 +60,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
 }
 
 /// Central finite differences of a scalar function: d f / d x[i] for every i.
-pub fn numeric_grad(f: impl Fn(&[f64]) -> f64, x: &[f64], eps: f64) -> Vec<f64> {
+pub fn numeric_grad(mut f: impl FnMut(&[f64]) -> f64, x: &[f64], eps: f64) -> Vec<f64> {
     let mut x = x.to_vec();
     (0..x.len())
         .map(|i| {
