@@ -1,1 +1,160 @@
-// batchnorm: not written yet
+// Batch normalization, per channel over the batch and spatial positions.
+//
+// Shapes: x, y, dx, dy are [N, C, S] flattened (S = H*W for images, 1 after a dense layer);
+// M = N*S values per channel. gamma, beta, running_mean, running_var, dgamma, dbeta are [C];
+// saved is [2, C] = (batch mean, inv_std = 1 / sqrt(biased batch var + eps));
+// sums is [2, C] = (sum dy, sum dy * xhat) of the current batch (scratch owned by the op).
+//
+// batchnorm_stats           one workgroup per channel: mean, var -> saved; running stats
+//                           (Keras: running = momentum * running + (1 - momentum) * batch).
+//                           Overwrites saved; updates running_mean / running_var in place.
+// batchnorm_forward_train   y = gamma * (x - mean) * inv_std + beta. Overwrites y.
+// batchnorm_forward_infer   y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta.
+//                           Overwrites y.
+// batchnorm_backward_params one workgroup per channel, xhat = (x - mean) * inv_std:
+//                           dbeta[c]  = sum dy
+//                           dgamma[c] = sum dy * xhat
+//                           Overwrites sums; overwrites dgamma / dbeta, or adds to them with
+//                           ACCUMULATE = true (batch chunks). sums never accumulate: dx needs
+//                           this batch's sums only.
+// batchnorm_backward_input  dx = gamma * inv_std * (dy - sum_dy / M - xhat * sum_dy_xhat / M).
+//                           Overwrites dx.
+// Elementwise kernels: one invocation per element, 1-D index over a 2-D grid when the count
+// exceeds max_compute_workgroups_per_dimension * WG (see Gpu::groups_1d).
+
+struct Params {
+    n: u32,         // N*C*S elements
+    c: u32,         // channels
+    s: u32,         // spatial size per channel
+    m: u32,         // N*S values per channel
+    eps: f32,
+    momentum: f32,
+}
+
+const WG: u32 = 256u;
+override ACCUMULATE: bool = false;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> beta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> running_var: array<f32>;
+// saved: written by batchnorm_stats (saved_out), read by the others (saved).
+@group(0) @binding(7) var<storage, read_write> saved_out: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(9) var<storage, read> dy: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(11) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(12) var<storage, read_write> sums: array<f32>;
+// Inference reads the running statistics without writing them (so they may be bound
+// read-only alongside other read-only views of the same buffer).
+@group(0) @binding(13) var<storage, read> infer_mean: array<f32>;
+@group(0) @binding(14) var<storage, read> infer_var: array<f32>;
+@group(0) @binding(15) var<storage, read> saved: array<f32>;
+
+fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+// Flat index of the k-th value (k in [0, M)) of channel c.
+fn at(k: u32, c: u32) -> u32 {
+    return ((k / p.s) * p.c + c) * p.s + k % p.s;
+}
+
+// Tree reduction over the workgroup; every invocation gets the total. The trailing barrier
+// lets the next call reuse `red` safely.
+var<workgroup> red: array<vec2<f32>, WG>;
+
+fn reduce2(v: vec2<f32>, lid: u32) -> vec2<f32> {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            red[lid] += red[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+// Shifted two-pass statistics, stable for inputs with a large mean: pass 1 sums x - K with
+// K = the channel's first value (exact in f32 when x is near K), giving mean0; pass 2 sums
+// d = x - mean0 and d^2, and corrects for the rounding of mean0:
+// mean = mean0 + sum d / M, var = sum d^2 / M - (sum d / M)^2.
+@compute @workgroup_size(WG)
+fn batchnorm_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wid.x;
+    let inv_m = 1.0 / f32(p.m);
+    let shift = x[c * p.s];
+    var a = 0.0;
+    for (var k = lid.x; k < p.m; k += WG) {
+        a += x[at(k, c)] - shift;
+    }
+    let mean0 = shift + reduce2(vec2<f32>(a, 0.0), lid.x).x * inv_m;
+    var b = vec2<f32>(0.0);
+    for (var k = lid.x; k < p.m; k += WG) {
+        let d = x[at(k, c)] - mean0;
+        b += vec2<f32>(d, d * d);
+    }
+    let t = reduce2(b, lid.x);
+    if (lid.x == 0u) {
+        let md = t.x * inv_m;
+        let mean = mean0 + md;
+        let variance = max(t.y * inv_m - md * md, 0.0);
+        saved_out[c] = mean;
+        saved_out[p.c + c] = 1.0 / sqrt(variance + p.eps);
+        running_mean[c] = p.momentum * running_mean[c] + (1.0 - p.momentum) * mean;
+        running_var[c] = p.momentum * running_var[c] + (1.0 - p.momentum) * variance;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_forward_train(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let c = (i / p.s) % p.c;
+    y[i] = gamma[c] * ((x[i] - saved[c]) * saved[p.c + c]) + beta[c];
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_forward_infer(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let c = (i / p.s) % p.c;
+    y[i] = gamma[c] * ((x[i] - infer_mean[c]) / sqrt(infer_var[c] + p.eps)) + beta[c];
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wid.x;
+    let mean = saved[c];
+    let inv_std = saved[p.c + c];
+    var a = vec2<f32>(0.0);
+    for (var k = lid.x; k < p.m; k += WG) {
+        let i = at(k, c);
+        let g = dy[i];
+        a += vec2<f32>(g, g * ((x[i] - mean) * inv_std));
+    }
+    let t = reduce2(a, lid.x);
+    if (lid.x == 0u) {
+        sums[c] = t.x;
+        sums[p.c + c] = t.y;
+        dbeta[c] = select(0.0, dbeta[c], ACCUMULATE) + t.x;
+        dgamma[c] = select(0.0, dgamma[c], ACCUMULATE) + t.y;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let c = (i / p.s) % p.c;
+    let inv_m = 1.0 / f32(p.m);
+    let inv_std = saved[p.c + c];
+    let xhat = (x[i] - saved[c]) * inv_std;
+    dx[i] = gamma[c] * inv_std * (dy[i] - sums[c] * inv_m - xhat * (sums[p.c + c] * inv_m));
+}

@@ -1,1 +1,206 @@
-//! batchnorm: not written yet.
+//! Batch normalization (Keras semantics) over `[N, C, H, W]` (per channel over N*H*W) or
+//! `[N, F]` (per feature over N). Kernels: shaders/batchnorm.wgsl. Reference:
+//! src/reference/batchnorm.rs.
+//!
+//! Parameters gamma, beta `[C]`; buffers running_mean, running_var `[C]`; `saved` `[2, C]` =
+//! (batch mean, inv_std = 1 / sqrt(biased batch var + eps)) written by the training forward
+//! and read by the backward.
+
+use super::{accumulate_constant, nc_s, u32_of};
+use crate::gpu::{shaders::BATCHNORM, Dispatch, Gpu, Tensor};
+use crate::{ensure, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchNormConfig {
+    /// Added to the variance before the square root (Keras default 1e-3).
+    pub eps: f32,
+    /// running = momentum * running + (1 - momentum) * batch statistic (Keras default 0.99).
+    pub momentum: f32,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        BatchNormConfig { eps: 1e-3, momentum: 0.99 }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    c: u32,
+    s: u32,
+    m: u32,
+    eps: f32,
+    momentum: f32,
+}
+
+const WG: u32 = 256;
+
+pub struct BatchNorm {
+    pub name: String,
+    pub cfg: BatchNormConfig,
+    /// Input (= output) shape, batch first.
+    pub shape: Vec<usize>,
+    c: usize,
+    params: wgpu::Buffer,
+    /// [2, C]: (sum dy, sum dy * xhat) of the batch the last backward saw. dx needs the
+    /// batch's own sums even when dgamma / dbeta accumulate over chunks.
+    sums: Tensor,
+}
+
+impl BatchNorm {
+    /// `input_shape` is `[N, C, ...spatial]` or `[N, F]`.
+    pub fn new(gpu: &Gpu, name: &str, cfg: BatchNormConfig, input_shape: &[usize]) -> Result<Self> {
+        let (n, c, s) = nc_s(name, input_shape)?;
+        ensure!(cfg.eps.is_finite() && cfg.eps > 0.0, "layer {name}: batch norm eps must be positive and finite, got {}", cfg.eps);
+        ensure!(
+            (0.0..=1.0).contains(&cfg.momentum),
+            "layer {name}: batch norm momentum must be in [0, 1], got {}",
+            cfg.momentum
+        );
+        let p = Params {
+            n: u32_of(name, "elements", n * c * s)?,
+            c: u32_of(name, "channels", c)?,
+            s: u32_of(name, "spatial size", s)?,
+            m: u32_of(name, "values per channel", n * s)?,
+            eps: cfg.eps,
+            momentum: cfg.momentum,
+        };
+        let params = gpu.uniform(&format!("{name} params"), &p);
+        let sums = gpu.tensor(&format!("{name} batch sums"), &[2, c])?;
+        Ok(BatchNorm { name: name.to_string(), cfg, shape: input_shape.to_vec(), c, params, sums })
+    }
+
+    pub fn channels(&self) -> usize {
+        self.c
+    }
+
+    fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    fn per_channel(&self, role: &str, t: &Tensor) -> Result<()> {
+        t.expect_shape(&self.name, role, &[self.c])
+    }
+
+    fn dispatch(&self, gpu: &Gpu, entry: &str, constants: &[(&str, f64)], bindings: &[(u32, &Tensor)], groups: [u32; 3]) -> Result<Dispatch> {
+        let label = format!("{} {entry}", self.name);
+        let mut b: Vec<(u32, wgpu::BindingResource)> = vec![(0, self.params.as_entire_binding())];
+        b.extend(bindings.iter().map(|(i, t)| (*i, t.binding())));
+        Dispatch::new(gpu, &label, &BATCHNORM, entry, constants, &b, groups)
+    }
+
+    fn elementwise_groups(&self, gpu: &Gpu, entry: &str) -> Result<[u32; 3]> {
+        gpu.groups_1d(&format!("{} {entry}", self.name), self.len() as u64, WG)
+    }
+
+    fn channel_groups(&self) -> Result<[u32; 3]> {
+        Ok([u32_of(&self.name, "channels", self.c)?, 1, 1])
+    }
+
+    /// Training forward: batch statistics -> `saved` (overwritten), running stats updated in
+    /// place (Keras momentum rule, biased batch variance), then y = gamma * xhat + beta
+    /// (overwritten). Two dispatches: per-channel statistics, elementwise normalize.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_train(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        saved: &Tensor,
+        y: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        x.expect_shape(&self.name, "input", &self.shape)?;
+        self.per_channel("gamma", gamma)?;
+        self.per_channel("beta", beta)?;
+        self.per_channel("running mean", running_mean)?;
+        self.per_channel("running variance", running_var)?;
+        saved.expect_shape(&self.name, "saved statistics", &[2, self.c])?;
+        y.expect_len(&self.name, "output", self.len())?;
+        let stats = self.dispatch(
+            gpu,
+            "batchnorm_stats",
+            &[],
+            &[(1, x), (5, running_mean), (6, running_var), (7, saved)],
+            self.channel_groups()?,
+        )?;
+        let groups = self.elementwise_groups(gpu, "batchnorm_forward_train")?;
+        let norm = self.dispatch(gpu, "batchnorm_forward_train", &[], &[(1, x), (2, y), (3, gamma), (4, beta), (15, saved)], groups)?;
+        Ok(vec![stats, norm])
+    }
+
+    /// Inference forward: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta.
+    /// Overwrites y; reads the running statistics only.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_infer(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        y: &Tensor,
+    ) -> Result<Dispatch> {
+        x.expect_shape(&self.name, "input", &self.shape)?;
+        self.per_channel("gamma", gamma)?;
+        self.per_channel("beta", beta)?;
+        self.per_channel("running mean", running_mean)?;
+        self.per_channel("running variance", running_var)?;
+        y.expect_len(&self.name, "output", self.len())?;
+        let groups = self.elementwise_groups(gpu, "batchnorm_forward_infer")?;
+        self.dispatch(
+            gpu,
+            "batchnorm_forward_infer",
+            &[],
+            &[(1, x), (2, y), (3, gamma), (4, beta), (13, running_mean), (14, running_var)],
+            groups,
+        )
+    }
+
+    /// Training-mode backward, with `saved` from this batch's `forward_train`:
+    /// dbeta = sum dy, dgamma = sum dy * xhat (overwritten, or added to when `accumulate`),
+    /// dx = gamma * inv_std / M * (M * dy - sum dy - xhat * sum dy * xhat) (overwritten; uses
+    /// this batch's sums only). Two dispatches: per-channel sums, elementwise dx.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        dx: &Tensor,
+        dgamma: &Tensor,
+        dbeta: &Tensor,
+        dy: &Tensor,
+        x: &Tensor,
+        gamma: &Tensor,
+        saved: &Tensor,
+        accumulate: bool,
+    ) -> Result<Vec<Dispatch>> {
+        dx.expect_len(&self.name, "input gradient", self.len())?;
+        self.per_channel("gamma gradient", dgamma)?;
+        self.per_channel("beta gradient", dbeta)?;
+        dy.expect_len(&self.name, "output gradient", self.len())?;
+        x.expect_len(&self.name, "saved input", self.len())?;
+        self.per_channel("gamma", gamma)?;
+        saved.expect_shape(&self.name, "saved statistics", &[2, self.c])?;
+        let params = self.dispatch(
+            gpu,
+            "batchnorm_backward_params",
+            &[accumulate_constant(accumulate)],
+            &[(10, dgamma), (11, dbeta), (12, &self.sums), (9, dy), (1, x), (15, saved)],
+            self.channel_groups()?,
+        )?;
+        let groups = self.elementwise_groups(gpu, "batchnorm_backward_input")?;
+        let input = self.dispatch(
+            gpu,
+            "batchnorm_backward_input",
+            &[],
+            &[(8, dx), (9, dy), (1, x), (3, gamma), (15, saved), (12, &self.sums)],
+            groups,
+        )?;
+        Ok(vec![params, input])
+    }
+}

@@ -1,1 +1,301 @@
-// batchnorm kernel tests: not written yet.
+use crate::common::{rand, read, up, zeros, ATOL, RTOL};
+use crate::gpu;
+use mien::gpu::Gpu;
+use mien::nn::batchnorm::{BatchNorm, BatchNormConfig};
+use mien::reference::{assert_close, batchnorm as r, f64s};
+use mien::rng::Rng;
+
+/// Batch 1 with spatial > 1, odd spatial 7x5, dense [N, F] (S = 1), 1 / 3 / 64+ channels,
+/// per-channel counts (M = N*S) below, above and not a multiple of the 256-wide workgroup
+/// (572, 969), element counts that are not multiples of 256, and M = 1 ([1, F]: zero
+/// variance, y = beta, dx = 0).
+const SHAPES: &[&[usize]] = &[
+    &[1, 4],
+    &[1, 3, 7, 5],
+    &[2, 1, 7, 5],
+    &[5, 17],
+    &[2, 64, 3, 3],
+    &[3, 65, 5, 7],
+    &[4, 1, 13, 11],
+    &[3, 2, 17, 19],
+];
+
+/// Host copies (f32 as uploaded, and the same values in f64) of one layer's inputs.
+struct Case {
+    shape: Vec<usize>,
+    c: usize,
+    s: usize,
+    x: Vec<f32>,
+    dy: Vec<f32>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    rm: Vec<f32>,
+    rv: Vec<f32>,
+}
+
+impl Case {
+    fn new(rng: &mut Rng, shape: &[usize], offset: f32) -> Case {
+        let n: usize = shape.iter().product();
+        let (c, s) = (shape[1], shape[2..].iter().product::<usize>());
+        let x = rand(rng, n).0.into_iter().map(|v| v + offset).collect();
+        let dy = rand(rng, n).0;
+        let gamma = rng.vec_f32(c, 0.5, 1.5);
+        let beta = rand(rng, c).0;
+        let rm = rand(rng, c).0;
+        let rv = rng.vec_f32(c, 0.5, 1.5);
+        Case { shape: shape.to_vec(), c, s, x, dy, gamma, beta, rm, rv }
+    }
+    fn m(&self) -> usize {
+        self.x.len() / self.c
+    }
+}
+
+/// GPU tensors for a case.
+struct Tensors {
+    x: mien::Tensor,
+    dy: mien::Tensor,
+    gamma: mien::Tensor,
+    beta: mien::Tensor,
+    rm: mien::Tensor,
+    rv: mien::Tensor,
+    saved: mien::Tensor,
+    y: mien::Tensor,
+    dx: mien::Tensor,
+    dgamma: mien::Tensor,
+    dbeta: mien::Tensor,
+}
+
+impl Tensors {
+    fn new(gpu: &Gpu, k: &Case) -> Tensors {
+        let c = [k.c];
+        Tensors {
+            x: up(gpu, "x", &k.shape, &k.x),
+            dy: up(gpu, "dy", &k.shape, &k.dy),
+            gamma: up(gpu, "gamma", &c, &k.gamma),
+            beta: up(gpu, "beta", &c, &k.beta),
+            rm: up(gpu, "running_mean", &c, &k.rm),
+            rv: up(gpu, "running_var", &c, &k.rv),
+            saved: zeros(gpu, "saved", &[2, k.c]),
+            y: zeros(gpu, "y", &k.shape),
+            dx: zeros(gpu, "dx", &k.shape),
+            dgamma: zeros(gpu, "dgamma", &c),
+            dbeta: zeros(gpu, "dbeta", &c),
+        }
+    }
+}
+
+/// Tolerances of one `check_all` run.
+struct Tol {
+    /// Saved batch mean vs the exact f64 mean: (atol, rtol).
+    mean: (f64, f64),
+    /// Saved inv_std vs exact.
+    inv_std: (f64, f64),
+    /// y and dx vs the reference with exact statistics (end to end).
+    y_dx: (f64, f64),
+    /// dgamma / dbeta vs the reference with exact statistics, given M.
+    dparam: fn(usize) -> (f64, f64),
+}
+
+/// Training forward, inference forward and backward of every shape against the reference;
+/// `offset` shifts the inputs (large mean). Everything computed from the GPU's own saved
+/// statistics (y, dx, dgamma, dbeta) is also checked at ATOL / RTOL against the reference
+/// fed those same f32 statistics, which isolates the kernels' arithmetic from the rounding
+/// of the statistics themselves.
+fn check_all(gpu: &Gpu, rng: &mut Rng, shapes: &[&[usize]], offset: f32, tol: Tol) {
+    let cfg = BatchNormConfig::default();
+    let (eps, mom) = (cfg.eps as f64, cfg.momentum as f64);
+    for shape in shapes {
+        let k = Case::new(rng, shape, offset);
+        let t = Tensors::new(gpu, &k);
+        let bn = BatchNorm::new(gpu, "bn", cfg, shape).unwrap();
+        assert_eq!(bn.channels(), k.c);
+        let mut steps = bn.forward_train(gpu, &t.x, &t.gamma, &t.beta, &t.rm, &t.rv, &t.saved, &t.y).unwrap();
+        steps.extend(bn.backward(gpu, &t.dx, &t.dgamma, &t.dbeta, &t.dy, &t.x, &t.gamma, &t.saved, false).unwrap());
+        gpu.run(&steps).unwrap();
+
+        let (x, g, b, dy) = (f64s(&k.x), f64s(&k.gamma), f64s(&k.beta), f64s(&k.dy));
+        let f = r::forward_train(&x, &g, &b, &f64s(&k.rm), &f64s(&k.rv), k.s, eps, mom);
+        let what = |w: &str| format!("{w} {shape:?} offset {offset}");
+        let saved = read(gpu, &t.saved);
+        let (gpu_mean, gpu_inv_std) = (f64s(&saved[..k.c]), f64s(&saved[k.c..]));
+        assert_close(&what("saved mean"), &saved[..k.c], &f.mean, tol.mean.0, tol.mean.1);
+        assert_close(&what("saved inv_std"), &saved[k.c..], &f.inv_std, tol.inv_std.0, tol.inv_std.1);
+        assert_close(&what("running mean"), &read(gpu, &t.rm), &f.running_mean, ATOL, RTOL);
+        assert_close(&what("running var"), &read(gpu, &t.rv), &f.running_var, ATOL, RTOL);
+
+        let (y, dx, dgamma, dbeta) = (read(gpu, &t.y), read(gpu, &t.dx), read(gpu, &t.dgamma), read(gpu, &t.dbeta));
+        // End to end, against exact statistics.
+        let (want_dx, want_dg, want_db) = r::backward(&dy, &x, &g, &f.mean, &f.inv_std, k.s);
+        let (yt, dt) = (tol.y_dx, (tol.dparam)(k.m()));
+        assert_close(&what("train y"), &y, &f.y, yt.0, yt.1);
+        assert_close(&what("dx"), &dx, &want_dx, yt.0, yt.1);
+        assert_close(&what("dgamma"), &dgamma, &want_dg, dt.0, dt.1);
+        assert_close(&what("dbeta"), &dbeta, &want_db, dt.0, dt.1);
+        // Kernel arithmetic, against the GPU's own statistics.
+        let want_y = r::normalize(&x, &g, &b, &gpu_mean, &gpu_inv_std, k.s);
+        let (want_dx, want_dg, want_db) = r::backward(&dy, &x, &g, &gpu_mean, &gpu_inv_std, k.s);
+        assert_close(&what("train y (GPU stats)"), &y, &want_y, ATOL, RTOL);
+        assert_close(&what("dx (GPU stats)"), &dx, &want_dx, ATOL, RTOL);
+        assert_close(&what("dgamma (GPU stats)"), &dgamma, &want_dg, ATOL, RTOL);
+        assert_close(&what("dbeta (GPU stats)"), &dbeta, &want_db, ATOL, RTOL);
+
+        // Inference with the updated running statistics (read back, so exactly what the GPU
+        // holds).
+        let (rm, rv) = (read(gpu, &t.rm), read(gpu, &t.rv));
+        gpu.run(&[bn.forward_infer(gpu, &t.x, &t.gamma, &t.beta, &t.rm, &t.rv, &t.y).unwrap()]).unwrap();
+        let want = r::forward_infer(&x, &g, &b, &f64s(&rm), &f64s(&rv), k.s, eps);
+        assert_close(&what("infer y"), &read(gpu, &t.y), &want, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn batchnorm_matches_reference() {
+    let gpu = gpu!();
+    let mut rng = Rng::new(21);
+    let strict = (ATOL, RTOL);
+    check_all(gpu, &mut rng, SHAPES, 0.0, Tol { mean: strict, inv_std: strict, y_dx: strict, dparam: |_| (ATOL, RTOL) });
+}
+
+#[test]
+fn batchnorm_statistics_are_stable_for_a_large_mean() {
+    // x = 1000 + U(-1, 1). A one-pass E[x^2] - E[x]^2 in f32 would lose the variance (~0.33)
+    // entirely to cancellation against 1e6; the shifted two-pass kernel keeps inv_std to
+    // f32 precision (checked to 1e-5 relative, seen ~1e-7).
+    // The mean itself is stored as f32, whose ulp at 1000 is 2^-14 = 6.1e-5: it can be off
+    // by half an ulp (checked to within one ulp). That rounding d shifts every xhat of the
+    // channel by d * inv_std <= 5.3e-5, so end to end (vs exact statistics):
+    // y is off by up to gamma * 5.3e-5 <= 8e-5 (atol 2e-4); dgamma by d * inv_std * sum dy,
+    // with |sum dy| ~ 0.58 sqrt(M) for U(-1, 1) dy (atol 2e-4 * sqrt(M), ~3 sigma of margin).
+    // dx and dbeta do not depend on that shift to first order. check_all also verifies all
+    // of them at ATOL / RTOL against the reference fed the GPU's own f32 statistics.
+    let gpu = gpu!();
+    let mut rng = Rng::new(22);
+    let shapes: &[&[usize]] = &[&[4, 3, 9, 7], &[64, 5], &[1, 2, 7, 5], &[3, 1, 17, 19]];
+    let tol = Tol {
+        mean: (2f64.powi(-14), 0.0),
+        inv_std: (0.0, 1e-5),
+        y_dx: (2e-4, RTOL),
+        dparam: |m| (2e-4 * (m as f64).sqrt(), RTOL),
+    };
+    check_all(gpu, &mut rng, shapes, 1000.0, tol);
+}
+
+#[test]
+fn running_statistics_update_every_step() {
+    let gpu = gpu!();
+    let mut rng = Rng::new(23);
+    let shape = [3usize, 5, 7, 5];
+    let k = Case::new(&mut rng, &shape, 0.25);
+    let t = Tensors::new(gpu, &k);
+    let cfg = BatchNormConfig { eps: 1e-5, momentum: 0.9 };
+    let bn = BatchNorm::new(gpu, "bn", cfg, &shape).unwrap();
+    let steps = bn.forward_train(gpu, &t.x, &t.gamma, &t.beta, &t.rm, &t.rv, &t.saved, &t.y).unwrap();
+    // Replaying the same dispatches three times applies the momentum rule three times.
+    let (x, g, b) = (f64s(&k.x), f64s(&k.gamma), f64s(&k.beta));
+    let (mut rm, mut rv) = (f64s(&k.rm), f64s(&k.rv));
+    for step in 0..3 {
+        gpu.run(&steps).unwrap();
+        let f = r::forward_train(&x, &g, &b, &rm, &rv, k.s, 1e-5, 0.9);
+        (rm, rv) = (f.running_mean, f.running_var);
+        assert_close(&format!("running mean after {} steps", step + 1), &read(gpu, &t.rm), &rm, ATOL, RTOL);
+        assert_close(&format!("running var after {} steps", step + 1), &read(gpu, &t.rv), &rv, ATOL, RTOL);
+        assert_close(&format!("train y step {}", step + 1), &read(gpu, &t.y), &f.y, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn parameter_gradients_accumulate_and_dx_uses_its_own_batch() {
+    let gpu = gpu!();
+    let mut rng = Rng::new(24);
+    let cfg = BatchNormConfig::default();
+    // Two batch chunks of one step, each normalized by its own statistics (what a chunked
+    // step computes): dgamma / dbeta are the sums over chunks, each chunk's dx its own.
+    let chunks = [Case::new(&mut rng, &[1, 3, 7, 5], 0.0), Case::new(&mut rng, &[2, 3, 7, 5], 0.0)];
+    let (dgamma, dbeta) = (zeros(gpu, "dgamma", &[3]), zeros(gpu, "dbeta", &[3]));
+    let (mut want_g, mut want_b) = (vec![0.0; 3], vec![0.0; 3]);
+    for (i, k) in chunks.iter().enumerate() {
+        let t = Tensors::new(gpu, k);
+        // Same parameters for both chunks.
+        let (g, b) = (f64s(&chunks[0].gamma), f64s(&chunks[0].beta));
+        gpu.write(&t.gamma, &chunks[0].gamma).unwrap();
+        gpu.write(&t.beta, &chunks[0].beta).unwrap();
+        let bn = BatchNorm::new(gpu, "bn", cfg, &k.shape).unwrap();
+        let mut steps = bn.forward_train(gpu, &t.x, &t.gamma, &t.beta, &t.rm, &t.rv, &t.saved, &t.y).unwrap();
+        steps.extend(bn.backward(gpu, &t.dx, &dgamma, &dbeta, &t.dy, &t.x, &t.gamma, &t.saved, i > 0).unwrap());
+        gpu.run(&steps).unwrap();
+        let x = f64s(&k.x);
+        let f = r::forward_train(&x, &g, &b, &f64s(&k.rm), &f64s(&k.rv), k.s, cfg.eps as f64, cfg.momentum as f64);
+        let (dx, dg, db) = r::backward(&f64s(&k.dy), &x, &g, &f.mean, &f.inv_std, k.s);
+        assert_close(&format!("chunk {i} dx"), &read(gpu, &t.dx), &dx, ATOL, RTOL);
+        for ch in 0..3 {
+            want_g[ch] += dg[ch];
+            want_b[ch] += db[ch];
+        }
+        assert_close(&format!("dgamma after chunk {i}"), &read(gpu, &dgamma), &want_g, ATOL, RTOL);
+        assert_close(&format!("dbeta after chunk {i}"), &read(gpu, &dbeta), &want_b, ATOL, RTOL);
+    }
+
+    // Once overwriting then once adding over the same batch gives exactly twice the sums,
+    // and dx is the same both times.
+    let k = Case::new(&mut rng, &[2, 65, 3, 1], 0.0);
+    let t = Tensors::new(gpu, &k);
+    let bn = BatchNorm::new(gpu, "bn", cfg, &k.shape).unwrap();
+    gpu.write(&t.dgamma, &vec![7.0f32; k.c]).unwrap();
+    let mut steps = bn.forward_train(gpu, &t.x, &t.gamma, &t.beta, &t.rm, &t.rv, &t.saved, &t.y).unwrap();
+    steps.extend(bn.backward(gpu, &t.dx, &t.dgamma, &t.dbeta, &t.dy, &t.x, &t.gamma, &t.saved, false).unwrap());
+    gpu.run(&steps).unwrap();
+    let (g1, b1, dx1) = (read(gpu, &t.dgamma), read(gpu, &t.dbeta), read(gpu, &t.dx));
+    gpu.run(&bn.backward(gpu, &t.dx, &t.dgamma, &t.dbeta, &t.dy, &t.x, &t.gamma, &t.saved, true).unwrap()).unwrap();
+    let twice = |v: &[f32]| v.iter().map(|&a| 2.0 * a as f64).collect::<Vec<_>>();
+    assert_close("dgamma accumulated twice", &read(gpu, &t.dgamma), &twice(&g1), 1e-6, 1e-6);
+    assert_close("dbeta accumulated twice", &read(gpu, &t.dbeta), &twice(&b1), 1e-6, 1e-6);
+    assert_close("dx unchanged by accumulate", &read(gpu, &t.dx), &f64s(&dx1), 0.0, 0.0);
+}
+
+#[test]
+fn wrong_shapes_and_configs_are_errors_naming_the_layer() {
+    let gpu = gpu!();
+    let cfg = BatchNormConfig::default();
+    let shape = [2usize, 3, 4, 5];
+    let bn = BatchNorm::new(gpu, "block2.bn", cfg, &shape).unwrap();
+    let x = zeros(gpu, "x", &shape);
+    let y = zeros(gpu, "y", &shape);
+    let c3 = zeros(gpu, "c3", &[3]);
+    let c4 = zeros(gpu, "c4", &[4]);
+    let saved = zeros(gpu, "saved", &[2, 3]);
+    let has = |e: mien::Error, words: &[&str]| {
+        let e = e.to_string();
+        assert!(e.contains("block2.bn") && words.iter().all(|w| e.contains(w)), "{e}");
+    };
+    has(bn.forward_train(gpu, &x, &c4, &c3, &c3, &c3, &saved, &y).err().unwrap(), &["gamma", "[3]"]);
+    has(bn.forward_train(gpu, &x, &c3, &c3, &c3, &c4, &saved, &y).err().unwrap(), &["running variance"]);
+    has(bn.forward_train(gpu, &x, &c3, &c3, &c3, &c3, &c3, &y).err().unwrap(), &["saved", "[2, 3]"]);
+    let bad_x = zeros(gpu, "x", &[2, 3, 5, 4]);
+    has(bn.forward_train(gpu, &bad_x, &c3, &c3, &c3, &c3, &saved, &y).err().unwrap(), &["input", "[2, 3, 4, 5]"]);
+    has(bn.forward_infer(gpu, &x, &c3, &c3, &c4, &c3, &y).err().unwrap(), &["running mean"]);
+    has(bn.backward(gpu, &y, &c4, &c3, &y, &x, &c3, &saved, false).err().unwrap(), &["gamma gradient"]);
+    let short = zeros(gpu, "dy", &[2, 3, 4]);
+    has(bn.backward(gpu, &y, &c3, &c3, &short, &x, &c3, &saved, false).err().unwrap(), &["output gradient"]);
+    has(BatchNorm::new(gpu, "block2.bn", cfg, &[5]).err().unwrap(), &["[5]"]);
+    has(BatchNorm::new(gpu, "block2.bn", BatchNormConfig { eps: 0.0, momentum: 0.99 }, &shape).err().unwrap(), &["eps"]);
+    has(BatchNorm::new(gpu, "block2.bn", BatchNormConfig { eps: 1e-3, momentum: 1.5 }, &shape).err().unwrap(), &["momentum"]);
+}
+
+#[test]
+fn inference_forward_splits_a_huge_tensor_over_a_2d_grid() {
+    // 3 * 2400 * 2400 = 17.28M elements > 65535 * 256: groups_1d needs a second dimension.
+    let gpu = gpu!();
+    let mut rng = Rng::new(25);
+    let shape = [1usize, 3, 2400, 2400];
+    let n: usize = shape.iter().product();
+    let x = rng.vec_f32(n, -1.0, 1.0);
+    let (gamma, beta, rm, rv) = ([0.5f32, -1.0, 2.0], [0.1f32, 0.2, -0.3], [0.25f32, -0.5, 0.0], [0.5f32, 1.0, 2.0]);
+    let bn = BatchNorm::new(gpu, "bn", BatchNormConfig::default(), &shape).unwrap();
+    let (tx, ty) = (up(gpu, "x", &shape, &x), zeros(gpu, "y", &shape));
+    let (tg, tb, tm, tv) = (up(gpu, "g", &[3], &gamma), up(gpu, "b", &[3], &beta), up(gpu, "m", &[3], &rm), up(gpu, "v", &[3], &rv));
+    let d = bn.forward_infer(gpu, &tx, &tg, &tb, &tm, &tv, &ty).unwrap();
+    assert!(d.groups()[1] > 1, "expected a 2-D grid, got {:?}", d.groups());
+    gpu.run(&[d]).unwrap();
+    let want = r::forward_infer(&f64s(&x), &f64s(&gamma), &f64s(&beta), &f64s(&rm), &f64s(&rv), 2400 * 2400, 1e-3);
+    assert_close("infer y (2-D grid)", &read(gpu, &ty), &want, ATOL, RTOL);
+}
