@@ -61,9 +61,11 @@ struct Params {
 /// Workgroup size of the 1-D kernels (WG in the shader; conv2d_backward_bias uses one
 /// workgroup of WG_BIAS per output channel).
 const WG: u32 = 64;
-/// Register block: 4 channels x 4 columns per forward / backward_input invocation, 4 co x 4
-/// ci per weight-gradient invocation (hard-wired as vec4s in the shader).
-const BLOCK: usize = 4;
+/// Register blocks (CB and PB in the shader, hard-wired as vec4 accumulators): CB channels x
+/// PB columns per forward / backward_input invocation, CB co x PB ci per weight-gradient
+/// invocation.
+const CB: usize = 8;
+const PB: usize = 4;
 /// Weight-gradient split heuristic: enough invocations to fill a GPU, but at least this many
 /// output positions summed per invocation.
 const BW_TARGET_INVOCATIONS: usize = 65536;
@@ -114,7 +116,7 @@ impl Conv2d {
         u32_of(name, "input elements", n * ci * h * w)?;
         u32_of(name, "output elements", n * co * oh * ow)?;
         u32_of(name, "weight elements", co * ci * kh * kw)?;
-        let bw_blocks = co.div_ceil(BLOCK) * ci.div_ceil(BLOCK) * kh * kw;
+        let bw_blocks = co.div_ceil(CB) * ci.div_ceil(PB) * kh * kw;
         let (splits, rows_per_split) = default_splits(n * oh, ow, bw_blocks);
         let input_shape = [n, ci, h, w];
         let output_shape = [n, co, oh, ow];
@@ -192,13 +194,20 @@ impl Conv2d {
         gpu.groups_1d(&format!("layer {} {entry}", self.name), invocations as u64, WG)
     }
 
+    /// Grid [X, ceil(channels / CB), Z] of the forward / backward_input kernels: `invocations`
+    /// pixel blocks per channel block over x, spilling into z past the per-dimension limit.
+    fn channel_grid(&self, gpu: &Gpu, entry: &str, invocations: usize, channels: usize) -> Result<[u32; 3]> {
+        let [x, z, _] = self.groups(gpu, entry, invocations)?;
+        Ok([x, u32_of(&self.name, "channel blocks", channels.div_ceil(CB))?, z])
+    }
+
     /// y = conv(x, w) (+ b). Overwrites y. `b` is required iff `cfg.bias`.
     pub fn forward(&self, gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Dispatch> {
         x.expect_shape(&self.name, "input", &self.input_shape)?;
         w.expect_shape(&self.name, "weight", &self.weight_shape())?;
         y.expect_len(&self.name, "output", Self::len(&self.output_shape))?;
         let [n, co, oh, ow] = self.output_shape;
-        let groups = self.groups(gpu, "conv2d_forward", n * co.div_ceil(BLOCK) * oh * ow.div_ceil(BLOCK))?;
+        let groups = self.channel_grid(gpu, "conv2d_forward", n * oh * ow.div_ceil(PB), co)?;
         match (self.cfg.bias, b) {
             (true, Some(b)) => {
                 b.expect_shape(&self.name, "bias", &self.bias_shape())?;
@@ -216,7 +225,7 @@ impl Conv2d {
         dy.expect_len(&self.name, "output gradient", Self::len(&self.output_shape))?;
         w.expect_shape(&self.name, "weight", &self.weight_shape())?;
         let [n, ci, h, wd] = self.input_shape;
-        let groups = self.groups(gpu, "conv2d_backward_input", n * ci.div_ceil(BLOCK) * h * wd.div_ceil(BLOCK))?;
+        let groups = self.channel_grid(gpu, "conv2d_backward_input", n * h * wd.div_ceil(PB), ci)?;
         self.dispatch(gpu, "conv2d_backward_input", &[], &[(5, dx), (6, dy), (2, w)], groups)
     }
 
@@ -233,7 +242,7 @@ impl Conv2d {
         let [_, ci, _, _] = self.input_shape;
         let co = self.cfg.out_channels;
         let (kh, kw) = self.cfg.kernel;
-        let blocks = co.div_ceil(BLOCK) * ci.div_ceil(BLOCK) * kh * kw;
+        let blocks = co.div_ceil(CB) * ci.div_ceil(PB) * kh * kw;
         let groups = self.groups(gpu, "conv2d_backward_weight", blocks * self.splits)?;
         if self.splits == 1 {
             let d = self.dispatch(gpu, "conv2d_backward_weight", &[accumulate_constant(accumulate)], &[(7, dw), (6, dy), (1, x)], groups)?;
@@ -269,7 +278,7 @@ fn params(name: &str, cfg: &Conv2dConfig, input: [usize; 4], output: [usize; 4],
     let (kh, kw) = cfg.kernel;
     let (splits, rps) = split;
     let u = |what: &str, v: usize| u32_of(name, what, v);
-    let (cob, cib) = (co.div_ceil(BLOCK), ci.div_ceil(BLOCK));
+    let (cob, cib) = (co.div_ceil(CB), ci.div_ceil(PB));
     let bw_blocks = cob * cib * kh * kw;
     Ok(Params {
         n: u("batch", n)?,
@@ -287,13 +296,13 @@ fn params(name: &str, cfg: &Conv2dConfig, input: [usize; 4], output: [usize; 4],
         ow: ow as u32,
         cob: cob as u32,
         cib: cib as u32,
-        owb: ow.div_ceil(BLOCK) as u32,
-        iwb: w.div_ceil(BLOCK) as u32,
+        owb: ow.div_ceil(PB) as u32,
+        iwb: w.div_ceil(PB) as u32,
         splits: splits as u32,
         rps: rps as u32,
         nw: (co * ci * kh * kw) as u32,
-        fwd_total: u("forward invocations", n * cob * oh * ow.div_ceil(BLOCK))?,
-        bin_total: u("backward_input invocations", n * cib * h * w.div_ceil(BLOCK))?,
+        fwd_total: u("forward invocations", n * oh * ow.div_ceil(PB))?,
+        bin_total: u("backward_input invocations", n * h * w.div_ceil(PB))?,
         bw_blocks: u("weight blocks", bw_blocks)?,
         bw_total: u("weight-gradient invocations", bw_blocks * splits)?,
     })

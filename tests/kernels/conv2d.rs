@@ -5,12 +5,6 @@ use mien::nn::Padding;
 use mien::reference::{assert_close, conv2d as r};
 use mien::rng::Rng;
 
-/// f32 sums of `len` products of values in [-1, 1) drift like sqrt(len) * eps * |partial
-/// sums|: the absolute tolerance grows with sqrt of the reduction length past 100 terms.
-fn atol(len: usize) -> f64 {
-    ATOL * (len as f64 / 100.0).sqrt().max(1.0)
-}
-
 fn cfg(cin: usize, cout: usize, kernel: (usize, usize), stride: (usize, usize), padding: Padding, bias: bool) -> Conv2dConfig {
     Conv2dConfig { in_channels: cin, out_channels: cout, kernel, stride, padding, bias }
 }
@@ -52,13 +46,12 @@ fn check(x_shape: [usize; 4], cfg: Conv2dConfig, splits: usize, seed: u64) {
 
     let want_y = r::forward(&g, &x64, &w64, cfg.bias.then_some(&b64[..]));
     let (want_dx, want_dw, want_db) = r::backward(&g, &dy64, &x64, &w64);
-    let positions = g.n * g.oh * g.ow;
-    assert_close(&format!("forward {what}"), &read(gpu, &ty), &want_y, atol(g.cin * g.kh * g.kw), RTOL);
-    assert_close(&format!("backward_input {what}"), &read(gpu, &tdx), &want_dx, atol(g.cout * g.kh * g.kw), RTOL);
-    assert_close(&format!("backward_weight {what}"), &read(gpu, &tdw), &want_dw, atol(positions), RTOL);
-    assert_close(&format!("backward_weight split {what}"), &read(gpu, &tdw2), &want_dw, atol(positions), RTOL);
+    assert_close(&format!("forward {what}"), &read(gpu, &ty), &want_y, ATOL, RTOL);
+    assert_close(&format!("backward_input {what}"), &read(gpu, &tdx), &want_dx, ATOL, RTOL);
+    assert_close(&format!("backward_weight {what}"), &read(gpu, &tdw), &want_dw, ATOL, RTOL);
+    assert_close(&format!("backward_weight split {what}"), &read(gpu, &tdw2), &want_dw, ATOL, RTOL);
     if cfg.bias {
-        assert_close(&format!("backward_bias {what}"), &read(gpu, &tdb), &want_db, atol(positions), RTOL);
+        assert_close(&format!("backward_bias {what}"), &read(gpu, &tdb), &want_db, ATOL, RTOL);
     }
 }
 
@@ -139,9 +132,8 @@ fn weight_and_bias_gradients_accumulate_over_batch_chunks() {
     steps.push(b.backward_bias(gpu, &db, &dyb, true).unwrap());
     gpu.run(&steps).unwrap();
     let (_, want_dw, want_db) = r::backward(&g, &dy64, &x64, &w64);
-    let tol = atol(g.n * g.oh * g.ow);
-    assert_close("chunked dw", &read(gpu, &dw), &want_dw, tol, RTOL);
-    assert_close("chunked db", &read(gpu, &db), &want_db, tol, RTOL);
+    assert_close("chunked dw", &read(gpu, &dw), &want_dw, ATOL, RTOL);
+    assert_close("chunked db", &read(gpu, &db), &want_db, ATOL, RTOL);
 
     let mut steps = vec![];
     steps.extend(a2.backward_weight(gpu, &dw, &dya, &xa, true).unwrap());
@@ -150,8 +142,8 @@ fn weight_and_bias_gradients_accumulate_over_batch_chunks() {
     steps.push(b2.backward_bias(gpu, &db, &dyb, true).unwrap());
     gpu.run(&steps).unwrap();
     let twice = |v: &[f64]| v.iter().map(|x| 2.0 * x).collect::<Vec<_>>();
-    assert_close("dw accumulated twice", &read(gpu, &dw), &twice(&want_dw), 2.0 * tol, RTOL);
-    assert_close("db accumulated twice", &read(gpu, &db), &twice(&want_db), 2.0 * tol, RTOL);
+    assert_close("dw accumulated twice", &read(gpu, &dw), &twice(&want_dw), ATOL, RTOL);
+    assert_close("db accumulated twice", &read(gpu, &db), &twice(&want_db), ATOL, RTOL);
 }
 
 #[test]
@@ -201,7 +193,8 @@ fn bad_configs_and_shapes_are_errors_naming_the_layer() {
     assert!(e.contains("block3.conv") && e.contains("without bias"), "{e}");
 }
 
-/// Over 65535 * 64 forward invocations: groups_1d lays the grid out in 2-D. Width 1 makes
+/// Over 65535 * 64 forward invocations per channel block: the pixel-block index spills from
+/// grid x into z (y is the channel block), as groups_1d lays it out. Width 1 makes
 /// that one invocation per element: 5 columns of 840000 rows (4.2M floats, 17 MB per
 /// tensor), a 3x1 'same' stencil with bias. (backward_input shares the flat-index code; it
 /// is left out to keep this test near 2 s on the CPU driver.)
@@ -219,7 +212,7 @@ fn huge_plane_uses_a_2d_grid() {
     let tb = up(gpu, "b", &[1], &[-0.25f32]);
     let ty = zeros(gpu, "y", &shape);
     let fwd = layer.forward(gpu, &tx, &tw, Some(&tb), &ty).unwrap();
-    assert!(fwd.groups()[1] > 1, "expected a 2-D grid, got {:?}", fwd.groups());
+    assert!(fwd.groups()[2] > 1, "expected the grid to spill into z, got {:?}", fwd.groups());
     gpu.run([&fwd]).unwrap();
     let want_y = r::forward(&g, &x64, &mien::reference::f64s(&w), Some(&[-0.25]));
     assert_close("huge forward", &read(gpu, &ty), &want_y, ATOL, RTOL);
