@@ -1,1 +1,177 @@
-// dense kernel tests: not written yet.
+use crate::common::{rand, read, up, zeros, ATOL, RTOL};
+use crate::gpu;
+use mien::gpu::Gpu;
+use mien::nn::dense::Dense;
+use mien::reference::{assert_close, dense as r};
+use mien::rng::Rng;
+
+/// atol for an f32 sum of `len` products of values in [-1, 1): such a sum has magnitude
+/// ~sqrt(len)/3 and its rounding error grows like sqrt(len) * eps * that, so atol is scaled
+/// by sqrt(len / 64) past 64 terms (ATOL itself for shorter sums).
+fn atol(len: usize) -> f64 {
+    ATOL * (len as f64 / 64.0).sqrt().max(1.0)
+}
+
+/// Run forward and every backward kernel of a layer on `input_shape` and compare with the
+/// f64 reference.
+fn check(gpu: &Gpu, rng: &mut Rng, input_shape: &[usize], outf: usize, bias: bool) {
+    let n = input_shape[0];
+    let inf: usize = input_shape[1..].iter().product();
+    let what = format!("N={n} in={inf} out={outf} bias={bias} input {input_shape:?}");
+    let layer = Dense::new(gpu, "fc", inf, outf, bias, input_shape).unwrap();
+    assert_eq!(layer.weight_shape(), [outf, inf]);
+    assert_eq!(layer.output_shape(), [n, outf]);
+    let (x, x64) = rand(rng, n * inf);
+    let (w, w64) = rand(rng, outf * inf);
+    let (b, b64) = rand(rng, outf);
+    let (dy, dy64) = rand(rng, n * outf);
+    let tx = up(gpu, "x", input_shape, &x);
+    let tw = up(gpu, "w", &[outf, inf], &w);
+    let tb = up(gpu, "b", &[outf], &b);
+    let tdy = up(gpu, "dy", &[n, outf], &dy);
+    let ty = zeros(gpu, "y", &[n, outf]);
+    let tdx = zeros(gpu, "dx", input_shape);
+    // Garbage in the gradients: the non-accumulating kernels must overwrite it.
+    let tdw = up(gpu, "dw", &[outf, inf], &vec![7.0; outf * inf]);
+    let tdb = up(gpu, "db", &[outf], &vec![7.0; outf]);
+    let mut steps = vec![
+        layer.forward(gpu, &tx, &tw, bias.then_some(&tb), &ty).unwrap(),
+        layer.backward_input(gpu, &tdx, &tdy, &tw).unwrap(),
+        layer.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap(),
+    ];
+    if bias {
+        steps.push(layer.backward_bias(gpu, &tdb, &tdy, false).unwrap());
+    }
+    gpu.run(&steps).unwrap();
+    let want_y = r::forward(&x64, &w64, bias.then_some(&b64[..]), n, inf, outf);
+    assert_close(&format!("dense forward {what}"), &read(gpu, &ty), &want_y, atol(inf), RTOL);
+    assert_close(&format!("dense dx {what}"), &read(gpu, &tdx), &r::backward_input(&dy64, &w64, n, inf, outf), atol(outf), RTOL);
+    assert_close(&format!("dense dW {what}"), &read(gpu, &tdw), &r::backward_weight(&dy64, &x64, n, inf, outf), atol(n), RTOL);
+    if bias {
+        assert_close(&format!("dense db {what}"), &read(gpu, &tdb), &r::backward_bias(&dy64, n, outf), atol(n), RTOL);
+    }
+}
+
+#[test]
+fn dense_matches_reference_on_awkward_shapes() {
+    let gpu = gpu!();
+    let mut rng = Rng::new(31);
+    // (input shape, out, bias): all ones, batch 1, odd sizes that are not multiples of the
+    // 4 x 4 block, exact multiples, 64+ features, a conv-style [N, C, H, W] input flattened
+    // by view, thin outputs (1 feature, 1 input, 2 rows) that pick smaller blocks, and
+    // more columns than one workgroup covers (64 invocations x 4 = 256) with a partial
+    // last group.
+    let cases: &[(&[usize], usize, bool)] = &[
+        (&[1, 1], 1, true),
+        (&[3, 37], 5, true),
+        (&[1, 37], 5, false),
+        (&[4, 8], 8, true),
+        (&[5, 3, 7, 5], 65, true),
+        (&[2, 130], 67, false),
+        (&[1, 64, 3, 3], 7, true),
+        (&[9, 65], 1, true),
+        (&[7, 1], 66, true),
+        (&[3, 300], 261, true),
+    ];
+    for (shape, outf, bias) in cases {
+        check(gpu, &mut rng, shape, *outf, *bias);
+    }
+}
+
+/// The reports' nets have dense layers like 4608 -> 512: a long reduction in forward and
+/// a wide dW with a small batch.
+#[test]
+fn dense_matches_reference_with_long_reductions() {
+    let gpu = gpu!();
+    let mut rng = Rng::new(32);
+    check(gpu, &mut rng, &[8, 4608], 64, true);
+    check(gpu, &mut rng, &[2, 2304], 150, true);
+}
+
+#[test]
+fn dense_weight_and_bias_gradients_accumulate() {
+    let gpu = gpu!();
+    let mut rng = Rng::new(33);
+    let (n, inf, outf) = (3usize, 64usize, 64usize);
+    let (x, x64) = rand(&mut rng, n * inf);
+    let (dy, dy64) = rand(&mut rng, n * outf);
+    let tx = up(gpu, "x", &[n, inf], &x);
+    let tdy = up(gpu, "dy", &[n, outf], &dy);
+    let want_w = r::backward_weight(&dy64, &x64, n, inf, outf);
+    let want_b = r::backward_bias(&dy64, n, outf);
+
+    // Once overwriting, then once accumulating: twice the gradient.
+    let layer = Dense::new(gpu, "fc", inf, outf, true, &[n, inf]).unwrap();
+    let tdw = up(gpu, "dw", &[outf, inf], &vec![5.0; outf * inf]);
+    let tdb = up(gpu, "db", &[outf], &vec![5.0; outf]);
+    let steps = [
+        layer.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap(),
+        layer.backward_bias(gpu, &tdb, &tdy, false).unwrap(),
+        layer.backward_weight(gpu, &tdw, &tdy, &tx, true).unwrap(),
+        layer.backward_bias(gpu, &tdb, &tdy, true).unwrap(),
+    ];
+    gpu.run(&steps).unwrap();
+    let twice = |v: &[f64]| v.iter().map(|a| 2.0 * a).collect::<Vec<_>>();
+    assert_close("dW overwrite + accumulate", &read(gpu, &tdw), &twice(&want_w), ATOL, RTOL);
+    assert_close("db overwrite + accumulate", &read(gpu, &tdb), &twice(&want_b), ATOL, RTOL);
+
+    // The batch as two chunks, samples [0, 1) and [1, 3), as views of the same buffers
+    // (64 floats = 256 bytes per sample keeps the views aligned).
+    let tdw = zeros(gpu, "dw", &[outf, inf]);
+    let tdb = zeros(gpu, "db", &[outf]);
+    let mut steps = vec![];
+    for (start, len, acc) in [(0usize, 1usize, false), (1, 2, true)] {
+        let chunk = Dense::new(gpu, "fc chunk", inf, outf, true, &[len, inf]).unwrap();
+        let xv = tx.view("x chunk", start * inf, &[len, inf]).unwrap();
+        let dyv = tdy.view("dy chunk", start * outf, &[len, outf]).unwrap();
+        steps.push(chunk.backward_weight(gpu, &tdw, &dyv, &xv, acc).unwrap());
+        steps.push(chunk.backward_bias(gpu, &tdb, &dyv, acc).unwrap());
+    }
+    gpu.run(&steps).unwrap();
+    assert_close("dW over two chunks", &read(gpu, &tdw), &want_w, ATOL, RTOL);
+    assert_close("db over two chunks", &read(gpu, &tdb), &want_b, ATOL, RTOL);
+}
+
+#[test]
+fn dense_wrong_shapes_are_errors_naming_the_layer() {
+    let gpu = gpu!();
+    let e = err(Dense::new(gpu, "head.fc1", 100, 10, true, &[4, 3, 5, 5]));
+    assert!(e.contains("head.fc1") && e.contains("75") && e.contains("100"), "{e}");
+    let e = err(Dense::new(gpu, "head.fc1", 0, 10, true, &[4, 0]));
+    assert!(e.contains("head.fc1"), "{e}");
+
+    let layer = Dense::new(gpu, "head.fc2", 12, 5, true, &[2, 3, 2, 2]).unwrap();
+    let x = zeros(gpu, "x", &[2, 12]); // a flattened view of the same 24 values is fine
+    let w = zeros(gpu, "w", &[5, 12]);
+    let b = zeros(gpu, "b", &[5]);
+    let y = zeros(gpu, "y", &[2, 5]);
+    layer.forward(gpu, &x, &w, Some(&b), &y).unwrap();
+    let bad_x = zeros(gpu, "x", &[2, 13]);
+    let e = err(layer.forward(gpu, &bad_x, &w, Some(&b), &y));
+    assert!(e.contains("head.fc2") && e.contains("input") && e.contains("24"), "{e}");
+    let wt = zeros(gpu, "w", &[12, 5]); // transposed
+    let e = err(layer.forward(gpu, &x, &wt, Some(&b), &y));
+    assert!(e.contains("head.fc2") && e.contains("[5, 12]"), "{e}");
+    let e = err(layer.forward(gpu, &x, &w, None, &y));
+    assert!(e.contains("head.fc2") && e.contains("bias"), "{e}");
+    let e = err(layer.backward_weight(gpu, &wt, &y, &x, false));
+    assert!(e.contains("head.fc2") && e.contains("weight gradient"), "{e}");
+    let e = err(layer.backward_bias(gpu, &zeros(gpu, "db", &[4]), &y, false));
+    assert!(e.contains("head.fc2") && e.contains("bias gradient"), "{e}");
+    let e = err(layer.backward_input(gpu, &x, &zeros(gpu, "dy", &[2, 4]), &w));
+    assert!(e.contains("head.fc2") && e.contains("output gradient"), "{e}");
+
+    let nobias = Dense::new(gpu, "head.fc3", 12, 5, false, &[2, 12]).unwrap();
+    let e = err(nobias.forward(gpu, &x, &w, Some(&b), &y));
+    assert!(e.contains("head.fc3") && e.contains("without a bias"), "{e}");
+    let e = err(nobias.backward_bias(gpu, &b, &y, false));
+    assert!(e.contains("head.fc3") && e.contains("without a bias"), "{e}");
+}
+
+/// The error message of a call that must fail.
+fn err<T>(r: mien::Result<T>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
