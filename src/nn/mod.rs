@@ -10,10 +10,12 @@ pub mod batchnorm;
 pub mod conv2d;
 pub mod dense;
 pub mod dropout;
+pub mod network;
 pub mod optim;
 pub mod pad;
 pub mod pool;
 pub mod softmax_xent;
+pub mod spec;
 
 use crate::{ensure, Result};
 

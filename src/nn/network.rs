@@ -465,7 +465,7 @@ impl Network {
     pub fn init(&self, gpu: &Gpu, seed: u64) -> Result<()> {
         gpu.write(&self.arena, &self.initial_params(seed))?;
         for (name, t) in &self.buffers {
-            let v = if name.ends_with("running_var") { 1.0 } else { 0.0 };
+            let v: f32 = if name.ends_with("running_var") { 1.0 } else { 0.0 };
             gpu.write(t, &vec![v; t.len()])?;
         }
         Ok(())

@@ -7,6 +7,7 @@ pub mod batchnorm;
 pub mod conv2d;
 pub mod dense;
 pub mod dropout;
+pub mod network;
 pub mod optim;
 pub mod pad;
 pub mod pool;

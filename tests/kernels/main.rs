@@ -4,6 +4,8 @@
 
 mod common;
 
+mod context;
+
 mod activation;
 mod batchnorm;
 mod conv2d;
