@@ -1,7 +1,9 @@
-// Activations: ReLU, LeakyReLU(alpha), PReLU (learned slope per channel).
+// Activations: ReLU, LeakyReLU(alpha), PReLU (learned slope per channel, or per element of
+// a sample as Keras' PReLU does by default).
 //
 // Shapes: x, y, dx, dy are [N, C, S] flattened (S = H*W for images, 1 after dense layers);
-// PReLU's alpha and dalpha are [C].
+// PReLU's alpha and dalpha are [C] (div = S) or [C, S] (div = 1): element i uses
+// alpha[(i % (C*S)) / div].
 // One invocation per element, 1-D index laid out over a 2-D grid when the element count
 // exceeds max_compute_workgroups_per_dimension * WG (see Gpu::groups_1d).
 // Every kernel overwrites its output, except prelu_backward_alpha with the override
@@ -12,6 +14,10 @@ struct Params {
     c: u32,      // channels
     s: u32,      // spatial size per channel
     alpha: f32,  // LeakyReLU slope
+    div: u32,    // S for one slope per channel, 1 for one slope per element of a sample
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const WG: u32 = 256u;
@@ -24,6 +30,10 @@ override ACCUMULATE: bool = false;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(5) var<storage, read> dy: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dalpha: array<f32>;
+
+fn alpha_index(i: u32) -> u32 {
+    return (i % (p.c * p.s)) / p.div;
+}
 
 fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -64,7 +74,7 @@ fn leaky_relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
 fn prelu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if (i >= p.n) { return; }
-    let a = alpha[(i / p.s) % p.c];
+    let a = alpha[alpha_index(i)];
     let v = x[i];
     y[i] = select(a * v, v, v > 0.0);
 }
@@ -74,7 +84,7 @@ fn prelu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 fn prelu_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if (i >= p.n) { return; }
-    let a = alpha[(i / p.s) % p.c];
+    let a = alpha[alpha_index(i)];
     dx[i] = select(a * dy[i], dy[i], x[i] > 0.0);
 }
 
@@ -104,4 +114,18 @@ fn prelu_backward_alpha(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     if (lid.x == 0u) {
         dalpha[c] = select(0.0, dalpha[c], ACCUMULATE) + partial[0];
     }
+}
+
+// Per-element PReLU: dalpha[j] = sum over n of dy * x where x <= 0, j in [0, C*S).
+// One invocation per slope, looping over the batch (gather, no atomics).
+@compute @workgroup_size(WG)
+fn prelu_backward_alpha_elementwise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = flat(gid, nwg);
+    let per_sample = p.c * p.s;
+    if (j >= per_sample) { return; }
+    var acc = 0.0;
+    for (var i = j; i < p.n; i += per_sample) {
+        acc += select(dy[i] * x[i], 0.0, x[i] > 0.0);
+    }
+    dalpha[j] = select(0.0, dalpha[j], ACCUMULATE) + acc;
 }

@@ -135,3 +135,21 @@ fn a_dnn_starting_with_flatten_trains_and_gives_input_gradients() {
     let numeric = mien::reference::numeric_grad(|x| r.loss_and_grads(x, &labels, 0).0, &x64, 1e-5);
     mien::reference::assert_close("dnn input gradient", &gx, &numeric, 1e-4, 1e-3);
 }
+
+/// The presets' parameter counts equal the reports' Keras summaries (seed file 001):
+/// seed-cnn 3,532,743 total / 2,816 non-trainable; seed-dnn 3,533,188 / 8,274.
+#[test]
+fn seed_presets_have_the_reports_parameter_counts() {
+    let gpu = gpu!();
+    let count = |name: &str| {
+        let spec = ModelSpec::preset(name, CLASSES).unwrap();
+        let net = Network::build(gpu, &spec, [1, 48, 48], CLASSES, 1, BuildOptions::default()).unwrap();
+        let (t, nt) = net.param_counts();
+        eprintln!("{}", net.summary());
+        (t + nt, nt)
+    };
+    assert_eq!(count("seed-cnn"), (3_532_743, 2_816));
+    assert_eq!(count("seed-dnn"), (3_533_188, 8_274));
+    let (cnn, dnn) = (count("seed-cnn").0 as f64, count("seed-dnn").0 as f64);
+    assert!((cnn - dnn).abs() / cnn < 0.05);
+}

@@ -11,6 +11,8 @@ pub enum Kind {
     LeakyRelu(f32),
     /// Slope learned per channel: a parameter of shape [C].
     PRelu,
+    /// Slope learned per element of a sample (Keras' PReLU default): a parameter [C, S].
+    PReluPerElement,
 }
 
 #[repr(C)]
@@ -20,6 +22,8 @@ struct Params {
     c: u32,
     s: u32,
     alpha: f32,
+    div: u32,
+    _pad: [u32; 3],
 }
 
 const WG: u32 = 256;
@@ -30,6 +34,7 @@ pub struct Activation {
     /// Input (= output) shape, batch first.
     pub shape: Vec<usize>,
     c: usize,
+    s: usize,
     params: wgpu::Buffer,
 }
 
@@ -38,14 +43,20 @@ impl Activation {
     pub fn new(gpu: &Gpu, name: &str, kind: Kind, shape: &[usize]) -> Result<Self> {
         let (n, c, s) = nc_s(name, shape)?;
         let alpha = if let Kind::LeakyRelu(a) = kind { a } else { 0.0 };
-        let p = Params { n: u32_of(name, "elements", n * c * s)?, c: u32_of(name, "channels", c)?, s: s as u32, alpha };
+        let div = if kind == Kind::PReluPerElement { 1 } else { s as u32 };
+        let p = Params { n: u32_of(name, "elements", n * c * s)?, c: u32_of(name, "channels", c)?, s: s as u32, alpha, div, _pad: [0; 3] };
         let params = gpu.uniform(&format!("{name} params"), &p);
-        Ok(Activation { name: name.to_string(), kind, shape: shape.to_vec(), c, params })
+        Ok(Activation { name: name.to_string(), kind, shape: shape.to_vec(), c, s, params })
     }
 
-    /// Shape of PReLU's slope parameter, `[C]`; `None` for parameter-free kinds.
+    /// Shape of PReLU's slope parameter, `[C]` or `[C, ...spatial]`; `None` for
+    /// parameter-free kinds.
     pub fn param_shape(&self) -> Option<Vec<usize>> {
-        (self.kind == Kind::PRelu).then(|| vec![self.c])
+        match self.kind {
+            Kind::PRelu => Some(vec![self.c]),
+            Kind::PReluPerElement => Some(self.shape[1..].to_vec()),
+            _ => None,
+        }
     }
 
     fn len(&self) -> usize {
@@ -53,13 +64,13 @@ impl Activation {
     }
 
     fn alpha<'a>(&self, alpha: Option<&'a Tensor>) -> Result<Option<&'a Tensor>> {
-        match (self.kind, alpha) {
-            (Kind::PRelu, Some(a)) => {
-                a.expect_shape(&self.name, "alpha", &[self.c])?;
+        match (self.param_shape(), alpha) {
+            (Some(shape), Some(a)) => {
+                a.expect_shape(&self.name, "alpha", &shape)?;
                 Ok(Some(a))
             }
-            (Kind::PRelu, None) => bail!("layer {}: PReLU needs its alpha parameter [{}]", self.name, self.c),
-            (_, _) => Ok(None),
+            (Some(shape), None) => bail!("layer {}: PReLU needs its alpha parameter {shape:?}", self.name),
+            (None, _) => Ok(None),
         }
     }
 
@@ -78,8 +89,8 @@ impl Activation {
         match (self.kind, self.alpha(alpha)?) {
             (Kind::Relu, _) => self.elementwise(gpu, "relu_forward", &[(1, x), (2, y)]),
             (Kind::LeakyRelu(_), _) => self.elementwise(gpu, "leaky_relu_forward", &[(1, x), (2, y)]),
-            (Kind::PRelu, Some(a)) => self.elementwise(gpu, "prelu_forward", &[(1, x), (2, y), (3, a)]),
-            (Kind::PRelu, None) => unreachable!("checked by alpha()"),
+            (_, Some(a)) => self.elementwise(gpu, "prelu_forward", &[(1, x), (2, y), (3, a)]),
+            (_, None) => unreachable!("checked by alpha()"),
         }
     }
 
@@ -91,23 +102,28 @@ impl Activation {
         match (self.kind, self.alpha(alpha)?) {
             (Kind::Relu, _) => self.elementwise(gpu, "relu_backward", &[(4, dx), (5, dy), (1, x)]),
             (Kind::LeakyRelu(_), _) => self.elementwise(gpu, "leaky_relu_backward", &[(4, dx), (5, dy), (1, x)]),
-            (Kind::PRelu, Some(a)) => self.elementwise(gpu, "prelu_backward_input", &[(4, dx), (5, dy), (1, x), (3, a)]),
-            (Kind::PRelu, None) => unreachable!("checked by alpha()"),
+            (_, Some(a)) => self.elementwise(gpu, "prelu_backward_input", &[(4, dx), (5, dy), (1, x), (3, a)]),
+            (_, None) => unreachable!("checked by alpha()"),
         }
     }
 
-    /// PReLU only: dalpha[c] = sum of dy * x over x <= 0 in channel c. Overwrites dalpha, or
-    /// adds to it when `accumulate` (batch chunks).
+    /// PReLU only: dalpha = sum of dy * x over x <= 0, per channel (one workgroup each) or
+    /// per element (one invocation each, looping over the batch). Overwrites dalpha, or adds
+    /// to it when `accumulate` (batch chunks).
     pub fn backward_alpha(&self, gpu: &Gpu, dalpha: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<Dispatch> {
-        if self.kind != Kind::PRelu {
+        let Some(shape) = self.param_shape() else {
             bail!("layer {}: {:?} has no parameters to differentiate", self.name, self.kind);
-        }
-        dalpha.expect_shape(&self.name, "alpha gradient", &[self.c])?;
+        };
+        dalpha.expect_shape(&self.name, "alpha gradient", &shape)?;
         dy.expect_len(&self.name, "output gradient", self.len())?;
         x.expect_len(&self.name, "saved input", self.len())?;
-        let label = format!("{} prelu_backward_alpha", self.name);
+        let (entry, groups) = if self.kind == Kind::PRelu {
+            ("prelu_backward_alpha", [u32_of(&self.name, "channels", self.c)?, 1, 1])
+        } else {
+            ("prelu_backward_alpha_elementwise", gpu.groups_1d(&self.name, (self.c * self.s) as u64, WG)?)
+        };
+        let label = format!("{} {entry}", self.name);
         let b = [(0, self.params.as_entire_binding()), (6, dalpha.binding()), (5, dy.binding()), (1, x.binding())];
-        let groups = [u32_of(&self.name, "channels", self.c)?, 1, 1];
-        Dispatch::new(gpu, &label, &ACTIVATION, "prelu_backward_alpha", &[accumulate_constant(accumulate)], &b, groups)
+        Dispatch::new(gpu, &label, &ACTIVATION, entry, &[accumulate_constant(accumulate)], &b, groups)
     }
 }

@@ -163,11 +163,12 @@ fn plan_layer(gpu: &Gpu, name: &str, spec: &LayerSpec, in_shape: &[usize]) -> Re
             let params = vec![p("gamma", vec![c], Init::Const(1.0)), p("beta", vec![c], Init::Const(0.0))];
             Planned { out_shape: in_shape.to_vec(), op: Op::BatchNorm { op, running_mean, running_var, saved }, params }
         }
-        LayerSpec::Relu | LayerSpec::LeakyRelu { .. } | LayerSpec::Prelu => {
+        LayerSpec::Relu | LayerSpec::LeakyRelu { .. } | LayerSpec::Prelu { .. } => {
             let kind = match spec {
                 LayerSpec::Relu => Kind::Relu,
                 LayerSpec::LeakyRelu { alpha } => Kind::LeakyRelu(*alpha),
-                _ => Kind::PRelu,
+                LayerSpec::Prelu { per_channel: true } => Kind::PRelu,
+                _ => Kind::PReluPerElement,
             };
             let op = Activation::new(gpu, name, kind, in_shape)?;
             let params = op.param_shape().map(|s| vec![p("alpha", s, Init::Const(0.25))]).unwrap_or_default();

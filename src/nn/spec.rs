@@ -116,8 +116,12 @@ pub enum LayerSpec {
         #[serde(default = "leaky_alpha")]
         alpha: f32,
     },
-    /// Learned slope per channel, initialised to 0.25.
-    Prelu,
+    /// Learned slope, initialised to 0.25: one per channel (`per_channel = true`, the
+    /// default), or one per element of a sample like Keras' `PReLU()` (`per_channel = false`).
+    Prelu {
+        #[serde(default = "yes")]
+        per_channel: bool,
+    },
     Dropout { rate: f32 },
     /// A view: no kernel runs.
     Flatten,
@@ -139,7 +143,7 @@ impl LayerSpec {
             LayerSpec::BatchNorm { .. } => "batch_norm",
             LayerSpec::Relu => "relu",
             LayerSpec::LeakyRelu { .. } => "leaky_relu",
-            LayerSpec::Prelu => "prelu",
+            LayerSpec::Prelu { .. } => "prelu",
             LayerSpec::Dropout { .. } => "dropout",
             LayerSpec::Flatten => "flatten",
             LayerSpec::Dense { .. } => "dense",
@@ -169,25 +173,110 @@ impl ModelSpec {
             .collect()
     }
 
+    /// The built-in models: `small` (fast; the default), `seed-cnn` (the reports' VGG-like
+    /// net, 3,532,743 parameters at 48x48x1 with 7 classes, as in their Keras summary),
+    /// `seed-dnn` (plain dense layers of about the same size), `tiny-cnn` (tests).
+    pub const PRESETS: &'static [&'static str] = &["small", "seed-cnn", "seed-dnn", "tiny-cnn"];
+
+    /// A built-in model by name; `classes` sizes the last layer.
+    pub fn preset(name: &str, classes: usize) -> Option<ModelSpec> {
+        Some(match name {
+            "small" => Self::small(classes),
+            "seed-cnn" => Self::seed_cnn(classes),
+            "seed-dnn" => Self::seed_dnn(classes),
+            "tiny-cnn" => Self::tiny_cnn(classes),
+            _ => return None,
+        })
+    }
+
+    /// Three conv-BN-ReLU-pool blocks and a small dense head: trains in minutes on a CPU
+    /// Vulkan driver.
+    pub fn small(classes: usize) -> ModelSpec {
+        let mut layers = Vec::new();
+        for filters in [16, 32, 64] {
+            layers.extend([conv3(filters), batch_norm(), LayerSpec::Relu, max_pool()]);
+        }
+        layers.extend([
+            LayerSpec::Flatten,
+            LayerSpec::Dropout { rate: 0.3 },
+            LayerSpec::Dense { units: 64, bias: true },
+            LayerSpec::Relu,
+            LayerSpec::Dense { units: classes, bias: true },
+        ]);
+        ModelSpec { name: "small".into(), layers }
+    }
+
+    /// The reports' CNN (file 001 of the seeds): 2x conv64, pool, 2x conv128, pool,
+    /// 2x conv128, pool, dense 512, dense 256, each conv / dense followed by BatchNorm and a
+    /// Keras-style PReLU (one slope per element), dropout after each block.
+    pub fn seed_cnn(classes: usize) -> ModelSpec {
+        let prelu = || LayerSpec::Prelu { per_channel: false };
+        let mut layers = Vec::new();
+        for (filters, last) in [(64, false), (128, false), (128, true)] {
+            for _ in 0..2 {
+                layers.extend([conv3(filters), batch_norm(), prelu()]);
+            }
+            // The report puts the last block's dropout before its pooling; same function.
+            if last {
+                layers.extend([LayerSpec::Dropout { rate: 0.3 }, max_pool()]);
+            } else {
+                layers.extend([max_pool(), LayerSpec::Dropout { rate: 0.3 }]);
+            }
+        }
+        layers.push(LayerSpec::Flatten);
+        for units in [512, 256] {
+            layers.extend([LayerSpec::Dense { units, bias: true }, batch_norm(), prelu(), LayerSpec::Dropout { rate: 0.5 }]);
+        }
+        layers.push(LayerSpec::Dense { units: classes, bias: true });
+        ModelSpec { name: "seed-cnn".into(), layers }
+    }
+
+    /// The reports' DNN of about the same size: six dense 600 and one dense 537, each with
+    /// BatchNorm, PReLU and dropout (3,533,188 parameters at 48x48x1, 7 classes).
+    pub fn seed_dnn(classes: usize) -> ModelSpec {
+        let mut layers = vec![LayerSpec::Flatten];
+        for units in [600, 600, 600, 600, 600, 600, 537] {
+            layers.extend([
+                LayerSpec::Dense { units, bias: true },
+                batch_norm(),
+                LayerSpec::Prelu { per_channel: false },
+                LayerSpec::Dropout { rate: 0.3 },
+            ]);
+        }
+        layers.push(LayerSpec::Dense { units: classes, bias: true });
+        ModelSpec { name: "seed-dnn".into(), layers }
+    }
+
     /// The tiny CNN that proves the pieces compose: (conv-BN-ReLU-pool) x2, dense.
     pub fn tiny_cnn(classes: usize) -> ModelSpec {
-        let conv = |filters| LayerSpec::Conv2d { filters, kernel: Pair::Square(3), stride: one(), padding: same(), bias: true };
-        let bn = || LayerSpec::BatchNorm { eps: bn_eps(), momentum: bn_momentum() };
-        let pool = || LayerSpec::MaxPool { size: two(), stride: None, padding: valid() };
         ModelSpec {
             name: "tiny-cnn".into(),
             layers: vec![
-                conv(4),
-                bn(),
+                conv3(4),
+                batch_norm(),
                 LayerSpec::Relu,
-                pool(),
-                conv(8),
-                bn(),
+                max_pool(),
+                conv3(8),
+                batch_norm(),
                 LayerSpec::Relu,
-                pool(),
+                max_pool(),
                 LayerSpec::Flatten,
                 LayerSpec::Dense { units: classes, bias: true },
             ],
         }
     }
+}
+
+/// 3x3 "same" convolution with bias.
+fn conv3(filters: usize) -> LayerSpec {
+    LayerSpec::Conv2d { filters, kernel: Pair::Square(3), stride: one(), padding: same(), bias: true }
+}
+
+fn batch_norm() -> LayerSpec {
+    LayerSpec::BatchNorm { eps: bn_eps(), momentum: bn_momentum() }
+}
+
+/// 2x2 max pooling, stride 2.
+fn max_pool() -> LayerSpec {
+    LayerSpec::MaxPool { size: two(), stride: None, padding: valid() }
 }

@@ -16,7 +16,8 @@ pub fn leaky_relu_backward(dy: &[f64], x: &[f64], alpha: f64) -> Vec<f64> {
     dy.iter().zip(x).map(|(&g, &v)| if v > 0.0 { g } else { alpha * g }).collect()
 }
 
-/// Channel of flat element `i` in an [N, C, S] tensor.
+/// Which slope element `i` of an [N, C, S] tensor uses: its channel when alpha is [C]
+/// (`s` = S), its position within the sample when alpha is [C, S] (`s` = 1).
 fn channel(i: usize, c: usize, s: usize) -> usize {
     (i / s) % c
 }

@@ -82,8 +82,8 @@ impl RefNetwork {
                     buffers.push((format!("{name}.running_var"), vec![1.0; shape[1]]));
                     shape
                 }
-                LayerSpec::Prelu => {
-                    add("alpha", vec![shape[1]]);
+                LayerSpec::Prelu { per_channel } => {
+                    add("alpha", if *per_channel { vec![shape[1]] } else { shape[1..].to_vec() });
                     shape
                 }
                 LayerSpec::Relu | LayerSpec::LeakyRelu { .. } | LayerSpec::Dropout { .. } => shape,
@@ -159,8 +159,9 @@ impl RefNetwork {
                 }
                 LayerSpec::Relu => (super::activation::relu_forward(&a), Cache::Act { x: a, s: 0 }),
                 LayerSpec::LeakyRelu { alpha } => (super::activation::leaky_relu_forward(&a, alpha as f64), Cache::Act { x: a, s: 0 }),
-                LayerSpec::Prelu => {
-                    let (_, _, s) = ncs(&shape);
+                LayerSpec::Prelu { per_channel } => {
+                    // Per-element slopes are "channels" of one element each.
+                    let s = if per_channel { ncs(&shape).2 } else { 1 };
                     (super::activation::prelu_forward(&a, &p[0], s), Cache::Act { x: a, s })
                 }
                 LayerSpec::Dropout { rate } => {
@@ -207,7 +208,7 @@ impl RefNetwork {
                 }
                 (LayerSpec::Relu, Cache::Act { x, .. }) => super::activation::relu_backward(&d, &x),
                 (LayerSpec::LeakyRelu { alpha }, Cache::Act { x, .. }) => super::activation::leaky_relu_backward(&d, &x, *alpha as f64),
-                (LayerSpec::Prelu, Cache::Act { x, s }) => {
+                (LayerSpec::Prelu { .. }, Cache::Act { x, s }) => {
                     let (dx, da) = super::activation::prelu_backward(&d, &x, pv(0), s);
                     grads[idx[0]] = da;
                     dx

@@ -29,24 +29,28 @@ fn check(kind: Kind) {
         let layer = Activation::new(gpu, "act", kind, shape).unwrap();
         let (x, x64) = inputs(&mut rng, n);
         let (dy, dy64) = rand(&mut rng, n);
-        let (a, a64) = rand(&mut rng, c);
+        let prelu = layer.param_shape();
+        // Per-element slopes: the reference sees alpha as [C*S] channels of size 1.
+        let (ac, as_) = if kind == Kind::PReluPerElement { (c * s, 1) } else { (c, s) };
+        let (a, a64) = rand(&mut rng, ac);
         let tx = up(gpu, "x", shape, &x);
         let tdy = up(gpu, "dy", shape, &dy);
-        let ta = up(gpu, "alpha", &[c], &a);
-        let (ty, tdx, tda) = (zeros(gpu, "y", shape), zeros(gpu, "dx", shape), zeros(gpu, "dalpha", &[c]));
-        let alpha = (kind == Kind::PRelu).then_some(&ta);
+        let ashape = prelu.clone().unwrap_or(vec![c]);
+        let ta = up(gpu, "alpha", &ashape, &a);
+        let (ty, tdx, tda) = (zeros(gpu, "y", shape), zeros(gpu, "dx", shape), zeros(gpu, "dalpha", &ashape));
+        let alpha = prelu.is_some().then_some(&ta);
         let mut steps = vec![layer.forward(gpu, &tx, alpha, &ty).unwrap(), layer.backward_input(gpu, &tdx, &tdy, &tx, alpha).unwrap()];
-        if kind == Kind::PRelu {
+        if prelu.is_some() {
             steps.push(layer.backward_alpha(gpu, &tda, &tdy, &tx, false).unwrap());
         }
         gpu.run(&steps).unwrap();
         let (want_y, want_dx) = match kind {
             Kind::Relu => (r::relu_forward(&x64), r::relu_backward(&dy64, &x64)),
             Kind::LeakyRelu(al) => (r::leaky_relu_forward(&x64, al as f64), r::leaky_relu_backward(&dy64, &x64, al as f64)),
-            Kind::PRelu => {
-                let (dx, da) = r::prelu_backward(&dy64, &x64, &a64, s);
-                assert_close(&format!("prelu dalpha {shape:?}"), &read(gpu, &tda), &da, ATOL, RTOL);
-                (r::prelu_forward(&x64, &a64, s), dx)
+            Kind::PRelu | Kind::PReluPerElement => {
+                let (dx, da) = r::prelu_backward(&dy64, &x64, &a64, as_);
+                assert_close(&format!("{kind:?} dalpha {shape:?}"), &read(gpu, &tda), &da, ATOL, RTOL);
+                (r::prelu_forward(&x64, &a64, as_), dx)
             }
         };
         assert_close(&format!("{kind:?} forward {shape:?}"), &read(gpu, &ty), &want_y, ATOL, RTOL);
@@ -67,6 +71,11 @@ fn leaky_relu_matches_reference() {
 #[test]
 fn prelu_matches_reference() {
     check(Kind::PRelu);
+}
+
+#[test]
+fn prelu_per_element_matches_reference() {
+    check(Kind::PReluPerElement);
 }
 
 #[test]
