@@ -538,3 +538,265 @@ fn subset_and_split() {
     let (_, v3) = uneven.split(0.3, 4);
     assert_eq!(v3.n, 7);
 }
+
+// ------------------------------------------------------------------ learnability (slow)
+
+/// A small CNN in plain Rust (3x [conv3x3 same, ReLU, maxpool2] with 8/16/32 channels,
+/// then a dense layer), trained with SGD + momentum on per-image standardized pixels.
+/// Ignored by default (about a minute of CPU): run it with
+/// `cargo test --release --test data -- --ignored --nocapture`.
+mod cnn {
+    use mien::data::Dataset;
+    use mien::rng::Rng;
+
+    pub struct Conv {
+        ci: usize,
+        co: usize,
+        w: Vec<f32>,
+        b: Vec<f32>,
+        gw: Vec<f32>,
+        gb: Vec<f32>,
+        vw: Vec<f32>,
+        vb: Vec<f32>,
+    }
+
+    impl Conv {
+        pub fn new(ci: usize, co: usize, fan_in: usize, rng: &mut Rng) -> Conv {
+            let k = if fan_in == 0 { ci * 9 } else { fan_in };
+            let sd = (2.0 / k as f64).sqrt();
+            let nw = if fan_in == 0 { co * ci * 9 } else { co * ci };
+            Conv {
+                ci,
+                co,
+                w: (0..nw).map(|_| (rng.normal() * sd) as f32).collect(),
+                b: vec![0.0; co],
+                gw: vec![0.0; nw],
+                gb: vec![0.0; co],
+                vw: vec![0.0; nw],
+                vb: vec![0.0; co],
+            }
+        }
+        /// 3x3 same convolution of `x` [ci, h, w] into `y` [co, h, w].
+        fn fwd(&self, x: &[f32], h: usize, w: usize, y: &mut [f32]) {
+            for co in 0..self.co {
+                let out = &mut y[co * h * w..(co + 1) * h * w];
+                out.fill(self.b[co]);
+                for ci in 0..self.ci {
+                    let inp = &x[ci * h * w..(ci + 1) * h * w];
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let wv = self.w[((co * self.ci + ci) * 3 + ky) * 3 + kx];
+                            for yy in 0..h {
+                                let sy = yy as isize + ky as isize - 1;
+                                if sy < 0 || sy >= h as isize {
+                                    continue;
+                                }
+                                let (x0, x1) = (if kx == 0 { 1 } else { 0 }, if kx == 2 { w - 1 } else { w });
+                                let orow = &mut out[yy * w + x0..yy * w + x1];
+                                let irow = &inp[sy as usize * w + x0 + kx - 1..sy as usize * w + x1 + kx - 1];
+                                for (o, i) in orow.iter_mut().zip(irow) {
+                                    *o += wv * i;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        fn bwd(&mut self, x: &[f32], h: usize, w: usize, dy: &[f32], mut dx: Option<&mut [f32]>) {
+            if let Some(d) = dx.as_deref_mut() {
+                d.fill(0.0);
+            }
+            for co in 0..self.co {
+                let g = &dy[co * h * w..(co + 1) * h * w];
+                self.gb[co] += g.iter().sum::<f32>();
+                for ci in 0..self.ci {
+                    let inp = &x[ci * h * w..(ci + 1) * h * w];
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let wi = ((co * self.ci + ci) * 3 + ky) * 3 + kx;
+                            let wv = self.w[wi];
+                            let mut acc = 0.0f32;
+                            for yy in 0..h {
+                                let sy = yy as isize + ky as isize - 1;
+                                if sy < 0 || sy >= h as isize {
+                                    continue;
+                                }
+                                let (x0, x1) = (if kx == 0 { 1 } else { 0 }, if kx == 2 { w - 1 } else { w });
+                                let grow = &g[yy * w + x0..yy * w + x1];
+                                let s0 = sy as usize * w + x0 + kx - 1;
+                                let irow = &inp[s0..s0 + (x1 - x0)];
+                                acc += grow.iter().zip(irow).map(|(a, b)| a * b).sum::<f32>();
+                                if let Some(d) = dx.as_deref_mut() {
+                                    let drow = &mut d[ci * h * w + s0..ci * h * w + s0 + (x1 - x0)];
+                                    for (o, gv) in drow.iter_mut().zip(grow) {
+                                        *o += wv * gv;
+                                    }
+                                }
+                            }
+                            self.gw[wi] += acc;
+                        }
+                    }
+                }
+            }
+        }
+        fn step(&mut self, lr: f32, n: f32) {
+            for (((w, g), v), _) in self.w.iter_mut().zip(&mut self.gw).zip(&mut self.vw).zip(0..) {
+                *v = 0.9 * *v - lr * (*g / n + 1e-4 * *w);
+                *w += *v;
+                *g = 0.0;
+            }
+            for ((b, g), v) in self.b.iter_mut().zip(&mut self.gb).zip(&mut self.vb) {
+                *v = 0.9 * *v - lr * *g / n;
+                *b += *v;
+                *g = 0.0;
+            }
+        }
+    }
+
+    fn pool_fwd(x: &[f32], c: usize, h: usize, w: usize, y: &mut [f32], arg: &mut [usize]) {
+        let (oh, ow) = (h / 2, w / 2);
+        for ch in 0..c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut best = (f32::NEG_INFINITY, 0);
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let i = ch * h * w + (2 * oy + dy) * w + 2 * ox + dx;
+                        if x[i] > best.0 {
+                            best = (x[i], i);
+                        }
+                    }
+                    let o = ch * oh * ow + oy * ow + ox;
+                    y[o] = best.0;
+                    arg[o] = best.1;
+                }
+            }
+        }
+    }
+
+    pub struct Net {
+        convs: Vec<Conv>,
+        dense: Conv, // w: [7, 32*6*6]
+        hw: usize,
+    }
+
+    const CH: [usize; 4] = [1, 8, 16, 32];
+
+    fn standardize(img: &[f32]) -> Vec<f32> {
+        let m = img.iter().sum::<f32>() / img.len() as f32;
+        let sd = (img.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / img.len() as f32).sqrt().max(1e-3);
+        img.iter().map(|v| (v - m) / sd).collect()
+    }
+
+    impl Net {
+        pub fn new(hw: usize, seed: u64) -> Net {
+            let mut rng = Rng::new(seed);
+            let convs = (0..3).map(|l| Conv::new(CH[l], CH[l + 1], 0, &mut rng)).collect();
+            let feat = 32 * (hw / 8) * (hw / 8);
+            Net { convs, dense: Conv::new(feat, 7, feat, &mut rng), hw }
+        }
+
+        /// Forward (and backward with `label`): returns the logits.
+        fn run(&mut self, img: &[f32], label: Option<usize>) -> Vec<f32> {
+            let mut acts: Vec<Vec<f32>> = vec![standardize(img)]; // conv inputs
+            let mut pre: Vec<Vec<f32>> = Vec::new(); // relu outputs (pool inputs)
+            let mut args: Vec<Vec<usize>> = Vec::new();
+            let mut s = self.hw;
+            for l in 0..3 {
+                let mut y = vec![0.0; CH[l + 1] * s * s];
+                self.convs[l].fwd(&acts[l], s, s, &mut y);
+                y.iter_mut().for_each(|v| *v = v.max(0.0));
+                let mut p = vec![0.0; CH[l + 1] * (s / 2) * (s / 2)];
+                let mut a = vec![0; p.len()];
+                pool_fwd(&y, CH[l + 1], s, s, &mut p, &mut a);
+                pre.push(y);
+                args.push(a);
+                acts.push(p);
+                s /= 2;
+            }
+            let f = &acts[3];
+            let nf = f.len();
+            let logits: Vec<f32> =
+                (0..7).map(|c| self.dense.b[c] + self.dense.w[c * nf..(c + 1) * nf].iter().zip(f).map(|(a, b)| a * b).sum::<f32>()).collect();
+            let Some(label) = label else { return logits };
+            let mx = logits.iter().cloned().fold(f32::MIN, f32::max);
+            let e: Vec<f32> = logits.iter().map(|v| (v - mx).exp()).collect();
+            let se: f32 = e.iter().sum();
+            let dz: Vec<f32> = (0..7).map(|c| e[c] / se - if c == label { 1.0 } else { 0.0 }).collect();
+            let mut df = vec![0.0f32; nf];
+            for c in 0..7 {
+                self.dense.gb[c] += dz[c];
+                for j in 0..nf {
+                    self.dense.gw[c * nf + j] += dz[c] * f[j];
+                    df[j] += dz[c] * self.dense.w[c * nf + j];
+                }
+            }
+            let mut g = df;
+            for l in (0..3).rev() {
+                let s = self.hw >> l;
+                // Unpool, then ReLU.
+                let mut dy = vec![0.0f32; CH[l + 1] * s * s];
+                for (o, &i) in args[l].iter().enumerate() {
+                    dy[i] += g[o];
+                }
+                for (d, &y) in dy.iter_mut().zip(&pre[l]) {
+                    if y <= 0.0 {
+                        *d = 0.0;
+                    }
+                }
+                let mut dx = vec![0.0f32; CH[l] * s * s];
+                self.convs[l].bwd(&acts[l], s, s, &dy, if l > 0 { Some(&mut dx) } else { None });
+                g = dx;
+            }
+            logits
+        }
+
+        pub fn train_epoch(&mut self, d: &Dataset, lr: f32, rng: &mut Rng) {
+            let mut order: Vec<usize> = (0..d.n).collect();
+            rng.shuffle(&mut order);
+            for chunk in order.chunks(32) {
+                for &i in chunk {
+                    self.run(d.image(i), Some(d.labels[i] as usize));
+                }
+                for c in &mut self.convs {
+                    c.step(lr, chunk.len() as f32);
+                }
+                self.dense.step(lr, chunk.len() as f32);
+            }
+        }
+
+        pub fn accuracy(&mut self, d: &Dataset) -> f64 {
+            let ok = (0..d.n)
+                .filter(|&i| {
+                    let z = self.run(d.image(i), None);
+                    let best = (0..7).max_by(|&a, &b| z[a].partial_cmp(&z[b]).unwrap()).unwrap();
+                    best == d.labels[i] as usize
+                })
+                .count();
+            ok as f64 / d.n as f64
+        }
+    }
+}
+
+#[test]
+#[ignore = "slow: trains a small CNN on the CPU (about a minute in release)"]
+fn small_cnn_learns_what_the_linear_probe_cannot() {
+    let n_train: usize = std::env::var("MIEN_CNN_N").ok().and_then(|v| v.parse().ok()).unwrap_or(4200);
+    let epochs: usize = std::env::var("MIEN_CNN_EPOCHS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let all = synthetic(n_train + 700, 2024, FER2013_HW);
+    let train = all.subset(&(0..n_train).collect::<Vec<_>>());
+    let val = all.subset(&(n_train..n_train + 700).collect::<Vec<_>>());
+    let (_, lin) = linear_probe(&train, &val, 8);
+    let mut net = cnn::Net::new(48, 1);
+    let mut rng = Rng::new(2);
+    let t0 = std::time::Instant::now();
+    let mut acc = 0.0;
+    for ep in 0..epochs {
+        let lr = if ep < epochs * 7 / 10 { 0.02 } else { 0.004 };
+        net.train_epoch(&train, lr, &mut rng);
+        acc = net.accuracy(&val);
+        eprintln!("epoch {ep}: val accuracy {:.1}% ({:.0}s)", acc * 100.0, t0.elapsed().as_secs_f64());
+    }
+    eprintln!("small CNN {:.1}% vs linear probe {:.1}% on {n_train} training images", acc * 100.0, lin * 100.0);
+    assert!(acc > lin + 0.25, "the CNN ({acc}) should beat the linear probe ({lin}) by far");
+}
