@@ -214,6 +214,13 @@ fn csv_errors_name_file_line_found_and_expected() {
         format!("\u{feff}label,feature\r\n0,{p16}\r\n1,{p16}\r\n9,{p16}\r\n"),
         &["crlf_bad.csv:4", "label '9'"],
     );
+    // A quoted field may span lines; later line numbers stay right.
+    case(
+        "multiline.csv",
+        format!("label,feature\n0,\"{}\n{}\"\n7,{p16}\n", px(8, 0), px(8, 8)),
+        &["multiline.csv:4", "label '7'"],
+    );
+    case("unclosed.csv", format!("label,feature\n0,\"{p16}\n"), &["unclosed.csv:2", "not closed", "expected a closing"]);
     // A PNG handed to the CSV loader: an unknown header, not a crash.
     let png = image::GrayImage::from_pixel(4, 4, image::Luma([9u8]));
     png.save(dir.join("image.png")).unwrap();
