@@ -8,6 +8,7 @@ pub mod gpu;
 pub mod nn;
 pub mod reference;
 pub mod rng;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{Dispatch, Gpu, Tensor};

@@ -284,6 +284,15 @@ impl Gpu {
 
     /// Record `dispatches` into one encoder and one compute pass, and submit once.
     pub fn submit<'a>(&self, dispatches: impl IntoIterator<Item = &'a Dispatch>) -> wgpu::SubmissionIndex {
+        self.submit_with(dispatches, |_| {})
+    }
+
+    /// Like `submit`, then `after` records more commands (copies) into the same encoder.
+    pub fn submit_with<'a>(
+        &self,
+        dispatches: impl IntoIterator<Item = &'a Dispatch>,
+        after: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> wgpu::SubmissionIndex {
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("mien step") });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("mien step"), timestamp_writes: None });
@@ -291,6 +300,7 @@ impl Gpu {
                 d.encode(&mut pass);
             }
         }
+        after(&mut encoder);
         self.queue.submit(Some(encoder.finish()))
     }
 

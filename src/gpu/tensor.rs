@@ -69,6 +69,12 @@ impl Tensor {
         })
     }
 
+    /// Record a copy of this tensor into `dst` starting `dst_elem_offset` elements in.
+    pub fn copy_to(&self, encoder: &mut wgpu::CommandEncoder, dst: &Tensor, dst_elem_offset: usize) {
+        assert!(dst_elem_offset + self.len() <= dst.len(), "copy of {} into {} out of range", self.label, dst.label);
+        encoder.copy_buffer_to_buffer(self.buffer(), self.offset, dst.buffer(), dst.offset + dst_elem_offset as u64 * 4, self.bytes());
+    }
+
     /// Same elements, another shape (flatten is a view, not a copy).
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         let n: usize = shape.iter().product();

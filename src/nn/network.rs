@@ -113,6 +113,20 @@ pub struct Network {
     scratch: Vec<Tensor>,
 }
 
+/// Point this build's BatchNorm layers at `other`'s running statistics (same names).
+fn share_running_stats(planned: &mut [Planned], names: &[String], other: &Network) -> Result<()> {
+    let find = |n: String| {
+        other.buffers.iter().find(|(b, _)| *b == n).map(|(_, t)| t.clone()).ok_or_else(|| Error::new(format!("shared network has no {n}")))
+    };
+    for (pl, name) in planned.iter_mut().zip(names) {
+        if let Op::BatchNorm { running_mean, running_var, .. } = &mut pl.op {
+            *running_mean = find(format!("{name}.running_mean"))?;
+            *running_var = find(format!("{name}.running_var"))?;
+        }
+    }
+    Ok(())
+}
+
 /// What `build_layer` derives from a spec before any buffer exists.
 struct Planned {
     op: Op,
@@ -195,6 +209,25 @@ impl Network {
     /// Build `spec` for inputs of per-sample shape `input_chw` and batch `batch`. Errors name
     /// the layer whose shape or limit is violated.
     pub fn build(gpu: &Gpu, spec: &ModelSpec, input_chw: [usize; 3], classes: usize, batch: usize, opts: BuildOptions) -> Result<Network> {
+        Self::build_inner(gpu, spec, input_chw, classes, batch, opts, None)
+    }
+
+    /// The same model for another batch size (validation remainders, prediction), sharing
+    /// this network's parameter and gradient arenas and BatchNorm running statistics: a
+    /// training step of either is seen by both. Do not run both backward passes at once.
+    pub fn build_like(&self, gpu: &Gpu, batch: usize, opts: BuildOptions) -> Result<Network> {
+        Self::build_inner(gpu, &self.spec, self.input_chw, self.classes, batch, opts, Some(self))
+    }
+
+    fn build_inner(
+        gpu: &Gpu,
+        spec: &ModelSpec,
+        input_chw: [usize; 3],
+        classes: usize,
+        batch: usize,
+        opts: BuildOptions,
+        shared: Option<&Network>,
+    ) -> Result<Network> {
         ensure!(batch > 0, "model {}: batch size must be positive", spec.name);
         ensure!(!spec.layers.is_empty(), "model {}: has no layers", spec.name);
         let names = spec.layer_names();
@@ -228,8 +261,16 @@ impl Network {
             layer_params.push(idx);
         }
         let total = total.max(1);
-        let arena = gpu.tensor("params", &[total])?;
-        let grads = gpu.tensor("grads", &[total])?;
+        let (arena, grads) = match shared {
+            Some(other) => {
+                ensure!(other.arena.len() == total, "model {}: shared arena has {} values, this build needs {total}", spec.name, other.arena.len());
+                (other.arena.clone(), other.grads.clone())
+            }
+            None => (gpu.tensor("params", &[total])?, gpu.tensor("grads", &[total])?),
+        };
+        if let Some(other) = shared {
+            share_running_stats(&mut planned, &names, other)?;
+        }
 
         // Activations and their gradients. Flatten is a view of its input.
         let mut acts = vec![gpu.tensor("input", &[batch, input_chw[0], input_chw[1], input_chw[2]])?];
@@ -515,9 +556,15 @@ impl Network {
         self.forward_infer.iter().chain(std::iter::once(&self.probabilities))
     }
 
-    /// Inference forward, loss and accuracy statistics (validation).
+    /// Inference forward, loss and accuracy statistics, and probabilities (validation,
+    /// prediction; with unlabelled data the loss is meaningless but harmless).
     pub fn eval_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
-        self.forward_infer.iter().chain(&self.loss)
+        self.forward_infer.iter().chain(&self.loss).chain(std::iter::once(&self.probabilities))
+    }
+
+    /// The loss statistics tensor [2] = (mean loss, number correct) the loss pass writes.
+    pub fn stats(&self) -> &Tensor {
+        &self.stats
     }
 
     /// (mean loss, number correct) of the last recorded loss pass: reads 8 bytes.

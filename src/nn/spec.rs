@@ -126,6 +126,8 @@ pub enum LayerSpec {
     /// A view: no kernel runs.
     Flatten,
     Dense {
+        /// Omitted (0) in the last layer of a model file: the number of classes.
+        #[serde(default)]
         units: usize,
         #[serde(default = "yes")]
         bias: bool,
@@ -171,6 +173,43 @@ impl ModelSpec {
                 format!("{}_{}", l.kind_name(), c)
             })
             .collect()
+    }
+
+    /// Read a model file: TOML (`name = "..."` and `[[layers]]` tables with `type = "conv2d"`,
+    /// ...) or JSON, by extension. A last dense layer without `units` gets `classes`.
+    pub fn from_file(path: &std::path::Path, classes: usize) -> crate::Result<ModelSpec> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::Error::new(format!("{}: cannot read model file: {e}", path.display())))?;
+        let spec: ModelSpec = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| crate::Error::new(format!("{}: {e}", path.display())))?
+        } else {
+            toml::from_str(&text).map_err(|e| crate::Error::new(format!("{}: {e}", path.display())))?
+        };
+        Ok(spec.with_classes(classes))
+    }
+
+    /// A preset name or a model file path.
+    pub fn resolve(name_or_path: &str, classes: usize) -> crate::Result<ModelSpec> {
+        if let Some(spec) = Self::preset(name_or_path, classes) {
+            return Ok(spec);
+        }
+        let path = std::path::Path::new(name_or_path);
+        if path.exists() {
+            return Self::from_file(path, classes);
+        }
+        Err(crate::Error::new(format!(
+            "model {name_or_path:?} is neither a preset ({}) nor an existing model file",
+            Self::PRESETS.join(", ")
+        )))
+    }
+
+    /// Give a last dense layer without `units` the class count.
+    pub fn with_classes(mut self, classes: usize) -> ModelSpec {
+        if let Some(LayerSpec::Dense { units, .. }) = self.layers.last_mut() {
+            if *units == 0 {
+                *units = classes;
+            }
+        }
+        self
     }
 
     /// The built-in models: `small` (fast; the default), `seed-cnn` (the reports' VGG-like

@@ -1,0 +1,156 @@
+//! `cargo run --release --bin train`: train a model on FER2013 (any of its layouts) or, with
+//! no --data, on the built-in synthetic faces. Writes runs/<name>/ (checkpoints, history,
+//! curves, confusion matrix, summary) and points runs/latest at it.
+
+use clap::Parser;
+use mien::nn::augment::AugmentConfig;
+use mien::train::{self, OptimizerChoice, Schedule, TrainConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Train a facial-expression CNN on the GPU (WGSL kernels via wgpu).")]
+struct Args {
+    /// FER2013 data: fer2013.csv (emotion,pixels,Usage), train.csv (label,feature) or an
+    /// image folder ROOT/<class>/*.png. Default: the built-in synthetic faces.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Model: a preset (small, seed-cnn, seed-dnn, tiny-cnn) or a TOML / JSON model file.
+    #[arg(long, default_value = "small")]
+    model: String,
+    #[arg(long, default_value_t = 12)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Learning rate (the schedule's starting value).
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    #[arg(long, value_enum, default_value_t = OptimizerChoice::Adam)]
+    optimizer: OptimizerChoice,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    /// Nesterov momentum (SGD).
+    #[arg(long)]
+    nesterov: bool,
+    /// L2 weight decay added to the gradient (see --decoupled-weight-decay).
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    /// AdamW-style decoupled weight decay instead of L2.
+    #[arg(long)]
+    decoupled_weight_decay: bool,
+    /// Learning-rate schedule: constant, step:EVERY:GAMMA, cosine[:MIN_LR],
+    /// plateau[:PATIENCE[:FACTOR]] (reduce on validation-loss plateau).
+    #[arg(long, default_value = "cosine")]
+    schedule: String,
+    /// Stop when validation accuracy has not improved for this many epochs.
+    #[arg(long)]
+    early_stopping: Option<usize>,
+    /// Seed for initialization, shuffling, dropout, augmentation and the synthetic data.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// GPU augmentation: none, reports (rotation 10 deg, shifts 0.1, zoom 0.1, flip), or
+    /// a list like rotation=15,shift=0.1,zoom=0.2,flip=true,fill=nearest.
+    #[arg(long, default_value = "none")]
+    augment: String,
+    /// Validation fraction when the data has no PublicTest / validation part.
+    #[arg(long, default_value_t = 0.1)]
+    val_split: f64,
+    /// Number of training images of the built-in dataset (validation: a quarter of it).
+    #[arg(long, default_value_t = 2400)]
+    synthetic: usize,
+    /// Side images are resized to (image folders); CSV files keep their own size.
+    #[arg(long, default_value_t = 48)]
+    image_size: usize,
+    /// Run directory. Default: runs/<model>-<date>-<time>.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in DIR from its last checkpoint (same settings; --epochs may extend it).
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn config(args: &Args) -> mien::Result<TrainConfig> {
+    Ok(TrainConfig {
+        model: args.model.clone(),
+        epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        optimizer: args.optimizer,
+        momentum: args.momentum,
+        nesterov: args.nesterov,
+        weight_decay: args.weight_decay,
+        decoupled_weight_decay: args.decoupled_weight_decay,
+        schedule: args.schedule.parse::<Schedule>()?,
+        early_stopping: args.early_stopping,
+        seed: args.seed,
+        augment: args.augment.parse::<AugmentConfig>()?,
+        val_split: args.val_split,
+        data: args.data.clone(),
+        synthetic: args.synthetic,
+        image_size: args.image_size,
+    })
+}
+
+fn run(args: Args) -> mien::Result<()> {
+    let (cfg, dir, resume) = match &args.resume {
+        Some(dir) => {
+            let path = dir.join("config.json");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| mien::Error::new(format!("{}: cannot resume: {e}", path.display())))?;
+            let mut cfg: TrainConfig = serde_json::from_str(&text).map_err(|e| mien::Error::new(format!("{}: {e}", path.display())))?;
+            cfg.epochs = cfg.epochs.max(args.epochs);
+            (cfg, dir.clone(), true)
+        }
+        None => {
+            let cfg = config(&args)?;
+            let dir = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(train::run_name(&cfg.model)));
+            (cfg, dir, false)
+        }
+    };
+    let gpu = mien::Gpu::new()?;
+    if !args.quiet {
+        eprintln!("{}", gpu.describe());
+    }
+    let data = train::load_data(&cfg)?;
+    if !args.quiet {
+        eprintln!(
+            "data: {} ({} training, {} validation images of {}x{}, {} classes: {})",
+            cfg.data.as_ref().map_or("built-in synthetic faces".into(), |p| p.display().to_string()),
+            data.train.len(),
+            data.val.len(),
+            data.train.h,
+            data.train.w,
+            data.class_names.len(),
+            data.class_names.join(", ")
+        );
+    }
+    let outcome = train::run(&gpu, &cfg, &data, &dir, resume, !args.quiet)?;
+    train::mark_latest(&dir)?;
+    println!(
+        "run {}: best validation accuracy {:.4} at epoch {} ({} epochs{})",
+        outcome.dir.display(),
+        outcome.best_val_acc,
+        outcome.best_epoch,
+        outcome.history.len(),
+        match outcome.stop {
+            train::Stop::Finished => String::new(),
+            train::Stop::EarlyStopped { .. } => ", stopped early".into(),
+        }
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

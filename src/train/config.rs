@@ -1,0 +1,170 @@
+//! What a training run was asked to do: saved as `config.json` in the run directory, so
+//! `--resume` continues with the same settings.
+
+use crate::nn::augment::AugmentConfig;
+use crate::nn::optim::{OptimizerConfig, OptimizerKind};
+use crate::{bail, ensure, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Learning-rate schedule, applied per epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Schedule {
+    Constant,
+    /// lr * gamma^(epoch / every).
+    Step { every: usize, gamma: f64 },
+    /// Cosine from lr down to `min_lr` over the run's epochs.
+    Cosine { min_lr: f64 },
+    /// Multiply by `factor` when validation loss has not improved for `patience` epochs
+    /// (Keras ReduceLROnPlateau), never below `min_lr`.
+    Plateau { patience: usize, factor: f64, min_lr: f64 },
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = Error;
+    /// `constant`, `step:EVERY:GAMMA`, `cosine[:MIN_LR]`, `plateau[:PATIENCE[:FACTOR]]`.
+    fn from_str(s: &str) -> Result<Schedule> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let num = |i: usize, default: f64| -> Result<f64> {
+            parts.get(i).map_or(Ok(default), |p| p.parse().map_err(|_| Error::new(format!("--schedule {s}: {p:?} is not a number"))))
+        };
+        Ok(match parts[0] {
+            "constant" | "none" => Schedule::Constant,
+            "step" => {
+                let every = num(1, 10.0)?;
+                ensure!(every >= 1.0, "--schedule {s}: the step interval must be at least 1 epoch");
+                Schedule::Step { every: every as usize, gamma: num(2, 0.5)? }
+            }
+            "cosine" => Schedule::Cosine { min_lr: num(1, 0.0)? },
+            "plateau" => Schedule::Plateau { patience: num(1, 3.0)? as usize, factor: num(2, 0.5)?, min_lr: num(3, 1e-6)? },
+            other => bail!("--schedule {s}: unknown schedule {other:?}; expected constant, step:EVERY:GAMMA, cosine[:MIN_LR] or plateau[:PATIENCE[:FACTOR]]"),
+        })
+    }
+}
+
+impl Schedule {
+    /// The learning rate for `epoch` (0-based) of `epochs`. `val_losses` are the validation
+    /// losses of the epochs before it and `previous` the rate the last epoch used (Plateau
+    /// derives its state from them, so a resumed run continues the same schedule).
+    pub fn lr(&self, base: f64, epoch: usize, epochs: usize, previous: f64, val_losses: &[f64]) -> f64 {
+        match *self {
+            Schedule::Constant => base,
+            Schedule::Step { every, gamma } => base * gamma.powi((epoch / every.max(1)) as i32),
+            Schedule::Cosine { min_lr } => {
+                let t = epoch as f64 / (epochs.max(2) - 1) as f64;
+                min_lr + 0.5 * (base - min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            Schedule::Plateau { patience, factor, min_lr } => {
+                if epoch == 0 || val_losses.is_empty() {
+                    return base;
+                }
+                // Epochs since the best validation loss so far (Keras ReduceLROnPlateau),
+                // restarting the count after each reduction (the epoch where the rate changed).
+                let best = val_losses.iter().enumerate().fold((0, f64::INFINITY), |b, (i, &l)| if l < b.1 { (i, l) } else { b });
+                let since_best = val_losses.len() - 1 - best.0;
+                if since_best >= patience.max(1) && since_best % patience.max(1) == 0 {
+                    (previous * factor).max(min_lr)
+                } else {
+                    previous
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerChoice {
+    Adam,
+    Sgd,
+}
+
+/// Everything a run needs besides the data itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Preset name or path of a model file (TOML / JSON).
+    pub model: String,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub optimizer: OptimizerChoice,
+    /// SGD momentum (0 = plain SGD).
+    pub momentum: f32,
+    pub nesterov: bool,
+    pub weight_decay: f32,
+    /// AdamW-style decay instead of L2 added to the gradient.
+    pub decoupled_weight_decay: bool,
+    pub schedule: Schedule,
+    /// Stop when validation accuracy has not improved for this many epochs.
+    pub early_stopping: Option<usize>,
+    pub seed: u64,
+    pub augment: AugmentConfig,
+    /// Validation fraction when the data has no validation part.
+    pub val_split: f64,
+    /// FER2013 CSV or image folder; None = the built-in synthetic faces.
+    pub data: Option<PathBuf>,
+    /// Size of the built-in dataset (training images; validation is a quarter of it).
+    pub synthetic: usize,
+    /// Input size images are resized to (folders); CSVs keep their own size.
+    pub image_size: usize,
+}
+
+impl TrainConfig {
+    pub fn optimizer_config(&self) -> OptimizerConfig {
+        let kind = match self.optimizer {
+            OptimizerChoice::Adam => OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-7 },
+            OptimizerChoice::Sgd => OptimizerKind::Sgd { momentum: self.momentum, nesterov: self.nesterov },
+        };
+        OptimizerConfig { kind, weight_decay: self.weight_decay, decoupled_weight_decay: self.decoupled_weight_decay }
+    }
+
+    /// Checks a user can fail: numbers out of range.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.epochs >= 1, "--epochs must be at least 1");
+        ensure!(self.batch >= 1, "--batch must be at least 1");
+        ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr {} must be a positive number", self.lr);
+        ensure!((0.0..1.0).contains(&self.val_split), "--val-split {} must be in [0, 1)", self.val_split);
+        ensure!(self.weight_decay >= 0.0, "--weight-decay {} must not be negative", self.weight_decay);
+        ensure!(self.image_size >= 4, "--image-size {} is too small", self.image_size);
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for AugmentConfig {
+    type Err = Error;
+    /// `none`, `reports`, or `key=value` pairs: rotation (degrees), shift (both axes),
+    /// width_shift, height_shift, zoom, flip (true/false), fill (nearest/constant).
+    fn from_str(s: &str) -> Result<AugmentConfig> {
+        match s {
+            "none" | "off" => return Ok(AugmentConfig::none()),
+            "reports" | "keras" => return Ok(AugmentConfig::reports()),
+            _ => {}
+        }
+        let mut cfg = AugmentConfig::none();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (key, value) = item.split_once('=').ok_or_else(|| Error::new(format!("--augment {s}: {item:?} is not key=value")))?;
+            let num = || value.parse::<f32>().map_err(|_| Error::new(format!("--augment {s}: {key}={value:?} is not a number")));
+            match key {
+                "rotation" => cfg.rotation_deg = num()?,
+                "shift" => {
+                    cfg.width_shift = num()?;
+                    cfg.height_shift = cfg.width_shift;
+                }
+                "width_shift" => cfg.width_shift = num()?,
+                "height_shift" => cfg.height_shift = num()?,
+                "zoom" => cfg.zoom = num()?,
+                "flip" => cfg.horizontal_flip = value.parse().map_err(|_| Error::new(format!("--augment {s}: flip={value:?} is not true/false")))?,
+                "fill" => {
+                    cfg.fill = match value {
+                        "nearest" => crate::nn::augment::Fill::Nearest,
+                        "constant" => crate::nn::augment::Fill::Constant,
+                        _ => bail!("--augment {s}: fill={value:?}; expected nearest or constant"),
+                    }
+                }
+                _ => bail!("--augment {s}: unknown key {key:?}; expected rotation, shift, width_shift, height_shift, zoom, flip, fill"),
+            }
+        }
+        Ok(cfg)
+    }
+}
