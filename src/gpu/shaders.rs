@@ -17,6 +17,7 @@ macro_rules! shaders {
 
 shaders! {
     ACTIVATION = "activation";
+    AUGMENT = "augment";
     BATCHNORM = "batchnorm";
     CONV2D = "conv2d";
     DENSE = "dense";

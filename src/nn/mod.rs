@@ -6,6 +6,7 @@
 //! `Dispatch`es that are recorded once and replayed every step.
 
 pub mod activation;
+pub mod augment;
 pub mod batchnorm;
 pub mod conv2d;
 pub mod dense;

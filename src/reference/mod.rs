@@ -3,6 +3,7 @@
 //! Same layouts as the GPU: NCHW, conv weight [out, in, kh, kw], dense weight [out, in].
 
 pub mod activation;
+pub mod augment;
 pub mod batchnorm;
 pub mod conv2d;
 pub mod dense;

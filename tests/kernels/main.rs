@@ -7,6 +7,7 @@ mod common;
 mod context;
 
 mod activation;
+mod augment;
 mod batchnorm;
 mod conv2d;
 mod dense;
