@@ -7,6 +7,7 @@ pub mod error;
 pub mod gpu;
 pub mod nn;
 pub mod reference;
+pub mod render;
 pub mod rng;
 pub mod train;
 
