@@ -5,6 +5,7 @@
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod io;
 pub mod nn;
 pub mod reference;
 pub mod render;

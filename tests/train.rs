@@ -104,7 +104,7 @@ fn resume_after_a_kill_continues_the_same_run() {
 
     let killed = tmpdir("killed");
     train::run(gpu, &TrainConfig { epochs: 2, ..cfg.clone() }, &data, &killed, false, false).unwrap();
-    std::fs::write(killed.join("last.safetensors.tmp"), b"torn write").unwrap();
+    std::fs::write(killed.join(".last.safetensors.1234-0.tmp"), b"torn write").unwrap();
     let resumed = train::run(gpu, &cfg, &data, &killed, true, false).unwrap();
     assert_eq!(resumed.history.len(), 3);
 

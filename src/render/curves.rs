@@ -10,22 +10,9 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// One epoch of a training run's history (one row of history.csv).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct EpochRecord {
-    pub epoch: usize,
-    pub train_loss: f64,
-    /// Fraction in [0, 1].
-    pub train_acc: f64,
-    pub val_loss: Option<f64>,
-    pub val_acc: Option<f64>,
-    pub lr: f64,
-    /// Wall time of the epoch.
-    pub seconds: f64,
-}
+pub use crate::train::history::EpochRecord;
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 

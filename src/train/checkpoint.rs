@@ -30,21 +30,7 @@ pub struct CheckpointInfo {
     pub optimizer_steps: u64,
 }
 
-/// Write `bytes` to `path` atomically: a temporary file in the same directory, then rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e: std::io::Error| Error::new(format!("{}: {e}", path.display()));
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)
-}
+pub use crate::io::write_atomic;
 
 /// (name, shape, values) of every tensor a checkpoint of `net` holds, read from the GPU.
 fn collect(gpu: &Gpu, net: &Network, opt: Option<&Optimizer>) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {

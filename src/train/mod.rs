@@ -34,6 +34,7 @@ pub enum Stop {
     EarlyStopped { epoch: usize, best_epoch: usize },
 }
 
+#[derive(Debug)]
 pub struct Outcome {
     pub dir: PathBuf,
     pub history: Vec<EpochRecord>,
