@@ -354,3 +354,336 @@ fn conv2d_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
         db[co] = select(0.0, db[co], ACCUMULATE) + red[0];
     }
 }
+
+// ---- Fast path: 3x3 kernel, stride 1, source width a multiple of 4 (vec4 rows) ----
+//
+// conv2d_3x3s1, conv2d_3x3s1_bias: one invocation per 8 destination channels x 4 adjacent
+//   columns of one (n, row); the same kernel computes the forward pass (src x, dst y) and,
+//   with FLIP (kernel rotated 180 degrees, channel roles swapped through the weight
+//   strides S_OUT / S_IN, padding 2 - PT / 2 - PL), backward_input (src dy, dst dx). Per
+//   source channel and kernel row: one vec4 + up to two scalar src loads give the 6-column
+//   window of all 3 taps; 24 weight loads, uniform across the workgroup (channel block =
+//   workgroup_id.y), feed 96 FMAs. No early return: indices past the end are clamped and
+//   only stores are guarded, so loads stay in uniform control flow. Overwrite dst.
+// conv2d_3x3s1_weight: one invocation per output channel (lanes: consecutive co), 4 input
+//   channels (workgroup_id.y, uniform) and one split of the (n, oy) rows (workgroup_id.z);
+//   per (row, 4 columns): one vec4 dy load per lane and the 4 x 3 x windows of uniform x
+//   loads feed 144 FMAs into 36 accumulators. Writes dwo like conv2d_backward_weight (dw
+//   with ACCUMULATE when SPLITS == 1, else partials reduced by
+//   conv2d_backward_weight_reduce).
+
+struct Fast {
+    c_in: u32,    // source channels
+    h_in: u32,
+    w_in: u32,    // multiple of 4
+    c_out: u32,   // destination channels
+    h_out: u32,
+    w_out: u32,
+    pt: u32,      // top padding of this pass (left padding is the PADL override)
+    s_out: u32,   // weight stride between destination channels
+    s_in: u32,    // weight stride between source channels
+    owb: u32,     // ceil(w_out / 4)
+    total: u32,   // N * h_out * owb (conv2d_3x3s1)
+    rows: u32,    // N * h_out (weight gradient: dy rows)
+    rps: u32,     // rows per split (weight gradient)
+    nw: u32,      // CO*CI*9 (weight gradient)
+    block0: u32,  // first 8-channel block of this dispatch's weight chunk (conv2d_3x3s1_u)
+    _pad1: u32,
+}
+
+override PADL: u32 = 1u;    // left padding of this pass: 0, 1 or 2
+override FLIP: bool = false;
+override WGW: u32 = 64u;    // lanes (output channels) per weight-gradient workgroup
+
+@group(0) @binding(10) var<uniform> f: Fast;
+@group(0) @binding(11) var<storage, read> src: array<f32>;
+@group(0) @binding(12) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(13) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(14) var<storage, read> dy4: array<vec4<f32>>;
+
+// The 3 tap vectors of one source row: tap kx holds columns ox0 - PADL + kx + (0..4).
+// `row` is the row's first element (a multiple of 4), rok whether the row is inside the
+// image (else zeros); columns outside [0, W_IN) read as zero.
+fn taps(row: u32, ox0: u32, rok: bool) -> array<vec4<f32>, 3> {
+    let v = select(vec4<f32>(0.0), src4[(row + ox0) >> 2u], rok);
+    var l2 = 0.0;
+    var l1 = 0.0;
+    var r1 = 0.0;
+    var r2 = 0.0;
+    let last = f.w_in - 1u;
+    if (PADL >= 2u) { l2 = select(0.0, src[row + select(0u, ox0 - 2u, ox0 >= 2u)], rok && ox0 >= 2u); }
+    if (PADL >= 1u) { l1 = select(0.0, src[row + select(0u, ox0 - 1u, ox0 >= 1u)], rok && ox0 >= 1u); }
+    if (PADL <= 1u) { r1 = select(0.0, src[row + min(ox0 + 4u, last)], rok && ox0 + 4u <= last); }
+    if (PADL == 0u) { r2 = select(0.0, src[row + min(ox0 + 5u, last)], rok && ox0 + 5u <= last); }
+    if (PADL == 0u) {
+        return array<vec4<f32>, 3>(v, vec4<f32>(v.yzw, r1), vec4<f32>(v.zw, r1, r2));
+    }
+    if (PADL == 1u) {
+        return array<vec4<f32>, 3>(vec4<f32>(l1, v.xyz), v, vec4<f32>(v.yzw, r1));
+    }
+    return array<vec4<f32>, 3>(vec4<f32>(l2, l1, v.xy), vec4<f32>(l1, v.xyz), v);
+}
+
+// Weight offset of tap k = ky*3 + kx (rotated 180 degrees for backward_input).
+fn tap(k: u32) -> u32 {
+    return select(k, 8u - k, FLIP);
+}
+
+fn fast_block(q: u32, cb: u32) -> Acc {
+    let owb = q % f.owb;
+    let t = q / f.owb;
+    let oy = t % f.h_out;
+    let n = t / f.h_out;
+    let ox0 = owb * 4u;
+    let wr = rows8(cb * CB, f.c_out - 1u, f.s_out);
+    let wl = wr[0];
+    let wh = wr[1];
+    var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    let hw = f.h_in * f.w_in;
+    var sb = n * f.c_in * hw;
+    var wo = 0u;
+    for (var c = 0u; c < f.c_in; c++) {
+        for (var ky = 0u; ky < 3u; ky++) {
+            let iy = i32(oy + ky) - i32(f.pt);
+            let rok = iy >= 0 && iy < i32(f.h_in);
+            let k = taps(sb + u32(clamp(iy, 0, i32(f.h_in) - 1)) * f.w_in, ox0, rok);
+            let t0 = wo + tap(ky * 3u);
+            let t1 = wo + tap(ky * 3u + 1u);
+            let t2 = wo + tap(ky * 3u + 2u);
+            a.c0 += w[wl.x + t0] * k[0] + w[wl.x + t1] * k[1] + w[wl.x + t2] * k[2];
+            a.c1 += w[wl.y + t0] * k[0] + w[wl.y + t1] * k[1] + w[wl.y + t2] * k[2];
+            a.c2 += w[wl.z + t0] * k[0] + w[wl.z + t1] * k[1] + w[wl.z + t2] * k[2];
+            a.c3 += w[wl.w + t0] * k[0] + w[wl.w + t1] * k[1] + w[wl.w + t2] * k[2];
+            a.c4 += w[wh.x + t0] * k[0] + w[wh.x + t1] * k[1] + w[wh.x + t2] * k[2];
+            a.c5 += w[wh.y + t0] * k[0] + w[wh.y + t1] * k[1] + w[wh.y + t2] * k[2];
+            a.c6 += w[wh.z + t0] * k[0] + w[wh.z + t1] * k[1] + w[wh.z + t2] * k[2];
+            a.c7 += w[wh.w + t0] * k[0] + w[wh.w + t1] * k[1] + w[wh.w + t2] * k[2];
+        }
+        sb += hw;
+        wo += f.s_in;
+    }
+    return a;
+}
+
+fn fast_store(q: u32, cb: u32, a: Acc, bias_lo: vec4<f32>, bias_hi: vec4<f32>) {
+    let owb = q % f.owb;
+    let t = q / f.owb;
+    let oy = t % f.h_out;
+    let n = t / f.h_out;
+    let ox0 = owb * 4u;
+    let ohw = f.h_out * f.w_out;
+    var c = array<vec4<f32>, 8>(a.c0 + bias_lo.x, a.c1 + bias_lo.y, a.c2 + bias_lo.z, a.c3 + bias_lo.w,
+                                a.c4 + bias_hi.x, a.c5 + bias_hi.y, a.c6 + bias_hi.z, a.c7 + bias_hi.w);
+    for (var j = 0u; j < CB; j++) {
+        let co = cb * CB + j;
+        if (co >= f.c_out) { break; }
+        let base = (n * f.c_out + co) * ohw + oy * f.w_out + ox0;
+        for (var k = 0u; k < 4u; k++) {
+            if (ox0 + k >= f.w_out) { break; }
+            dst[base + k] = c[j][k];
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn conv2d_3x3s1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let q0 = flat_xz(gid, wid, nwg);
+    let q = min(q0, f.total - 1u);
+    let a = fast_block(q, wid.y);
+    if (q0 < f.total) {
+        fast_store(q, wid.y, a, vec4<f32>(0.0), vec4<f32>(0.0));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn conv2d_3x3s1_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let q0 = flat_xz(gid, wid, nwg);
+    let q = min(q0, f.total - 1u);
+    let a = fast_block(q, wid.y);
+    let r = rows8(wid.y * CB, f.c_out - 1u, 1u);
+    let lo = vec4<f32>(b[r[0].x], b[r[0].y], b[r[0].z], b[r[0].w]);
+    let hi = vec4<f32>(b[r[1].x], b[r[1].y], b[r[1].z], b[r[1].w]);
+    if (q0 < f.total) {
+        fast_store(q, wid.y, a, lo, hi);
+    }
+}
+
+// dot(d, tap) of the 3 taps of 4 channels' windows: increments of acc[kx] (vec4 over ci).
+fn dw_row(rows: vec4<u32>, ox0: u32, rok: bool, d: vec4<f32>) -> array<vec4<f32>, 3> {
+    let a = taps(rows.x, ox0, rok);
+    let b = taps(rows.y, ox0, rok);
+    let c = taps(rows.z, ox0, rok);
+    let e = taps(rows.w, ox0, rok);
+    return array<vec4<f32>, 3>(
+        vec4<f32>(dot(d, a[0]), dot(d, b[0]), dot(d, c[0]), dot(d, e[0])),
+        vec4<f32>(dot(d, a[1]), dot(d, b[1]), dot(d, c[1]), dot(d, e[1])),
+        vec4<f32>(dot(d, a[2]), dot(d, b[2]), dot(d, c[2]), dot(d, e[2])));
+}
+
+// Source = x [N, C_IN, H_IN, W_IN]; dy4 = dy [N, C_OUT, H_OUT, W_OUT] (W_OUT a multiple of 4).
+@compute @workgroup_size(WGW)
+fn conv2d_3x3s1_weight(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let co_raw = wid.x * WGW + lid.x;
+    let co = min(co_raw, f.c_out - 1u);
+    let ci0 = wid.y * 4u;
+    let split = wid.z;
+    let hw = f.h_in * f.w_in;
+    let ohw = f.h_out * f.w_out;
+    let cil = min(vec4<u32>(ci0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(f.c_in - 1u)) * hw;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var a8 = vec4<f32>(0.0);
+    let r0 = split * f.rps;
+    let r1 = min(r0 + f.rps, f.rows);
+    let hmax = i32(f.h_in) - 1;
+    for (var r = r0; r < r1; r++) {
+        let n = r / f.h_out;
+        let oy = r % f.h_out;
+        let dyrow = ((n * f.c_out + co) * f.h_out + oy) * f.w_out;
+        let xn = vec4<u32>(n * f.c_in * hw) + cil;
+        let iy0 = i32(oy) - i32(f.pt);
+        let y0 = vec4<u32>(u32(clamp(iy0, 0, hmax)) * f.w_in) + xn;
+        let y1 = vec4<u32>(u32(clamp(iy0 + 1, 0, hmax)) * f.w_in) + xn;
+        let y2 = vec4<u32>(u32(clamp(iy0 + 2, 0, hmax)) * f.w_in) + xn;
+        let ok0 = iy0 >= 0 && iy0 <= hmax;
+        let ok1 = iy0 + 1 >= 0 && iy0 + 1 <= hmax;
+        let ok2 = iy0 + 2 >= 0 && iy0 + 2 <= hmax;
+        for (var ob = 0u; ob < f.owb; ob++) {
+            let ox0 = ob * 4u;
+            let d = dy4[(dyrow + ox0) >> 2u];
+            let i0 = dw_row(y0, ox0, ok0, d);
+            a0 += i0[0];
+            a1 += i0[1];
+            a2 += i0[2];
+            let i1 = dw_row(y1, ox0, ok1, d);
+            a3 += i1[0];
+            a4 += i1[1];
+            a5 += i1[2];
+            let i2 = dw_row(y2, ox0, ok2, d);
+            a6 += i2[0];
+            a7 += i2[1];
+            a8 += i2[2];
+        }
+    }
+    if (co_raw < f.c_out) {
+        var acc = array<vec4<f32>, 9>(a0, a1, a2, a3, a4, a5, a6, a7, a8);
+        let base = split * f.nw + co * f.c_in * 9u;
+        for (var k = 0u; k < 4u; k++) {
+            let ci = ci0 + k;
+            if (ci >= f.c_in) { break; }
+            for (var t = 0u; t < 9u; t++) {
+                let o = base + ci * 9u + t;
+                dwo[o] = select(0.0, dwo[o], ACCUMULATE) + acc[t][k];
+            }
+        }
+    }
+}
+
+// ---- conv2d_3x3s1_u: the same pass with weights in a uniform buffer ----
+//
+// conv2d_pack_weights repacks w (overwrites wpack) per block of 8 destination channels as
+// [source channel][tap 0..9][8 channels] (18 vec4 per source channel; taps rotated and
+// channel roles swapped for backward_input), blocks PK.STRIDE floats apart. Each
+// conv2d_3x3s1_u[_bias] dispatch binds one chunk of whole blocks (<= 64 KiB) as `wu` and
+// covers its blocks on grid y (global block F.BLOCK0 + workgroup_id.y). Uniform-buffer
+// reads at workgroup-uniform offsets are one scalar load + broadcast on lavapipe, where
+// storage reads are per-lane loops; the weights are the operand every lane shares.
+
+struct Pack {
+    nd: u32,      // destination channels (CO forward, CI backward_input)
+    ns: u32,      // source channels
+    ci: u32,      // CI of w
+    flip: u32,    // 1: backward_input (w[s, d] rotated 180 degrees)
+    stride: u32,  // floats per block of 8 destination channels
+    total: u32,   // blocks * stride
+}
+
+@group(0) @binding(15) var<uniform> wu: array<vec4<f32>, 4096>;
+@group(0) @binding(16) var<uniform> pk: Pack;
+@group(0) @binding(17) var<storage, read_write> wpack: array<f32>;
+
+@compute @workgroup_size(WG)
+fn conv2d_pack_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= pk.total) { return; }
+    let blk = i / pk.stride;
+    let r = i % pk.stride;
+    let c = r / 72u;
+    let t = (r % 72u) / 8u;
+    let d = blk * 8u + r % 8u;
+    var v = 0.0;
+    if (c < pk.ns && d < pk.nd) {
+        if (pk.flip != 0u) {
+            v = w[(c * pk.ci + d) * 9u + 8u - t];
+        } else {
+            v = w[(d * pk.ci + c) * 9u + t];
+        }
+    }
+    wpack[i] = v;
+}
+
+fn fast_block_u(q: u32, lb: u32) -> Acc {
+    let owb = q % f.owb;
+    let t = q / f.owb;
+    let oy = t % f.h_out;
+    let n = t / f.h_out;
+    let ox0 = owb * 4u;
+    var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    let hw = f.h_in * f.w_in;
+    var sb = n * f.c_in * hw;
+    var wb = lb * f.s_out;  // S_OUT: vec4s per block
+    for (var c = 0u; c < f.c_in; c++) {
+        for (var ky = 0u; ky < 3u; ky++) {
+            let iy = i32(oy + ky) - i32(f.pt);
+            let rok = iy >= 0 && iy < i32(f.h_in);
+            let k = taps(sb + u32(clamp(iy, 0, i32(f.h_in) - 1)) * f.w_in, ox0, rok);
+            let o = wb + ky * 6u;
+            for (var kx = 0u; kx < 3u; kx++) {
+                let lo = wu[o + kx * 2u];
+                let hi = wu[o + kx * 2u + 1u];
+                let v = k[kx];
+                a.c0 += lo.x * v;
+                a.c1 += lo.y * v;
+                a.c2 += lo.z * v;
+                a.c3 += lo.w * v;
+                a.c4 += hi.x * v;
+                a.c5 += hi.y * v;
+                a.c6 += hi.z * v;
+                a.c7 += hi.w * v;
+            }
+        }
+        sb += hw;
+        wb += 18u;
+    }
+    return a;
+}
+
+@compute @workgroup_size(WG)
+fn conv2d_3x3s1_u(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let q0 = flat_xz(gid, wid, nwg);
+    let q = min(q0, f.total - 1u);
+    let a = fast_block_u(q, wid.y);
+    if (q0 < f.total) {
+        fast_store(q, f.block0 + wid.y, a, vec4<f32>(0.0), vec4<f32>(0.0));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn conv2d_3x3s1_u_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let q0 = flat_xz(gid, wid, nwg);
+    let q = min(q0, f.total - 1u);
+    let a = fast_block_u(q, wid.y);
+    let cb = f.block0 + wid.y;
+    let r = rows8(cb * CB, f.c_out - 1u, 1u);
+    let lo = vec4<f32>(b[r[0].x], b[r[0].y], b[r[0].z], b[r[0].w]);
+    let hi = vec4<f32>(b[r[1].x], b[r[1].y], b[r[1].z], b[r[1].w]);
+    if (q0 < f.total) {
+        fast_store(q, cb, a, lo, hi);
+    }
+}

@@ -7,6 +7,7 @@ use super::{accumulate_constant, nchw, resolve_padding, u32_of, Padding};
 use crate::gpu::{shaders::CONV2D, Dispatch, Gpu, Tensor};
 use crate::reference::conv2d::ConvGeom;
 use crate::{bail, ensure, Result};
+use bytemuck::Zeroable;
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,6 +59,122 @@ struct Params {
     bw_total: u32,
 }
 
+/// Mirror of `Fast` in shaders/conv2d.wgsl (the 3x3 stride-1 kernels).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct FastParams {
+    c_in: u32,
+    h_in: u32,
+    w_in: u32,
+    c_out: u32,
+    h_out: u32,
+    w_out: u32,
+    pt: u32,
+    s_out: u32,
+    s_in: u32,
+    owb: u32,
+    total: u32,
+    rows: u32,
+    rps: u32,
+    nw: u32,
+    block0: u32,
+    _pad: u32,
+}
+
+/// Which kernels a layer records. `Auto` uses the 3x3 stride-1 implicit-GEMM kernels
+/// (vec4 row windows, workgroup-uniform weight / input loads) wherever the shape allows
+/// (3x3, stride 1, left padding <= 2, widths multiples of 4) and the general kernels
+/// elsewhere; `General` always uses the general kernels (tests, benchmarks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvKernels {
+    #[default]
+    Auto,
+    General,
+}
+
+/// Uniform buffers and overrides of the fast kernels, per pass; None where the shape does
+/// not allow the fast kernel.
+struct FastPlan {
+    fwd: Option<(wgpu::Buffer, u32)>,
+    bin: Option<(wgpu::Buffer, u32)>,
+    bw: Option<(wgpu::Buffer, u32)>,
+    /// Lanes (output channels) per weight-gradient workgroup.
+    wgw: u32,
+    /// The uniform-buffer-weight variants of forward / backward_input.
+    ubo_fwd: Option<UboPlan>,
+    ubo_bin: Option<UboPlan>,
+}
+
+/// Bytes of the `wu` uniform array of shaders/conv2d.wgsl (4096 vec4).
+const UBO_BYTES: u64 = 65536;
+
+/// Weights repacked for conv2d_3x3s1_u: a STORAGE | UNIFORM buffer (made here, outside
+/// Gpu::tensor, as tensors are storage-only: not counted in gpu.mem()), the pack kernel's
+/// uniform, and one `Fast` uniform per chunk of blocks bound as one <= 64 KiB window.
+struct UboPlan {
+    pack: wgpu::Buffer,
+    pack_params: wgpu::Buffer,
+    pack_total: usize,
+    /// (Fast uniform with block0 set, first block, blocks).
+    chunks: Vec<(wgpu::Buffer, u32, u32)>,
+    /// vec4s per block of 8 destination channels.
+    stride_v4: usize,
+    padl: u32,
+}
+
+/// Mirror of `Pack` in shaders/conv2d.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackParams {
+    nd: u32,
+    ns: u32,
+    ci: u32,
+    flip: u32,
+    stride: u32,
+    total: u32,
+    _pad: [u32; 2],
+}
+
+/// The uniform-weight plan of one pass (`base` its Fast uniform; `nd` destination and `ns`
+/// source channels), or None when the adapter's uniform bindings are too small or a block
+/// of 8 channels' weights exceeds 64 KiB (ns > 227).
+#[allow(clippy::too_many_arguments)]
+fn ubo_plan(gpu: &Gpu, name: &str, pass: &str, base: FastParams, nd: usize, ns: usize, ci: usize, flip: bool, padl: u32) -> Option<UboPlan> {
+    let l = gpu.limits();
+    if (l.max_uniform_buffer_binding_size as u64) < UBO_BYTES {
+        return None;
+    }
+    let align_v4 = (l.min_uniform_buffer_offset_alignment as usize / 16).max(1);
+    let stride_v4 = (ns * 18).div_ceil(align_v4) * align_v4;
+    let per_chunk = (UBO_BYTES as usize / 16) / stride_v4;
+    if per_chunk == 0 {
+        return None;
+    }
+    let blocks = nd.div_ceil(8);
+    let pack_total = blocks * stride_v4 * 4;
+    let bytes = pack_total as u64 * 4 + UBO_BYTES;
+    if bytes > l.max_buffer_size || bytes > l.max_storage_buffer_binding_size as u64 {
+        return None;
+    }
+    let pack = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(&format!("{name} {pass} packed weights")),
+        size: bytes,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+        mapped_at_creation: false,
+    });
+    let pp = PackParams { nd: nd as u32, ns: ns as u32, ci: ci as u32, flip: flip as u32, stride: (stride_v4 * 4) as u32, total: pack_total as u32, _pad: [0; 2] };
+    let pack_params = gpu.uniform(&format!("{name} {pass} pack params"), &pp);
+    let chunks = (0..blocks)
+        .step_by(per_chunk)
+        .map(|b0| {
+            let nb = per_chunk.min(blocks - b0);
+            let fp = FastParams { s_out: stride_v4 as u32, block0: b0 as u32, ..base };
+            (gpu.uniform(&format!("{name} {pass} chunk {b0} params"), &fp), b0 as u32, nb as u32)
+        })
+        .collect();
+    Some(UboPlan { pack, pack_params, pack_total, chunks, stride_v4, padl })
+}
+
 /// Workgroup size of the 1-D kernels (WG in the shader; conv2d_backward_bias uses one
 /// workgroup of WG_BIAS per output channel).
 const WG: u32 = 64;
@@ -70,6 +187,9 @@ const PB: usize = 4;
 /// output positions summed per invocation.
 const BW_TARGET_INVOCATIONS: usize = 65536;
 const BW_MIN_POSITIONS: usize = 256;
+/// Fast weight-gradient split: workgroups wanted in all, fewest rows per split.
+const FAST_BW_WORKGROUPS: usize = 128;
+const FAST_BW_MIN_ROWS: usize = 4;
 
 pub struct Conv2d {
     pub name: String,
@@ -85,6 +205,7 @@ pub struct Conv2d {
     splits: usize,
     rows_per_split: usize,
     params: wgpu::Buffer,
+    fast: FastPlan,
     /// [splits, Cout*Cin*KH*KW] partial weight gradients, allocated on first use.
     scratch: OnceLock<Tensor>,
 }
@@ -116,25 +237,119 @@ impl Conv2d {
         u32_of(name, "input elements", n * ci * h * w)?;
         u32_of(name, "output elements", n * co * oh * ow)?;
         u32_of(name, "weight elements", co * ci * kh * kw)?;
-        let bw_blocks = co.div_ceil(CB) * ci.div_ceil(PB) * kh * kw;
-        let (splits, rows_per_split) = default_splits(n * oh, ow, bw_blocks);
         let input_shape = [n, ci, h, w];
         let output_shape = [n, co, oh, ow];
-        let p = params(name, &cfg, input_shape, output_shape, (pad_top, pad_left), (splits, rows_per_split))?;
-        let params = gpu.uniform(&format!("{name} params"), &p);
-        Ok(Conv2d { name: name.to_string(), cfg, input_shape, output_shape, pad_top, pad_left, splits, rows_per_split, params, scratch: OnceLock::new() })
+        let mut layer = Conv2d {
+            name: name.to_string(),
+            cfg,
+            input_shape,
+            output_shape,
+            pad_top,
+            pad_left,
+            splits: 1,
+            rows_per_split: n * oh,
+            params: gpu.uniform(&format!("{name} params"), &Params::zeroed()),
+            fast: FastPlan { fwd: None, bin: None, bw: None, wgw: 64, ubo_fwd: None, ubo_bin: None },
+            scratch: OnceLock::new(),
+        };
+        layer.plan(gpu, ConvKernels::Auto, None)?;
+        Ok(layer)
+    }
+
+    /// Choose the kernels (fast 3x3 stride-1 ones where allowed and `kernels` is Auto), the
+    /// weight-gradient split (`splits`, or the default for the chosen kernel) and write the
+    /// uniforms.
+    fn plan(&mut self, gpu: &Gpu, kernels: ConvKernels, splits: Option<usize>) -> Result<()> {
+        let [n, ci, h, w] = self.input_shape;
+        let [_, co, oh, ow] = self.output_shape;
+        let (pt, pl) = (self.pad_top, self.pad_left);
+        let s3 = kernels == ConvKernels::Auto && self.cfg.kernel == (3, 3) && self.cfg.stride == (1, 1) && pl <= 2;
+        // vec4 rows: the source width a multiple of 4 and every 4-column block of the
+        // destination inside the source row.
+        let fwd_ok = s3 && w % 4 == 0 && ow.div_ceil(4) * 4 <= w;
+        let bin_ok = s3 && pt <= 2 && ow % 4 == 0 && w.div_ceil(4) * 4 <= ow;
+        let bw_ok = s3 && w % 4 == 0 && ow % 4 == 0 && ow <= w;
+        let wgw = if co >= 64 { 64 } else { co.div_ceil(8) * 8 };
+        let rows = n * oh;
+        let (splits, rps) = match splits {
+            Some(s) => {
+                let rps = rows.div_ceil(s.clamp(1, rows));
+                (rows.div_ceil(rps), rps)
+            }
+            None if bw_ok => fast_splits(rows, co.div_ceil(wgw) * ci.div_ceil(4)),
+            None => default_splits(rows, ow, co.div_ceil(CB) * ci.div_ceil(PB) * self.cfg.kernel.0 * self.cfg.kernel.1),
+        };
+        self.splits = splits;
+        self.rows_per_split = rps;
+        let p = params(&self.name, &self.cfg, self.input_shape, self.output_shape, (pt, pl), (splits, rps))?;
+        self.params = gpu.uniform(&format!("{} params", self.name), &p);
+        let u = |what: &str, v: usize| u32_of(&self.name, what, v);
+        let nw = co * ci * 9;
+        let fwd = FastParams {
+            c_in: ci as u32,
+            h_in: h as u32,
+            w_in: w as u32,
+            c_out: co as u32,
+            h_out: oh as u32,
+            w_out: ow as u32,
+            pt: pt as u32,
+            s_out: u("weight stride", ci * 9)?,
+            s_in: 9,
+            owb: ow.div_ceil(4) as u32,
+            total: u("forward invocations", n * oh * ow.div_ceil(4))?,
+            rows: rows as u32,
+            rps: rps as u32,
+            nw: nw as u32,
+            block0: 0,
+            _pad: 0,
+        };
+        let label = |pass: &str| format!("{} 3x3s1 {pass} params", self.name);
+        let ubo_fwd = if fwd_ok { ubo_plan(gpu, &self.name, "forward", fwd, co, ci, ci, false, pl as u32) } else { None };
+        let bin_base = FastParams {
+            c_in: co as u32,
+            h_in: oh as u32,
+            w_in: ow as u32,
+            c_out: ci as u32,
+            h_out: h as u32,
+            w_out: w as u32,
+            pt: (2usize.saturating_sub(pt)) as u32,
+            s_out: 9,
+            s_in: u("weight stride", ci * 9)?,
+            owb: w.div_ceil(4) as u32,
+            total: u("backward_input invocations", n * h * w.div_ceil(4))?,
+            ..fwd
+        };
+        let ubo_bin = if bin_ok { ubo_plan(gpu, &self.name, "backward_input", bin_base, ci, co, ci, true, (2 - pl) as u32) } else { None };
+        self.fast = FastPlan {
+            ubo_fwd,
+            ubo_bin,
+            fwd: fwd_ok.then(|| (gpu.uniform(&label("forward"), &fwd), pl as u32)),
+            bin: bin_ok.then(|| (gpu.uniform(&label("backward_input"), &bin_base), (2 - pl) as u32)),
+            bw: bw_ok.then(|| (gpu.uniform(&label("backward_weight"), &fwd), pl as u32)),
+            wgw: wgw as u32,
+        };
+        self.scratch = OnceLock::new();
+        Ok(())
+    }
+
+    /// Record the general kernels only (`ConvKernels::General`) or pick per pass (`Auto`,
+    /// the default); for tests and benchmarks. Call before building any dispatch.
+    pub fn with_kernels(mut self, gpu: &Gpu, kernels: ConvKernels) -> Result<Self> {
+        self.plan(gpu, kernels, None)?;
+        Ok(self)
+    }
+
+    /// Which passes use the fast 3x3 stride-1 kernels: (forward, backward_input,
+    /// backward_weight).
+    pub fn fast_paths(&self) -> (bool, bool, bool) {
+        (self.fast.fwd.is_some(), self.fast.bin.is_some(), self.fast.bw.is_some())
     }
 
     /// Use `splits` chunks of the batch rows for the weight gradient (clamped to [1, N*OH]);
     /// for tests and tuning. Call before building any dispatch.
     pub fn with_weight_splits(mut self, gpu: &Gpu, splits: usize) -> Result<Self> {
-        let rows = self.output_shape[0] * self.output_shape[2];
-        let rps = rows.div_ceil(splits.clamp(1, rows));
-        self.rows_per_split = rps;
-        self.splits = rows.div_ceil(rps);
-        self.scratch = OnceLock::new();
-        let p = params(&self.name, &self.cfg, self.input_shape, self.output_shape, (self.pad_top, self.pad_left), (self.splits, rps))?;
-        self.params = gpu.uniform(&format!("{} params", self.name), &p);
+        let kernels = if self.fast.fwd.is_some() || self.fast.bin.is_some() || self.fast.bw.is_some() { ConvKernels::Auto } else { ConvKernels::General };
+        self.plan(gpu, kernels, Some(splits))?;
         Ok(self)
     }
 
@@ -208,6 +423,25 @@ impl Conv2d {
         y.expect_len(&self.name, "output", Self::len(&self.output_shape))?;
         let [n, co, oh, ow] = self.output_shape;
         let groups = self.channel_grid(gpu, "conv2d_forward", n * oh * ow.div_ceil(PB), co)?;
+        if let Some((fp, padl)) = &self.fast.fwd {
+            let c = [("PADL", *padl as f64), ("FLIP", 0.0)];
+            fn fb<'a>(fp: &'a wgpu::Buffer, x: &'a Tensor, w: &'a Tensor, y: &'a Tensor, bias: Option<&'a Tensor>) -> Vec<(u32, wgpu::BindingResource<'a>)> {
+                let mut v = vec![(10, fp.as_entire_binding()), (11, x.binding()), (12, x.binding()), (2, w.binding()), (13, y.binding())];
+                if let Some(b) = bias {
+                    v.push((3, b.binding()));
+                }
+                v
+            }
+            return match (self.cfg.bias, b) {
+                (true, Some(b)) => {
+                    b.expect_shape(&self.name, "bias", &self.bias_shape())?;
+                    Dispatch::new(gpu, &format!("{} conv2d_3x3s1_bias", self.name), &CONV2D, "conv2d_3x3s1_bias", &c, &fb(fp, x, w, y, Some(b)), groups)
+                }
+                (false, None) => Dispatch::new(gpu, &format!("{} conv2d_3x3s1", self.name), &CONV2D, "conv2d_3x3s1", &c, &fb(fp, x, w, y, None), groups),
+                (true, None) => bail!("layer {}: configured with bias, but no bias tensor [{co}] was given", self.name),
+                (false, Some(_)) => bail!("layer {}: configured without bias, but a bias tensor was given", self.name),
+            };
+        }
         match (self.cfg.bias, b) {
             (true, Some(b)) => {
                 b.expect_shape(&self.name, "bias", &self.bias_shape())?;
@@ -219,6 +453,49 @@ impl Conv2d {
         }
     }
 
+    /// The dispatches of the forward pass: with uniform-buffer weights (a repack of `w`,
+    /// then one dispatch per <= 64 KiB chunk of output channels) where the layer has that
+    /// plan, else `forward`'s single dispatch. Same contract as `forward`.
+    pub fn forward_dispatches(&self, gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
+        let single = self.forward(gpu, x, w, b, y)?;
+        let Some(u) = &self.fast.ubo_fwd else { return Ok(vec![single]) };
+        let [n, _, oh, ow] = self.output_shape;
+        self.ubo_dispatches(gpu, u, "forward", x, w, if self.cfg.bias { b } else { None }, y, n * oh * ow.div_ceil(4))
+    }
+
+    /// The dispatches of backward_input (see `forward_dispatches`). Same contract as
+    /// `backward_input`.
+    pub fn backward_input_dispatches(&self, gpu: &Gpu, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
+        let single = self.backward_input(gpu, dx, dy, w)?;
+        let Some(u) = &self.fast.ubo_bin else { return Ok(vec![single]) };
+        let [n, _, h, wd] = self.input_shape;
+        self.ubo_dispatches(gpu, u, "backward_input", dy, w, None, dx, n * h * wd.div_ceil(4))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ubo_dispatches(&self, gpu: &Gpu, u: &UboPlan, pass: &str, src: &Tensor, w: &Tensor, b: Option<&Tensor>, dst: &Tensor, invocations: usize) -> Result<Vec<Dispatch>> {
+        let label = format!("{} conv2d_pack_weights ({pass})", self.name);
+        let groups = gpu.groups_1d(&label, u.pack_total as u64, WG)?;
+        let pack_binding = wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &u.pack, offset: 0, size: None });
+        let mut out = vec![Dispatch::new(gpu, &label, &CONV2D, "conv2d_pack_weights", &[], &[(16, u.pack_params.as_entire_binding()), (17, pack_binding), (2, w.binding())], groups)?];
+        let [x, _, z] = self.groups(gpu, pass, invocations)?;
+        let entry = if b.is_some() { "conv2d_3x3s1_u_bias" } else { "conv2d_3x3s1_u" };
+        let c = [("PADL", u.padl as f64)];
+        for (fp, b0, nb) in &u.chunks {
+            let window = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &u.pack,
+                offset: *b0 as u64 * u.stride_v4 as u64 * 16,
+                size: std::num::NonZeroU64::new(UBO_BYTES),
+            });
+            let mut bind = vec![(10, fp.as_entire_binding()), (11, src.binding()), (12, src.binding()), (15, window), (13, dst.binding())];
+            if let Some(b) = b {
+                bind.push((3, b.binding()));
+            }
+            out.push(Dispatch::new(gpu, &format!("{} {entry} ({pass}, blocks {b0}+{nb})", self.name), &CONV2D, entry, &c, &bind, [x, *nb, z])?);
+        }
+        Ok(out)
+    }
+
     /// dx = conv_transpose(dy, w). Overwrites dx.
     pub fn backward_input(&self, gpu: &Gpu, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Dispatch> {
         dx.expect_len(&self.name, "input gradient", Self::len(&self.input_shape))?;
@@ -226,6 +503,11 @@ impl Conv2d {
         w.expect_shape(&self.name, "weight", &self.weight_shape())?;
         let [n, ci, h, wd] = self.input_shape;
         let groups = self.channel_grid(gpu, "conv2d_backward_input", n * h * wd.div_ceil(PB), ci)?;
+        if let Some((fp, padl)) = &self.fast.bin {
+            let c = [("PADL", *padl as f64), ("FLIP", 1.0)];
+            let b = [(10, fp.as_entire_binding()), (11, dy.binding()), (12, dy.binding()), (2, w.binding()), (13, dx.binding())];
+            return Dispatch::new(gpu, &format!("{} conv2d_3x3s1 (backward_input)", self.name), &CONV2D, "conv2d_3x3s1", &c, &b, groups);
+        }
         self.dispatch(gpu, "conv2d_backward_input", &[], &[(5, dx), (6, dy), (2, w)], groups)
     }
 
@@ -244,21 +526,44 @@ impl Conv2d {
         let (kh, kw) = self.cfg.kernel;
         let blocks = co.div_ceil(CB) * ci.div_ceil(PB) * kh * kw;
         let groups = self.groups(gpu, "conv2d_backward_weight", blocks * self.splits)?;
+        if let Some((fp, padl)) = &self.fast.bw {
+            let wgw = self.fast.wgw;
+            let groups = [u32_of(&self.name, "channel groups", co.div_ceil(wgw as usize))?, u32_of(&self.name, "channel blocks", ci.div_ceil(4))?, u32_of(&self.name, "splits", self.splits)?];
+            let label = format!("{} conv2d_3x3s1_weight", self.name);
+            let run = |out: &Tensor, acc: bool| {
+                let c = [("PADL", *padl as f64), ("WGW", wgw as f64), accumulate_constant(acc)];
+                let b = [(10, fp.as_entire_binding()), (11, x.binding()), (12, x.binding()), (14, dy.binding()), (7, out.binding())];
+                Dispatch::new(gpu, &label, &CONV2D, "conv2d_3x3s1_weight", &c, &b, groups)
+            };
+            if self.splits == 1 {
+                return Ok(vec![run(dw, accumulate)?]);
+            }
+            let scratch = self.scratch(gpu, nw)?;
+            let partial = run(scratch, false)?;
+            let groups = self.groups(gpu, "conv2d_backward_weight_reduce", nw)?;
+            let reduce = self.dispatch(gpu, "conv2d_backward_weight_reduce", &[accumulate_constant(accumulate)], &[(7, dw), (8, scratch)], groups)?;
+            return Ok(vec![partial, reduce]);
+        }
         if self.splits == 1 {
             let d = self.dispatch(gpu, "conv2d_backward_weight", &[accumulate_constant(accumulate)], &[(7, dw), (6, dy), (1, x)], groups)?;
             return Ok(vec![d]);
         }
-        let scratch = match self.scratch.get() {
+        let scratch = self.scratch(gpu, nw)?;
+        let partial = self.dispatch(gpu, "conv2d_backward_weight", &[accumulate_constant(false)], &[(7, scratch), (6, dy), (1, x)], groups)?;
+        let groups = self.groups(gpu, "conv2d_backward_weight_reduce", nw)?;
+        let reduce = self.dispatch(gpu, "conv2d_backward_weight_reduce", &[accumulate_constant(accumulate)], &[(7, dw), (8, scratch)], groups)?;
+        Ok(vec![partial, reduce])
+    }
+
+    /// The [splits, nw] partial buffer of the weight gradient, allocated on first use.
+    fn scratch(&self, gpu: &Gpu, nw: usize) -> Result<&Tensor> {
+        Ok(match self.scratch.get() {
             Some(s) => s,
             None => {
                 let t = gpu.tensor(&format!("{} weight-gradient partials", self.name), &[self.splits, nw])?;
                 self.scratch.get_or_init(|| t)
             }
-        };
-        let partial = self.dispatch(gpu, "conv2d_backward_weight", &[accumulate_constant(false)], &[(7, scratch), (6, dy), (1, x)], groups)?;
-        let groups = self.groups(gpu, "conv2d_backward_weight_reduce", nw)?;
-        let reduce = self.dispatch(gpu, "conv2d_backward_weight_reduce", &[accumulate_constant(accumulate)], &[(7, dw), (8, scratch)], groups)?;
-        Ok(vec![partial, reduce])
+        })
     }
 
     /// db[co] = sum over n, oy, ox of dy. Overwrites db, or adds to it when `accumulate`.
@@ -306,6 +611,14 @@ fn params(name: &str, cfg: &Conv2dConfig, input: [usize; 4], output: [usize; 4],
         bw_blocks: u("weight blocks", bw_blocks)?,
         bw_total: u("weight-gradient invocations", bw_blocks * splits)?,
     })
+}
+
+/// Weight-gradient split of the fast kernel: about FAST_BW_WORKGROUPS workgroups in all
+/// (`blocks` per split), at least FAST_BW_MIN_ROWS rows per split.
+fn fast_splits(rows: usize, blocks: usize) -> (usize, usize) {
+    let splits = FAST_BW_WORKGROUPS.div_ceil(blocks.max(1)).min(rows / FAST_BW_MIN_ROWS).clamp(1, rows.max(1));
+    let rps = rows.div_ceil(splits).max(1);
+    (rows.div_ceil(rps).max(1), rps)
 }
 
 /// (splits, rows per split) for `rows` = N*OH batch rows of `ow` columns and `blocks`

@@ -21,7 +21,7 @@ fn check(x_shape: [usize; 4], cfg: Conv2dConfig, splits: usize, seed: u64) {
     let layer = Conv2d::new(gpu, "conv", cfg, &x_shape).unwrap();
     let split_layer = Conv2d::new(gpu, "conv split", cfg, &x_shape).unwrap().with_weight_splits(gpu, splits).unwrap();
     let g = layer.geom();
-    let what = format!("{x_shape:?} {cfg:?} (splits {} / {})", layer.weight_splits(), split_layer.weight_splits());
+    let what = format!("{x_shape:?} {cfg:?} (splits {} / {}, fast {:?})", layer.weight_splits(), split_layer.weight_splits(), layer.fast_paths());
     let (x, x64) = rand(&mut rng, g.x_len());
     let (w, w64) = rand(&mut rng, g.w_len());
     let (b, b64) = rand(&mut rng, g.cout);
@@ -32,11 +32,16 @@ fn check(x_shape: [usize; 4], cfg: Conv2dConfig, splits: usize, seed: u64) {
     let tdy = up(gpu, "dy", &layer.output_shape, &dy);
     let ty = zeros(gpu, "y", &layer.output_shape);
     let tdx = zeros(gpu, "dx", &x_shape);
+    // The dispatch-list passes (uniform-buffer weights where the layer has that plan).
+    let ty2 = zeros(gpu, "y (dispatch list)", &layer.output_shape);
+    let tdx2 = zeros(gpu, "dx (dispatch list)", &x_shape);
     let tdw = zeros(gpu, "dw", &layer.weight_shape());
     let tdw2 = zeros(gpu, "dw split", &layer.weight_shape());
     let tdb = zeros(gpu, "db", &[g.cout]);
     let bias = cfg.bias.then_some(&tb);
     let mut steps = vec![layer.forward(gpu, &tx, &tw, bias, &ty).unwrap(), layer.backward_input(gpu, &tdx, &tdy, &tw).unwrap()];
+    steps.extend(layer.forward_dispatches(gpu, &tx, &tw, bias, &ty2).unwrap());
+    steps.extend(layer.backward_input_dispatches(gpu, &tdx2, &tdy, &tw).unwrap());
     steps.extend(layer.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap());
     steps.extend(split_layer.backward_weight(gpu, &tdw2, &tdy, &tx, false).unwrap());
     if cfg.bias {
@@ -48,6 +53,8 @@ fn check(x_shape: [usize; 4], cfg: Conv2dConfig, splits: usize, seed: u64) {
     let (want_dx, want_dw, want_db) = r::backward(&g, &dy64, &x64, &w64);
     assert_close(&format!("forward {what}"), &read(gpu, &ty), &want_y, ATOL, RTOL);
     assert_close(&format!("backward_input {what}"), &read(gpu, &tdx), &want_dx, ATOL, RTOL);
+    assert_close(&format!("forward (dispatch list) {what}"), &read(gpu, &ty2), &want_y, ATOL, RTOL);
+    assert_close(&format!("backward_input (dispatch list) {what}"), &read(gpu, &tdx2), &want_dx, ATOL, RTOL);
     assert_close(&format!("backward_weight {what}"), &read(gpu, &tdw), &want_dw, ATOL, RTOL);
     assert_close(&format!("backward_weight split {what}"), &read(gpu, &tdw2), &want_dw, ATOL, RTOL);
     if cfg.bias {
@@ -100,6 +107,62 @@ fn vgg_like_layer_shapes() {
     check([1, 64, 12, 12], cfg(64, 64, (3, 3), (1, 1), Padding::Same, true), 3, 13);
     check([2, 64, 6, 6], cfg(64, 128, (3, 3), (1, 1), Padding::Same, true), 3, 14);
     check([1, 128, 5, 5], cfg(128, 128, (3, 3), (1, 1), Padding::Same, true), 2, 15);
+}
+
+/// The 3x3 stride-1 fast kernels (widths multiples of 4): every left padding 0 / 1 / 2,
+/// batch 1, 1 / 3 / 64+ channels, channel counts that are not multiples of the 8-channel
+/// blocks, more source channels than one 64 KiB uniform chunk holds for 8-channel blocks
+/// (17 -> 130: two forward chunks, three backward_input chunks), and the same shapes with the general kernels.
+#[test]
+fn fast_3x3_stride1_kernels() {
+    let gpu = gpu!();
+    let cases: &[([usize; 4], Conv2dConfig)] = &[
+        ([1, 1, 5, 8], cfg(1, 4, (3, 3), (1, 1), Padding::Same, true)),
+        ([2, 3, 7, 8], cfg(3, 5, (3, 3), (1, 1), Padding::Same, false)),
+        ([2, 3, 6, 8], cfg(3, 9, (3, 3), (1, 1), explicit(0, 2, 0, 2), true)),
+        ([1, 2, 5, 12], cfg(2, 3, (3, 3), (1, 1), explicit(2, 0, 2, 0), true)),
+        ([2, 65, 3, 4], cfg(65, 67, (3, 3), (1, 1), Padding::Same, true)),
+        ([1, 17, 4, 4], cfg(17, 130, (3, 3), (1, 1), Padding::Same, true)),
+    ];
+    for (i, (shape, c)) in cases.iter().enumerate() {
+        let l = Conv2d::new(gpu, "fast", *c, shape).unwrap();
+        assert_eq!(l.fast_paths(), (true, true, true), "{shape:?} {c:?}");
+        check(*shape, *c, 3, 40 + i as u64);
+    }
+    // Valid padding: forward and weight gradient fast (output inside the input row), dx
+    // general (dy rows narrower than dx).
+    let c = cfg(4, 8, (3, 3), (1, 1), Padding::Valid, true);
+    assert_eq!(Conv2d::new(gpu, "fast", c, &[2, 4, 6, 8]).unwrap().fast_paths().0, true);
+    check([2, 4, 6, 8], c, 2, 50);
+}
+
+/// ACCUMULATE of the fast weight-gradient kernel, direct (1 split) and through the reduce
+/// (several splits): overwrite once, add once more, expect twice the gradient.
+#[test]
+fn fast_weight_gradient_accumulates() {
+    let gpu = gpu!();
+    let mut rng = Rng::new(60);
+    let c = cfg(3, 5, (3, 3), (1, 1), Padding::Same, true);
+    let shape = [3, 3, 7, 8];
+    let direct = Conv2d::new(gpu, "direct", c, &shape).unwrap().with_weight_splits(gpu, 1).unwrap();
+    let split = Conv2d::new(gpu, "split", c, &shape).unwrap().with_weight_splits(gpu, 4).unwrap();
+    assert_eq!((direct.fast_paths().2, split.fast_paths().2, split.weight_splits()), (true, true, 4));
+    let g = direct.geom();
+    let (x, x64) = rand(&mut rng, g.x_len());
+    let (_, w64) = rand(&mut rng, g.w_len());
+    let (dy, dy64) = rand(&mut rng, g.y_len());
+    let (tx, tdy) = (up(gpu, "x", &shape, &x), up(gpu, "dy", &direct.output_shape, &dy));
+    let (dw1, dw2) = (zeros(gpu, "dw direct", &direct.weight_shape()), zeros(gpu, "dw split", &direct.weight_shape()));
+    let mut steps = vec![];
+    for acc in [false, true] {
+        steps.extend(direct.backward_weight(gpu, &dw1, &tdy, &tx, acc).unwrap());
+        steps.extend(split.backward_weight(gpu, &dw2, &tdy, &tx, acc).unwrap());
+    }
+    gpu.run(&steps).unwrap();
+    let (_, want_dw, _) = r::backward(&g, &dy64, &x64, &w64);
+    let twice: Vec<f64> = want_dw.iter().map(|v| 2.0 * v).collect();
+    assert_close("fast dw accumulated (direct)", &read(gpu, &dw1), &twice, ATOL, RTOL);
+    assert_close("fast dw accumulated (split)", &read(gpu, &dw2), &twice, ATOL, RTOL);
 }
 
 /// Batch of 3 as chunks [0, 1) and [1, 3): the second chunk adds (ACCUMULATE) to the first;
