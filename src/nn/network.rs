@@ -387,7 +387,7 @@ impl Network {
                 Op::Conv(op) => {
                     let w = self.layer_param(layer, 0)?.0;
                     let b = if op.cfg.bias { Some(self.layer_param(layer, 1)?.0) } else { None };
-                    out.push(op.forward(gpu, x, &w, b.as_ref(), y)?);
+                    out.extend(op.forward_dispatches(gpu, x, &w, b.as_ref(), y)?);
                 }
                 Op::Pool { op, argmax } => out.push(op.forward(gpu, x, y, argmax.as_ref())?),
                 Op::Pad(op) => out.push(op.forward(gpu, x, y)?),
@@ -430,7 +430,7 @@ impl Network {
                         out.push(op.backward_bias(gpu, &self.layer_param(layer, 1)?.1, dy, false)?);
                     }
                     if let Some(dx) = dx {
-                        out.push(op.backward_input(gpu, dx, dy, &w)?);
+                        out.extend(op.backward_input_dispatches(gpu, dx, dy, &w)?);
                     }
                 }
                 Op::Pool { op, argmax } => {

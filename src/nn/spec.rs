@@ -231,14 +231,19 @@ impl ModelSpec {
     /// Three conv-BN-ReLU-pool blocks and a small dense head: trains in minutes on a CPU
     /// Vulkan driver.
     pub fn small(classes: usize) -> ModelSpec {
+        // BN momentum 0.9: a short run has few steps for the running statistics to settle.
+        let bn = || LayerSpec::BatchNorm { eps: bn_eps(), momentum: 0.9 };
         let mut layers = Vec::new();
         for filters in [16, 32, 64] {
-            layers.extend([conv3(filters), batch_norm(), LayerSpec::Relu, max_pool()]);
+            layers.extend([conv3(filters), bn(), LayerSpec::Relu, max_pool()]);
         }
+        // BN before the head's ReLU: without it the 64 units can all die early under Adam
+        // (loss stuck at ln 7 on the built-in data).
         layers.extend([
             LayerSpec::Flatten,
             LayerSpec::Dropout { rate: 0.3 },
             LayerSpec::Dense { units: 64, bias: true },
+            bn(),
             LayerSpec::Relu,
             LayerSpec::Dense { units: classes, bias: true },
         ]);
