@@ -19,6 +19,9 @@
 //                           this batch's sums only.
 // batchnorm_backward_input  dx = gamma * inv_std * (dy - sum_dy / M - xhat * sum_dy_xhat / M).
 //                           Overwrites dx.
+// batchnorm_backward_infer  inference mode (running statistics are constants):
+//                           dx = dy * gamma / sqrt(running_var + eps). Overwrites dx. Used by
+//                           explanations (input gradients of a trained model).
 // Elementwise kernels: one invocation per element, 1-D index over a 2-D grid when the count
 // exceeds max_compute_workgroups_per_dimension * WG (see Gpu::groups_1d).
 
@@ -157,4 +160,12 @@ fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @buil
     let inv_std = saved[p.c + c];
     let xhat = (x[i] - saved[c]) * inv_std;
     dx[i] = gamma[c] * inv_std * (dy[i] - sums[c] * inv_m - xhat * (sums[p.c + c] * inv_m));
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_infer(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let c = (i / p.s) % p.c;
+    dx[i] = dy[i] * gamma[c] / sqrt(infer_var[c] + p.eps);
 }

@@ -153,3 +153,52 @@ fn seed_presets_have_the_reports_parameter_counts() {
     let (cnn, dnn) = (count("seed-cnn").0 as f64, count("seed-dnn").0 as f64);
     assert!((cnn - dnn).abs() / cnn < 0.05);
 }
+
+/// The inference-mode input gradient of a class score (saliency) matches central finite
+/// differences of the GPU's own inference forward pass, on a net with BN, PReLU, pooling
+/// and dropout.
+#[test]
+fn explain_backward_gives_the_input_gradient_of_a_class_score() {
+    let gpu = gpu!();
+    let spec = ModelSpec {
+        name: "explain".into(),
+        layers: vec![
+            LayerSpec::Conv2d { filters: 3, kernel: mien::nn::spec::Pair::Square(3), stride: mien::nn::spec::Pair::Square(1), padding: mien::nn::spec::PaddingSpec::Named(mien::nn::spec::PaddingName::Same), bias: true },
+            LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 },
+            LayerSpec::Prelu { per_channel: true },
+            LayerSpec::AvgPool { size: mien::nn::spec::Pair::Square(2), stride: None, padding: mien::nn::spec::PaddingSpec::Named(mien::nn::spec::PaddingName::Valid) },
+            LayerSpec::Dropout { rate: 0.5 },
+            LayerSpec::Flatten,
+            LayerSpec::Dense { units: CLASSES, bias: true },
+        ],
+    };
+    let (batch, side) = (2, 6);
+    let net = Network::build(gpu, &spec, [1, side, side], CLASSES, batch, BuildOptions { input_grad: true }).unwrap();
+    net.init(gpu, 4).unwrap();
+    let mut rng = Rng::new(8);
+    let x: Vec<f32> = rng.vec_f32(batch * side * side, 0.0, 1.0);
+    net.set_batch(gpu, &x, &[0, 3]).unwrap();
+    // Make BN's running statistics non-trivial with one training forward.
+    gpu.run(net.train_dispatches()).unwrap();
+    let last = net.layers.len() - 1;
+    let seed: Vec<f32> = (0..batch * CLASSES).map(|i| if i % CLASSES == 2 { 1.0 } else { 0.0 }).collect();
+    let back = net.explain_backward(gpu, last, 0).unwrap();
+    net.set_batch(gpu, &x, &[0, 3]).unwrap();
+    gpu.run(net.forward_infer_dispatches()).unwrap();
+    gpu.write(net.activation(last).1.unwrap(), &seed).unwrap();
+    gpu.run(&back).unwrap();
+    let grad = gpu.read(net.input_grad().unwrap()).unwrap();
+    // Finite differences of logit 2 of sample 0 through the GPU forward (f32: eps 1e-2).
+    let score = |x: &[f32]| {
+        net.set_batch(gpu, x, &[0, 3]).unwrap();
+        gpu.run(net.forward_infer_dispatches()).unwrap();
+        gpu.read(net.logits()).unwrap()[2] as f64
+    };
+    for &p in &[0usize, 7, 14, 20, 35] {
+        let (mut xp, mut xm) = (x.clone(), x.clone());
+        xp[p] += 1e-2;
+        xm[p] -= 1e-2;
+        let numeric = (score(&xp) - score(&xm)) / 2e-2;
+        assert!((numeric - grad[p] as f64).abs() <= 2e-3 + 2e-2 * numeric.abs(), "pixel {p}: gpu {} vs finite differences {numeric}", grad[p]);
+    }
+}

@@ -162,6 +162,17 @@ impl BatchNorm {
         )
     }
 
+    /// Inference-mode input gradient (running statistics held constant):
+    /// dx = dy * gamma / sqrt(running_var + eps). Overwrites dx.
+    pub fn backward_infer(&self, gpu: &Gpu, dx: &Tensor, dy: &Tensor, gamma: &Tensor, running_var: &Tensor) -> Result<Dispatch> {
+        self.per_channel("gamma", gamma)?;
+        self.per_channel("running variance", running_var)?;
+        dx.expect_len(&self.name, "input gradient", self.len())?;
+        dy.expect_len(&self.name, "output gradient", self.len())?;
+        let groups = self.elementwise_groups(gpu, "batchnorm_backward_infer")?;
+        self.dispatch(gpu, "batchnorm_backward_infer", &[], &[(8, dx), (9, dy), (3, gamma), (14, running_var)], groups)
+    }
+
     /// Training-mode backward, with `saved` from this batch's `forward_train`:
     /// dbeta = sum dy, dgamma = sum dy * xhat (overwritten, or added to when `accumulate`),
     /// dx = gamma * inv_std / M * (M * dy - sum dy - xhat * sum dy * xhat) (overwritten; uses

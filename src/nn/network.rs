@@ -485,6 +485,45 @@ impl Network {
         Ok((out, scratch))
     }
 
+    /// Inference-mode backward for explanations: from the gradient at layer `from`'s output
+    /// (`activation(from).1`, written by the caller, e.g. a one-hot on the logits) down to
+    /// the gradient at layer `down_to`'s input (`down_to` = 0: the input images, which needs
+    /// `BuildOptions::input_grad`). BatchNorm uses its running statistics, dropout is the
+    /// identity, and no parameter gradient is computed. Pooling reads the argmax of the last
+    /// forward pass, so record this after an inference forward.
+    pub fn explain_backward(&self, gpu: &Gpu, from: usize, down_to: usize) -> Result<Vec<Dispatch>> {
+        ensure!(from < self.layers.len() && down_to <= from, "explain_backward: layers {down_to}..={from} of {}", self.layers.len());
+        let mut out = Vec::new();
+        for i in (down_to..=from).rev() {
+            let layer = &self.layers[i];
+            let x = &self.acts[i];
+            let dy = self.dacts[i + 1].as_ref().expect("output gradient");
+            let dx = self.dacts[i].as_ref().ok_or_else(|| {
+                Error::new(format!("model {}: input gradients need BuildOptions {{ input_grad: true }}", self.spec.name))
+            })?;
+            match &layer.op {
+                Op::Conv(op) => out.extend(op.backward_input_dispatches(gpu, dx, dy, &self.layer_param(layer, 0)?.0)?),
+                Op::Pool { op, argmax } => out.push(op.backward(gpu, dx, dy, argmax.as_ref())?),
+                Op::Pad(op) => out.push(op.backward(gpu, dx, dy)?),
+                Op::BatchNorm { op, running_var, .. } => out.push(op.backward_infer(gpu, dx, dy, &self.layer_param(layer, 0)?.0, running_var)?),
+                Op::Act(op) => {
+                    let alpha = if layer.params.is_empty() { None } else { Some(self.layer_param(layer, 0)?.0) };
+                    out.push(op.backward_input(gpu, dx, dy, x, alpha.as_ref())?);
+                }
+                // Inference dropout is the identity: its gradient is a copy.
+                Op::Dropout(op) => out.push(op.forward(gpu, dy, dx, false)?),
+                Op::Flatten => {}
+                Op::Dense(op) => out.push(op.backward_input(gpu, dx, dy, &self.layer_param(layer, 0)?.0)?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Inference forward only (no loss, no probabilities): what explanations record first.
+    pub fn forward_infer_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
+        self.forward_infer.iter()
+    }
+
     /// Initial parameter values for the whole arena (He-uniform weights, zero biases, unit
     /// BN scale, PReLU 0.25), deterministic in `seed`. Padding between parameters is 0.
     pub fn initial_params(&self, seed: u64) -> Vec<f32> {

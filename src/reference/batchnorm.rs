@@ -168,3 +168,12 @@ mod tests {
         }
     }
 }
+
+/// Inference-mode input gradient: dx = dy * gamma / sqrt(running_var + eps).
+pub fn backward_infer(dy: &[f64], gamma: &[f64], running_var: &[f64], s: usize, eps: f64) -> Vec<f64> {
+    let c = gamma.len();
+    dy.iter().enumerate().map(|(i, &g)| {
+        let ch = (i / s) % c;
+        g * gamma[ch] / (running_var[ch] + eps).sqrt()
+    }).collect()
+}

@@ -299,3 +299,22 @@ fn inference_forward_splits_a_huge_tensor_over_a_2d_grid() {
     let want = r::forward_infer(&f64s(&x), &f64s(&gamma), &f64s(&beta), &f64s(&rm), &f64s(&rv), 2400 * 2400, 1e-3);
     assert_close("infer y (2-D grid)", &read(gpu, &ty), &want, ATOL, RTOL);
 }
+
+#[test]
+fn inference_backward_matches_reference() {
+    let gpu = crate::gpu!();
+    let mut rng = mien::rng::Rng::new(41);
+    for shape in [&[1usize, 3, 7, 5][..], &[5, 17], &[2, 65, 3, 3]] {
+        let n: usize = shape.iter().product();
+        let (c, s) = (shape[1], shape[2..].iter().product::<usize>());
+        let bn = mien::nn::batchnorm::BatchNorm::new(gpu, "bn_infer", Default::default(), shape).unwrap();
+        let (dy, dy64) = crate::common::rand(&mut rng, n);
+        let (g, g64) = crate::common::rand(&mut rng, c);
+        let var: Vec<f32> = rng.vec_f32(c, 0.1, 2.0);
+        let (tdy, tg, tv) = (crate::common::up(gpu, "dy", shape, &dy), crate::common::up(gpu, "g", &[c], &g), crate::common::up(gpu, "v", &[c], &var));
+        let tdx = crate::common::zeros(gpu, "dx", shape);
+        gpu.run([&bn.backward_infer(gpu, &tdx, &tdy, &tg, &tv).unwrap()]).unwrap();
+        let want = mien::reference::batchnorm::backward_infer(&dy64, &g64, &mien::reference::f64s(&var), s, 1e-3);
+        mien::reference::assert_close(&format!("bn backward_infer {shape:?}"), &crate::common::read(gpu, &tdx), &want, 1e-4, 1e-4);
+    }
+}
