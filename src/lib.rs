@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod gpu;
 pub mod io;
 pub mod nn;

@@ -17,13 +17,17 @@ macro_rules! shaders {
 
 shaders! {
     ACTIVATION = "activation";
+    ASCENT = "ascent";
     AUGMENT = "augment";
     BATCHNORM = "batchnorm";
     CONV2D = "conv2d";
     DENSE = "dense";
     DROPOUT = "dropout";
+    LIME = "lime";
+    OCCLUSION = "occlusion";
     OPTIM = "optim";
     PAD = "pad";
     POOL = "pool";
+    SALIENCY = "saliency";
     SOFTMAX_XENT = "softmax_xent";
 }

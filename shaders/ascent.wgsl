@@ -1,0 +1,1 @@
+// ascent: not written yet

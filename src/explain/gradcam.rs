@@ -1,0 +1,1 @@
+//! gradcam: not written yet.

@@ -1,0 +1,1 @@
+//! lime: not written yet.

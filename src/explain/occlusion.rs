@@ -1,0 +1,1 @@
+//! occlusion: not written yet.

@@ -1,0 +1,1 @@
+//! saliency: not written yet.
