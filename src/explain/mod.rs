@@ -9,6 +9,7 @@ pub mod ascent;
 pub mod gradcam;
 pub mod lime;
 pub mod occlusion;
+pub mod report;
 pub mod saliency;
 
 use crate::gpu::{Dispatch, Gpu};
