@@ -6,8 +6,7 @@
 #[path = "kernels/common.rs"]
 mod common;
 
-use mien::nn::augment::AugmentConfig;
-use mien::train::{self, OptimizerChoice, Schedule, TrainConfig};
+use mien::train::{self, Schedule, TrainConfig};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -41,25 +40,7 @@ fn the_report_renders_in_a_browser_with_every_figure() {
     let dir = std::env::temp_dir().join(format!("mien-report-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let run = dir.join("run");
-    let cfg = TrainConfig {
-        model: "tiny-cnn".into(),
-        epochs: 2,
-        batch: 32,
-        lr: 3e-3,
-        optimizer: OptimizerChoice::Adam,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 0.0,
-        decoupled_weight_decay: false,
-        schedule: Schedule::Constant,
-        early_stopping: None,
-        seed: 3,
-        augment: AugmentConfig::none(),
-        val_split: 0.2,
-        data: None,
-        synthetic: 256,
-        image_size: 24,
-    };
+    let cfg = TrainConfig { model: "tiny-cnn".into(), epochs: 2, batch: 32, lr: 3e-3, schedule: Schedule::Constant, seed: 3, val_split: 0.2, synthetic: 256, image_size: 24, ..Default::default() };
     let data = train::load_data(&cfg).unwrap();
     train::run(gpu, &cfg, &data, &run, false, false).unwrap();
 

@@ -5,35 +5,16 @@
 mod common;
 
 use mien::data::Dataset;
-use mien::nn::augment::AugmentConfig;
 use mien::nn::network::{BuildOptions, Network};
 use mien::nn::spec::ModelSpec;
-use mien::train::{self, checkpoint, OptimizerChoice, Schedule, TrainConfig, TrainData};
+use mien::train::{self, checkpoint, Schedule, TrainConfig, TrainData};
 use std::path::PathBuf;
 
 /// Small faces keep these tests inside the CI budget on a CPU Vulkan driver.
 const SIDE: usize = 24;
 
 fn config(model: &str, epochs: usize) -> TrainConfig {
-    TrainConfig {
-        model: model.into(),
-        epochs,
-        batch: 32,
-        lr: 3e-3,
-        optimizer: OptimizerChoice::Adam,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 0.0,
-        decoupled_weight_decay: false,
-        schedule: Schedule::Constant,
-        early_stopping: None,
-        seed: 7,
-        augment: AugmentConfig::none(),
-        val_split: 0.2,
-        data: None,
-        synthetic: 256,
-        image_size: SIDE,
-    }
+    TrainConfig { model: model.into(), epochs, batch: 32, lr: 3e-3, schedule: Schedule::Constant, seed: 7, val_split: 0.2, synthetic: 256, image_size: SIDE, ..Default::default() }
 }
 
 fn tmpdir(name: &str) -> PathBuf {

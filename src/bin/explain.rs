@@ -144,12 +144,5 @@ fn explain_sections(report: &mut Report, gpu: &Gpu, model: &Model, val: &mien::d
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    mien::error::cli_main(|| run(Args::parse()))
 }

@@ -110,6 +110,32 @@ pub struct TrainConfig {
     pub image_size: usize,
 }
 
+impl Default for TrainConfig {
+    /// The `train` binary's defaults: `small` on 4000 built-in faces, 7 epochs, Adam 2e-3
+    /// with a cosine schedule, batch 64, no augmentation.
+    fn default() -> Self {
+        TrainConfig {
+            model: "small".into(),
+            epochs: 7,
+            batch: 64,
+            lr: 2e-3,
+            optimizer: OptimizerChoice::Adam,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+            decoupled_weight_decay: false,
+            schedule: Schedule::Cosine { min_lr: 0.0 },
+            early_stopping: None,
+            seed: 1,
+            augment: AugmentConfig::none(),
+            val_split: 0.1,
+            data: None,
+            synthetic: 4000,
+            image_size: 48,
+        }
+    }
+}
+
 impl TrainConfig {
     pub fn optimizer_config(&self) -> OptimizerConfig {
         let kind = match self.optimizer {
