@@ -10,6 +10,7 @@ pub mod gradcam;
 pub mod lime;
 pub mod occlusion;
 pub mod saliency;
+pub mod superpixels;
 
 use crate::gpu::{Dispatch, Gpu};
 use crate::nn::network::{BuildOptions, Network};
