@@ -11,6 +11,7 @@ pub mod lime;
 pub mod occlusion;
 pub mod report;
 pub mod saliency;
+pub mod superpixels;
 
 use crate::gpu::{Dispatch, Gpu};
 use crate::nn::network::{BuildOptions, Network};
