@@ -6,7 +6,10 @@
 
 use clap::Parser;
 use mien::explain::report::{escape, Report};
+use mien::explain::lime::{self, LimeOptions};
 use mien::explain::Model;
+use mien::render::{gray_to_rgb, upscale_nearest};
+use image::RgbImage;
 use mien::train::{self, history, TrainConfig};
 use mien::{Error, Gpu, Result};
 use std::path::{Path, PathBuf};
@@ -138,8 +141,51 @@ fn gallery_indices(val: &mien::data::Dataset, given: &[usize], classes: usize) -
     Ok((0..classes as u32).filter_map(|c| val.labels.iter().position(|&l| l == c)).collect())
 }
 
+/// Pixel scale of gallery cells (48x48 images become 144x144).
+const SCALE: u32 = 3;
+
+/// One gallery column: a method's picture for one image and predicted class.
+type Method<'a> = (&'static str, Box<dyn Fn(&[f32], usize) -> Result<RgbImage> + 'a>);
+
 fn explain_sections(report: &mut Report, gpu: &Gpu, model: &Model, val: &mien::data::Dataset, gallery: &[usize], args: &Args) -> Result<()> {
-    let _ = (report, gpu, model, val, gallery, args, escape("")); // filled in by the methods below
+    let (h, w) = model.hw();
+    let images: Vec<f32> = gallery.iter().flat_map(|&i| val.image(i).to_vec()).collect();
+    let probs = model.probabilities(gpu, &images)?;
+    let preds = train::argmax_rows(&probs, model.classes());
+    let names = &model.info.class_names;
+    let lime_opts = LimeOptions { samples: args.lime_samples, seed: args.seed, ..Default::default() };
+    let methods: Vec<Method> = vec![(
+        "LIME",
+        Box::new(|img: &[f32], class: usize| {
+            let e = lime::explain(gpu, model, img, &lime::Classes::List(vec![class]), &lime_opts)?;
+            let c = e.class(class).expect("explained class");
+            let min = c.coefficients.iter().fold(0.0f64, |m, v| m.max(v.abs())) * lime::ROW_MIN_RELATIVE;
+            e.render(class, 5, min, SCALE)
+        }),
+    )];
+    let mut cells = Vec::new();
+    let mut labels = Vec::new();
+    for (k, &i) in gallery.iter().enumerate() {
+        let img = &images[k * h * w..(k + 1) * h * w];
+        let (truth, pred) = (val.labels[i] as usize, preds[k] as usize);
+        cells.push(upscale_nearest(&gray_to_rgb(img, h, w), SCALE));
+        labels.push(format!("{} -> {} ({:.2})", names[truth], names[pred], probs[k * model.classes() + pred]));
+        for (name, f) in &methods {
+            cells.push(f(img, pred)?);
+            labels.push(name.to_string());
+        }
+    }
+    mien::render::grid(&cells, 1 + methods.len(), &labels, 1, &report.file("gallery.png"))?;
+    let cols: Vec<&str> = std::iter::once("image (true -> predicted)").chain(methods.iter().map(|(n, _)| *n)).collect();
+    let mut body = format!("<p class=\"note\">One validation image per class; columns: {}. Maps explain the predicted class.</p>\n", escape(&cols.join(", ")));
+    body += &Report::figure("gallery.png", "per-class gallery");
+    // LIME for every class of the first gallery image, as in the reports (green supports, red opposes).
+    if let Some(first) = gallery.first() {
+        let (row, _) = lime::class_row(gpu, model, val.image(*first), &lime_opts, 5, SCALE)?;
+        mien::render::save_png(&row, &report.file("lime_classes.png"))?;
+        body += &Report::figure("lime_classes.png", &format!("LIME for each class of the first image (true class {})", names[val.labels[*first] as usize]));
+    }
+    report.section("Gallery", body);
     Ok(())
 }
 
