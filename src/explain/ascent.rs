@@ -405,8 +405,11 @@ pub fn write_npy(path: &Path, shape: &[usize], values: &[f32]) -> Result<()> {
 
 /// The default layer of filter ascent: the model's first convolution (see
 /// [`is_affine_stationary`] for why its pictures are uniform).
+/// The first conv layer's block output (after its BN and activation): the conv layer as a
+/// Keras user sees it with a fused activation. The raw conv output is affine in the image,
+/// so its ascent images come out as flat squares (see `is_affine_stationary`).
 pub fn default_layer(model: &Model) -> Result<usize> {
-    model.conv_layers().first().copied().ok_or_else(|| {
+    model.conv_layers().first().map(|&c| model.block_output(c)).ok_or_else(|| {
         let names: Vec<&str> = model.net.layers.iter().map(|l| l.name.as_str()).collect();
         Error::new(format!("model {} has no convolution layer; name a layer: {}", model.net.spec.name, names.join(", ")))
     })
