@@ -9,9 +9,11 @@ pub mod conv2d;
 pub mod dense;
 pub mod dropout;
 pub mod network;
+pub mod occlusion;
 pub mod optim;
 pub mod pad;
 pub mod pool;
+pub mod saliency;
 pub mod softmax_xent;
 
 /// Widen GPU / test data to f64.
