@@ -5,10 +5,14 @@
 //! for one image, and the DNN-vs-CNN comparison when other runs are given).
 
 use clap::Parser;
-use mien::explain::report::{escape, Report};
+use mien::explain::report::Report;
+use mien::explain::ascent::{self, AscentOptions};
+use mien::explain::gradcam::{self, GradCamOptions};
 use mien::explain::lime::{self, LimeOptions};
+use mien::explain::occlusion::{self, OcclusionOptions};
+use mien::explain::saliency::{self, Baseline, IgOptions, SmoothGradOptions, Target};
 use mien::explain::Model;
-use mien::render::{gray_to_rgb, upscale_nearest};
+use mien::render::{gray_to_rgb, heatmap_clipped, mask_top_fraction, overlay, upscale_nearest, Colormap};
 use image::RgbImage;
 use mien::train::{self, history, TrainConfig};
 use mien::{Error, Gpu, Result};
@@ -34,7 +38,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     lime_samples: usize,
     /// Filter ascent steps.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 64)]
     ascent_steps: usize,
     /// SmoothGrad samples and Integrated Gradients steps.
     #[arg(long, default_value_t = 32)]
@@ -144,8 +148,33 @@ fn gallery_indices(val: &mien::data::Dataset, given: &[usize], classes: usize) -
 /// Pixel scale of gallery cells (48x48 images become 144x144).
 const SCALE: u32 = 3;
 
-/// One gallery column: a method's picture for one image and predicted class.
-type Method<'a> = (&'static str, Box<dyn Fn(&[f32], usize) -> Result<RgbImage> + 'a>);
+/// Heat map of `map` [h*w] over the gray image, upscaled.
+fn overlay_map(img: &[f32], map: &[f32], h: usize, w: usize) -> RgbImage {
+    let heat = heatmap_clipped(map, h, w, Colormap::Jet, Some(99.0));
+    upscale_nearest(&overlay(&gray_to_rgb(img, h, w), &heat, 0.55), SCALE)
+}
+
+/// Per-image maps [n, h*w] of every gallery method, in column order.
+fn gallery_maps(gpu: &Gpu, model: &Model, images: &[f32], preds: &[u32], args: &Args) -> Result<Vec<(&'static str, Vec<f32>)>> {
+    let target = Target::PerImage(preds.to_vec());
+    let vanilla = saliency::vanilla(gpu, model, images, &target)?;
+    let smooth = saliency::smoothgrad(gpu, model, images, &SmoothGradOptions { samples: args.samples, seed: args.seed as u32, target: target.clone(), ..Default::default() })?;
+    // A white baseline: black would zero the attributions of the dark strokes that carry
+    // the expression (IG multiplies the gradient by x - baseline).
+    let ig = saliency::integrated_gradients(gpu, model, images, &IgOptions { steps: args.samples, baseline: Baseline::Value(1.0), target: target.clone() })?;
+    let cam = gradcam::gradcam(gpu, model, images, &GradCamOptions { target: target.clone(), ..Default::default() })?;
+    let campp = gradcam::gradcam(gpu, model, images, &GradCamOptions { target: target.clone(), plus_plus: true, ..Default::default() })?;
+    let (h, _) = model.hw();
+    let occ = occlusion::occlusion(gpu, model, images, &OcclusionOptions { size: (h / 8).max(2), stride: (h / 16).max(1), target, ..Default::default() })?;
+    Ok(vec![
+        ("saliency", vanilla.maps),
+        ("SmoothGrad", smooth.maps),
+        ("Integrated Gradients", ig.saliency.maps),
+        ("Grad-CAM", cam.maps),
+        ("Grad-CAM++", campp.maps),
+        ("occlusion", occ.maps),
+    ])
+}
 
 fn explain_sections(report: &mut Report, gpu: &Gpu, model: &Model, val: &mien::data::Dataset, gallery: &[usize], args: &Args) -> Result<()> {
     let (h, w) = model.hw();
@@ -153,39 +182,60 @@ fn explain_sections(report: &mut Report, gpu: &Gpu, model: &Model, val: &mien::d
     let probs = model.probabilities(gpu, &images)?;
     let preds = train::argmax_rows(&probs, model.classes());
     let names = &model.info.class_names;
+    let maps = gallery_maps(gpu, model, &images, &preds, args)?;
     let lime_opts = LimeOptions { samples: args.lime_samples, seed: args.seed, ..Default::default() };
-    let methods: Vec<Method> = vec![(
-        "LIME",
-        Box::new(|img: &[f32], class: usize| {
-            let e = lime::explain(gpu, model, img, &lime::Classes::List(vec![class]), &lime_opts)?;
-            let c = e.class(class).expect("explained class");
-            let min = c.coefficients.iter().fold(0.0f64, |m, v| m.max(v.abs())) * lime::ROW_MIN_RELATIVE;
-            e.render(class, 5, min, SCALE)
-        }),
-    )];
     let mut cells = Vec::new();
     let mut labels = Vec::new();
     for (k, &i) in gallery.iter().enumerate() {
         let img = &images[k * h * w..(k + 1) * h * w];
         let (truth, pred) = (val.labels[i] as usize, preds[k] as usize);
-        cells.push(upscale_nearest(&gray_to_rgb(img, h, w), SCALE));
+        let rgb = gray_to_rgb(img, h, w);
+        cells.push(upscale_nearest(&rgb, SCALE));
         labels.push(format!("{} -> {} ({:.2})", names[truth], names[pred], probs[k * model.classes() + pred]));
-        for (name, f) in &methods {
-            cells.push(f(img, pred)?);
+        for (name, m) in &maps {
+            cells.push(overlay_map(img, &m[k * h * w..(k + 1) * h * w], h, w));
             labels.push(name.to_string());
         }
+        // The reports' masked image: only the top 10% salient pixels kept.
+        cells.push(upscale_nearest(&mask_top_fraction(&rgb, &maps[0].1[k * h * w..(k + 1) * h * w], 0.1), SCALE));
+        labels.push("top 10% saliency".into());
+        let e = lime::explain(gpu, model, img, &lime::Classes::List(vec![pred]), &lime_opts)?;
+        let min = e.class(pred).map_or(0.0, |c| c.coefficients.iter().fold(0.0f64, |m, v| m.max(v.abs())) * lime::ROW_MIN_RELATIVE);
+        cells.push(e.render(pred, 5, min, SCALE)?);
+        labels.push("LIME".into());
     }
-    mien::render::grid(&cells, 1 + methods.len(), &labels, 1, &report.file("gallery.png"))?;
-    let cols: Vec<&str> = std::iter::once("image (true -> predicted)").chain(methods.iter().map(|(n, _)| *n)).collect();
-    let mut body = format!("<p class=\"note\">One validation image per class; columns: {}. Maps explain the predicted class.</p>\n", escape(&cols.join(", ")));
+    let cols = maps.len() + 3;
+    mien::render::grid(&cells, cols, &labels, 1, &report.file("gallery.png"))?;
+    let mut body = String::from("<p class=\"note\">One validation image per class (true -> predicted, probability). Every map explains the predicted class: \
+        vanilla gradient |d score / d pixel|, SmoothGrad, Integrated Gradients (white baseline), Grad-CAM and Grad-CAM++ at the last conv block, \
+        occlusion (drop in probability under a sliding gray patch), the image keeping only its top 10% salient pixels, and LIME \
+        (green superpixels support the class, red oppose it).</p>\n");
     body += &Report::figure("gallery.png", "per-class gallery");
-    // LIME for every class of the first gallery image, as in the reports (green supports, red opposes).
     if let Some(first) = gallery.first() {
         let (row, _) = lime::class_row(gpu, model, val.image(*first), &lime_opts, 5, SCALE)?;
         mien::render::save_png(&row, &report.file("lime_classes.png"))?;
         body += &Report::figure("lime_classes.png", &format!("LIME for each class of the first image (true class {})", names[val.labels[*first] as usize]));
     }
     report.section("Gallery", body);
+    filter_sections(report, gpu, model, val.image(gallery.first().copied().unwrap_or(0)), args)
+}
+
+/// Filter ascent grids for every conv block and the filter outputs for one image.
+fn filter_sections(report: &mut Report, gpu: &Gpu, model: &Model, image: &[f32], args: &Args) -> Result<()> {
+    let opts = AscentOptions { steps: args.ascent_steps, seed: args.seed, ..Default::default() };
+    let mut body = String::from("<p class=\"note\">Gradient ascent on the input from gray noise to maximize each filter's mean activation \
+        (L2 decay, jitter, blur, total variation), all filters of a layer as one GPU batch. Labels give the final activation.</p>\n");
+    for conv in model.conv_layers() {
+        let layer = model.net.layers[model.block_output(conv)].name.clone();
+        let a = ascent::filter_ascent_run(gpu, &args.run, Some(&layer), None, &opts)?;
+        let file = format!("ascent_{layer}.png");
+        a.save_grid(&report.file(&file), 8, 2, true)?;
+        body += &Report::figure(&file, &format!("{layer} (after {}): {} filters", model.net.layers[conv].name, a.filters.len()));
+    }
+    report.section("Filter ascent", body);
+    let outs = ascent::conv_outputs(gpu, model, image)?;
+    ascent::save_conv_outputs(image, model.hw(), &outs, 16, 2, &report.file("filter_outputs.png"))?;
+    report.section("Filter outputs", Report::figure("filter_outputs.png", "activations of every filter of each conv block for the first gallery image"));
     Ok(())
 }
 
