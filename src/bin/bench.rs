@@ -172,9 +172,16 @@ impl Ctx<'_> {
         let dw = gpu.tensor("dw", &[o, i])?;
         let db = gpu.tensor("db", &[o])?;
         let flops = 2.0 * (n * i * o) as f64;
-        self.kernel(format!("{tag} forward"), &[layer.forward(gpu, &x, &w, Some(&b), &y)?], flops, 0.0)?;
-        self.kernel(format!("{tag} backward_input"), &[layer.backward_input(gpu, &dx, &dy, &w)?], flops, 0.0)?;
-        self.kernel(format!("{tag} backward_weight"), &[layer.backward_weight(gpu, &dw, &dy, &x, false)?], flops, 0.0)?;
+        // The single-dispatch register-blocked kernels ("blocked"), then the dispatch lists
+        // the Network records (uniform-operand GEMMs where in_features % 4 == 0).
+        self.kernel(format!("{tag} forward blocked"), &[layer.forward(gpu, &x, &w, Some(&b), &y)?], flops, 0.0)?;
+        self.kernel(format!("{tag} backward_input blocked"), &[layer.backward_input(gpu, &dx, &dy, &w)?], flops, 0.0)?;
+        self.kernel(format!("{tag} backward_weight blocked"), &[layer.backward_weight(gpu, &dw, &dy, &x, false)?], flops, 0.0)?;
+        if layer.uniform_path() {
+            self.kernel(format!("{tag} forward uniform"), &layer.forward_dispatches(gpu, &x, &w, Some(&b), &y)?, flops, 0.0)?;
+            self.kernel(format!("{tag} backward_input uniform"), &layer.backward_input_dispatches(gpu, &dx, &dy, &w)?, flops, 0.0)?;
+            self.kernel(format!("{tag} backward_weight uniform"), &layer.backward_weight_dispatches(gpu, &dw, &dy, &x, false)?, flops, 0.0)?;
+        }
         self.kernel(format!("{tag} backward_bias"), &[layer.backward_bias(gpu, &db, &dy, false)?], 0.0, (n * o * 4) as f64)?;
         Ok(())
     }
@@ -415,7 +422,7 @@ fn main() -> Result<()> {
     for (ci, co, hw) in [(1, 64, 48), (64, 64, 48), (64, 128, 24), (128, 128, 24), (128, 128, 12)] {
         ctx.conv(n, ci, co, hw)?;
     }
-    for (i, o) in [(4608, 512), (512, 256), (256, 7)] {
+    for (i, o) in [(4608, 512), (2304, 600), (600, 600), (512, 256), (256, 7)] {
         ctx.dense(n, i, o)?;
     }
     ctx.elementwise(n)?;
