@@ -404,22 +404,80 @@ fn dense_u_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     for (var kq = 0u; kq < ch.kn; kq += 4u) {
         let wa = s4[sa];
         let wb = s4[sb];
-        for (var e = 0u; e < 4u; e++) {
+        // The 4 reduction indices of the vec4s, unrolled.
+        {
             let u0 = u[uo];
-            a00 = fma(u0, vec4<f32>(wa[e]), a00);
-            a10 = fma(u0, vec4<f32>(wb[e]), a10);
+            a00 = fma(u0, vec4<f32>(wa.x), a00);
+            a10 = fma(u0, vec4<f32>(wb.x), a10);
             if (TMU > 4u) {
                 let u1 = u[uo + 1u];
-                a01 = fma(u1, vec4<f32>(wa[e]), a01);
-                a11 = fma(u1, vec4<f32>(wb[e]), a11);
+                a01 = fma(u1, vec4<f32>(wa.x), a01);
+                a11 = fma(u1, vec4<f32>(wb.x), a11);
             }
             if (TMU > 8u) {
                 let u2 = u[uo + 2u];
-                a02 = fma(u2, vec4<f32>(wa[e]), a02);
-                a12 = fma(u2, vec4<f32>(wb[e]), a12);
+                a02 = fma(u2, vec4<f32>(wa.x), a02);
+                a12 = fma(u2, vec4<f32>(wb.x), a12);
                 let u3 = u[uo + 3u];
-                a03 = fma(u3, vec4<f32>(wa[e]), a03);
-                a13 = fma(u3, vec4<f32>(wb[e]), a13);
+                a03 = fma(u3, vec4<f32>(wa.x), a03);
+                a13 = fma(u3, vec4<f32>(wb.x), a13);
+            }
+            uo += rpv;
+        }
+        {
+            let u0 = u[uo];
+            a00 = fma(u0, vec4<f32>(wa.y), a00);
+            a10 = fma(u0, vec4<f32>(wb.y), a10);
+            if (TMU > 4u) {
+                let u1 = u[uo + 1u];
+                a01 = fma(u1, vec4<f32>(wa.y), a01);
+                a11 = fma(u1, vec4<f32>(wb.y), a11);
+            }
+            if (TMU > 8u) {
+                let u2 = u[uo + 2u];
+                a02 = fma(u2, vec4<f32>(wa.y), a02);
+                a12 = fma(u2, vec4<f32>(wb.y), a12);
+                let u3 = u[uo + 3u];
+                a03 = fma(u3, vec4<f32>(wa.y), a03);
+                a13 = fma(u3, vec4<f32>(wb.y), a13);
+            }
+            uo += rpv;
+        }
+        {
+            let u0 = u[uo];
+            a00 = fma(u0, vec4<f32>(wa.z), a00);
+            a10 = fma(u0, vec4<f32>(wb.z), a10);
+            if (TMU > 4u) {
+                let u1 = u[uo + 1u];
+                a01 = fma(u1, vec4<f32>(wa.z), a01);
+                a11 = fma(u1, vec4<f32>(wb.z), a11);
+            }
+            if (TMU > 8u) {
+                let u2 = u[uo + 2u];
+                a02 = fma(u2, vec4<f32>(wa.z), a02);
+                a12 = fma(u2, vec4<f32>(wb.z), a12);
+                let u3 = u[uo + 3u];
+                a03 = fma(u3, vec4<f32>(wa.z), a03);
+                a13 = fma(u3, vec4<f32>(wb.z), a13);
+            }
+            uo += rpv;
+        }
+        {
+            let u0 = u[uo];
+            a00 = fma(u0, vec4<f32>(wa.w), a00);
+            a10 = fma(u0, vec4<f32>(wb.w), a10);
+            if (TMU > 4u) {
+                let u1 = u[uo + 1u];
+                a01 = fma(u1, vec4<f32>(wa.w), a01);
+                a11 = fma(u1, vec4<f32>(wb.w), a11);
+            }
+            if (TMU > 8u) {
+                let u2 = u[uo + 2u];
+                a02 = fma(u2, vec4<f32>(wa.w), a02);
+                a12 = fma(u2, vec4<f32>(wb.w), a12);
+                let u3 = u[uo + 3u];
+                a03 = fma(u3, vec4<f32>(wa.w), a03);
+                a13 = fma(u3, vec4<f32>(wb.w), a13);
             }
             uo += rpv;
         }
