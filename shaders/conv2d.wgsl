@@ -687,3 +687,151 @@ fn conv2d_3x3s1_u_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
         fast_store(q, cb, a, lo, hi);
     }
 }
+
+// ---- conv2d_3x3s1_weight_u: the weight gradient with dy in uniform windows ----
+//
+// conv2d_pack_dy (overwrites wpack) copies dy into windows of 16384 floats (64 KiB), one
+// per (sample n, group cg of CG output channels, block rb of RH output rows): window
+// (n * NCG + cg) * NRB + rb holds dy[n, cg * CG + c, rb * RH + r, ox] at (c * RH + r) * OW
+// + ox, zero for channels past CO or rows past OH. (Channel groups trade dispatches for
+// taller windows: an x row is read for the RH + 2 rows around a window, so short windows
+// waste work.)
+// One conv2d_3x3s1_weight_u dispatch per window (its Win uniform), grid [ceil(CI / WGW),
+// CG / 4, 1]: lanes are input channels (their x rows are per-lane vec4 windows, as
+// in conv2d_3x3s1), the workgroup's 4 output channels read dy from the uniform window at
+// workgroup-uniform offsets (one load + broadcast on lavapipe). Each x row (1 vec4 + up to
+// 2 scalars per 4 columns) feeds the 3 dy rows it meets (ky), 4 output channels and 3 taps:
+// 144 FMAs per 6 per-lane loads and 12 uniform vec4 loads. Writes dw: the first window
+// overwrites (unless ACCUMULATE), the others add.
+
+struct DyPack {
+    co: u32,
+    oh: u32,
+    ow: u32,
+    rh: u32,     // RH: output rows per window
+    nrb: u32,    // NRB = ceil(OH / RH)
+    total: u32,  // N * NCG * NRB * 16384
+    cg: u32,     // CG: output channels per window (a multiple of 4)
+    ncg: u32,    // NCG = ceil(CO / CG)
+}
+
+struct Win {
+    n: u32,
+    oy0: u32,    // first output row of the window (rb * RH)
+    rows: u32,   // valid rows: min(RH, OH - oy0)
+    first: u32,  // 1: the first window of its channel group (overwrite dw unless ACCUMULATE)
+    rh: u32,
+    co0: u32,    // first output channel of the window (cg * CG)
+    _p1: u32,
+    _p2: u32,
+}
+
+@group(0) @binding(18) var<uniform> wn: Win;
+@group(0) @binding(19) var<uniform> dp: DyPack;
+
+@compute @workgroup_size(WG)
+fn conv2d_pack_dy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= dp.total) { return; }
+    let win = i / 16384u;
+    let within = i % 16384u;
+    let rb = win % dp.nrb;
+    let cg = (win / dp.nrb) % dp.ncg;
+    let n = win / (dp.nrb * dp.ncg);
+    let plane = dp.rh * dp.ow;
+    let cl = within / plane;
+    let c = cg * dp.cg + cl;
+    let r = (within % plane) / dp.ow;
+    let ox = within % dp.ow;
+    let oy = rb * dp.rh + r;
+    var v = 0.0;
+    if (cl < dp.cg && c < dp.co && oy < dp.oh) {
+        v = dy[((n * dp.co + c) * dp.oh + oy) * dp.ow + ox];
+    }
+    wpack[i] = v;
+}
+
+// dot(d<c>, k) for the 4 output channels' dy vectors.
+fn dots(d0: vec4<f32>, d1: vec4<f32>, d2: vec4<f32>, d3: vec4<f32>, k: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(dot(d0, k), dot(d1, k), dot(d2, k), dot(d3, k));
+}
+
+@compute @workgroup_size(WGW)
+fn conv2d_3x3s1_weight_u(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let ci_raw = wid.x * WGW + lid.x;
+    let ci = min(ci_raw, f.c_in - 1u);
+    let cb = wid.y;
+    let hw = f.h_in * f.w_in;
+    let xs = (wn.n * f.c_in + ci) * hw;
+    let owv = f.w_out / 4u;
+    let cs = wn.rh * owv;          // vec4s between output channels in the window
+    let cbase = cb * 4u * cs;
+    let rows = i32(wn.rows);
+    // a<ky><kx>: tap (ky, kx) of output channels 4cb .. 4cb + 4.
+    var a00 = vec4<f32>();
+    var a01 = vec4<f32>();
+    var a02 = vec4<f32>();
+    var a10 = vec4<f32>();
+    var a11 = vec4<f32>();
+    var a12 = vec4<f32>();
+    var a20 = vec4<f32>();
+    var a21 = vec4<f32>();
+    var a22 = vec4<f32>();
+    // x rows iy = oy0 - PT + j meet window rows lr = j - ky (kept where 0 <= lr < rows).
+    let iy0 = i32(wn.oy0) - i32(f.pt);
+    for (var j = 0; j < rows + 2; j++) {
+        let iy = iy0 + j;
+        if (iy < 0 || iy >= i32(f.h_in)) { continue; }
+        let row = xs + u32(iy) * f.w_in;
+        // Masks (0 or 1) and clamped window row offsets of the three dy rows.
+        let m0 = select(0.0, 1.0, j < rows);
+        let m1 = select(0.0, 1.0, j >= 1 && j - 1 < rows);
+        let m2 = select(0.0, 1.0, j >= 2 && j - 2 < rows);
+        let r0 = cbase + u32(clamp(j, 0, rows - 1)) * owv;
+        let r1 = cbase + u32(clamp(j - 1, 0, rows - 1)) * owv;
+        let r2 = cbase + u32(clamp(j - 2, 0, rows - 1)) * owv;
+        for (var ob = 0u; ob < owv; ob++) {
+            let k = taps(row, ob * 4u, true);
+            {
+                let d0 = wu[r0 + ob];
+                let d1 = wu[r0 + ob + cs];
+                let d2 = wu[r0 + ob + 2u * cs];
+                let d3 = wu[r0 + ob + 3u * cs];
+                a00 = fma(dots(d0, d1, d2, d3, k[0]), vec4<f32>(m0), a00);
+                a01 = fma(dots(d0, d1, d2, d3, k[1]), vec4<f32>(m0), a01);
+                a02 = fma(dots(d0, d1, d2, d3, k[2]), vec4<f32>(m0), a02);
+            }
+            {
+                let d0 = wu[r1 + ob];
+                let d1 = wu[r1 + ob + cs];
+                let d2 = wu[r1 + ob + 2u * cs];
+                let d3 = wu[r1 + ob + 3u * cs];
+                a10 = fma(dots(d0, d1, d2, d3, k[0]), vec4<f32>(m1), a10);
+                a11 = fma(dots(d0, d1, d2, d3, k[1]), vec4<f32>(m1), a11);
+                a12 = fma(dots(d0, d1, d2, d3, k[2]), vec4<f32>(m1), a12);
+            }
+            {
+                let d0 = wu[r2 + ob];
+                let d1 = wu[r2 + ob + cs];
+                let d2 = wu[r2 + ob + 2u * cs];
+                let d3 = wu[r2 + ob + 3u * cs];
+                a20 = fma(dots(d0, d1, d2, d3, k[0]), vec4<f32>(m2), a20);
+                a21 = fma(dots(d0, d1, d2, d3, k[1]), vec4<f32>(m2), a21);
+                a22 = fma(dots(d0, d1, d2, d3, k[2]), vec4<f32>(m2), a22);
+            }
+        }
+    }
+    if (ci_raw >= f.c_in) { return; }
+    // x row iy meets dy row oy = iy + PT - ky: window row j - ky is tap row ky.
+    var acc = array<vec4<f32>, 9>(a00, a01, a02, a10, a11, a12, a20, a21, a22);
+    let add = ACCUMULATE || wn.first == 0u;
+    for (var c = 0u; c < 4u; c++) {
+        let co = wn.co0 + cb * 4u + c;
+        if (co >= f.c_out) { break; }
+        let base = (co * f.c_in + ci) * 9u;
+        for (var t = 0u; t < 9u; t++) {
+            let o = base + t;
+            dwo[o] = select(0.0, dwo[o], add) + acc[t][c];
+        }
+    }
+}

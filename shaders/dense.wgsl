@@ -34,6 +34,8 @@ override TM: u32 = 4u;
 override TN: u32 = 4u;
 override WG: u32 = 64u;
 override ACCUMULATE: bool = false;
+// Rows per invocation of the uniform-operand GEMMs: 4, 8 or 16.
+override TMU: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -195,4 +197,303 @@ fn dense_backward_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
         acc += dy[n * p.outf + o];
     }
     db[o] = select(0.0, db[o], ACCUMULATE) + acc;
+}
+
+// ---- Uniform-operand GEMMs (the `*_dispatches` methods) ----
+//
+// On lavapipe a storage load is a per-lane loop while a uniform load at a workgroup-uniform
+// offset is one load + broadcast. So the operand every lane of a workgroup shares (the
+// batch rows: x in forward, dy in dx and dW) is copied into <= 64 KiB uniform windows and
+// the lane-specific operand (W, or x in dW) is read from storage as vec4 feeding a block of
+// TM rows.
+//
+// dense_pack (one dispatch per pass) overwrites upack: chunk c (window c, 16384 floats) of
+// a source matrix viewed as U[k, r] = src[k * SK + r * SR] (k: reduction index, r: row of
+// the output) holds U[KB * (c / NRB) + kk, RP * (c % NRB) + rr] at kk * RP + rr, zero
+// outside [0, K) x [0, R) (so the GEMMs need no bounds tests on U).
+// Then one dispatch per chunk, rows r0 .. r0 + RP, reduction k0 .. k0 + kn; grid
+// [column groups, RP / TM, 1], a workgroup owns TM rows (uniform U offsets):
+// dense_u_axpy  C[r, c..c+4] (+)= sum_kk U[kk, r] S4[(k0 + kk) * LD / 4 + c / 4]: one vec4
+//               column block x TM rows per invocation.
+//               dx: C = dx, U = dy^T (k = o), S = W [O, I].   dW: C = dW, U = dy (k = n), S = x.
+// dense_u_dot   C[r, o] (+)= sum_kk U[kk, r] S[o * LD + k0 + kk] (+ b[o] when ch.bias):
+//               TN = 2 columns o0 + j * WG x TM rows per invocation, S read as vec4 along k.
+//               forward: C = y, U = x^T (k = i), S = W.
+// Both overwrite C (ACCUMULATE false: the first reduction chunk of a pass) or add to it
+// (later chunks, or a gradient accumulated over batch chunks).
+
+struct Pack {
+    rows: u32,   // R
+    red: u32,    // K
+    rp: u32,     // RP: rows per chunk (multiple of 16)
+    kb: u32,     // KB: reduction indices per chunk
+    nrb: u32,    // row chunks
+    sk: u32,     // SK
+    sr: u32,     // SR
+    total: u32,  // chunks * 16384
+}
+
+struct Chunk {
+    rows: u32,  // rows of C
+    cols: u32,  // columns of C (a multiple of 4 for dense_u_axpy)
+    k0: u32,    // first reduction index (a multiple of 4)
+    kn: u32,    // reduction length (a multiple of 4 for dense_u_dot)
+    r0: u32,    // first row
+    rp: u32,    // RP
+    ld: u32,    // LD (a multiple of 4)
+    bias: u32,  // 1: add b (dense_u_dot)
+}
+
+const CHUNK: u32 = 16384u;  // floats per uniform window (64 KiB)
+
+@group(0) @binding(9) var<storage, read> psrc: array<f32>;
+@group(0) @binding(10) var<storage, read_write> upack: array<f32>;
+@group(0) @binding(11) var<uniform> pk: Pack;
+@group(0) @binding(12) var<uniform> u: array<vec4<f32>, 4096>;
+@group(0) @binding(13) var<uniform> ch: Chunk;
+@group(0) @binding(14) var<storage, read> s4: array<vec4<f32>>;
+@group(0) @binding(15) var<storage, read_write> cout: array<f32>;
+
+@compute @workgroup_size(WG)
+fn dense_pack(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= pk.total) { return; }
+    let c = i / CHUNK;
+    let within = i % CHUNK;
+    let kk = within / pk.rp;
+    let rr = within % pk.rp;
+    let r = (c % pk.nrb) * pk.rp + rr;
+    let k = (c / pk.nrb) * pk.kb + kk;
+    var v = 0.0;
+    if (kk < pk.kb && r < pk.rows && k < pk.red) {
+        v = psrc[k * pk.sk + r * pk.sr];
+    }
+    upack[i] = v;
+}
+
+// Row q of this invocation's block is rl + q (local to the chunk); column block cv.
+fn store_axpy(rl: u32, cv: u32, q: u32, v: vec4<f32>) {
+    let r = ch.r0 + rl + q;
+    if (r >= ch.rows || rl + q >= ch.rp) { return; }
+    let o = r * ch.cols + cv * 4u;
+    if (ACCUMULATE) {
+        cout[o] += v.x;
+        cout[o + 1u] += v.y;
+        cout[o + 2u] += v.z;
+        cout[o + 3u] += v.w;
+    } else {
+        cout[o] = v.x;
+        cout[o + 1u] = v.y;
+        cout[o + 2u] = v.z;
+        cout[o + 3u] = v.w;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn dense_u_axpy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let ncv = ch.cols / 4u;
+    let cv_raw = wid.x * WG + lid.x;
+    let cv = min(cv_raw, ncv - 1u);
+    let rl = wid.y * TMU;
+    let ld4 = ch.ld / 4u;
+    let rpv = ch.rp / 4u;
+    var so = ch.k0 * ld4 + cv;
+    var uo = rl / 4u;
+    var a0 = vec4<f32>();
+    var a1 = vec4<f32>();
+    var a2 = vec4<f32>();
+    var a3 = vec4<f32>();
+    var a4 = vec4<f32>();
+    var a5 = vec4<f32>();
+    var a6 = vec4<f32>();
+    var a7 = vec4<f32>();
+    var a8 = vec4<f32>();
+    var a9 = vec4<f32>();
+    var a10 = vec4<f32>();
+    var a11 = vec4<f32>();
+    var a12 = vec4<f32>();
+    var a13 = vec4<f32>();
+    var a14 = vec4<f32>();
+    var a15 = vec4<f32>();
+    for (var kk = 0u; kk < ch.kn; kk++) {
+        let s = s4[so];
+        let u0 = u[uo];
+        a0 = fma(vec4<f32>(u0.x), s, a0);
+        a1 = fma(vec4<f32>(u0.y), s, a1);
+        a2 = fma(vec4<f32>(u0.z), s, a2);
+        a3 = fma(vec4<f32>(u0.w), s, a3);
+        if (TMU > 4u) {
+            let u1 = u[uo + 1u];
+            a4 = fma(vec4<f32>(u1.x), s, a4);
+            a5 = fma(vec4<f32>(u1.y), s, a5);
+            a6 = fma(vec4<f32>(u1.z), s, a6);
+            a7 = fma(vec4<f32>(u1.w), s, a7);
+        }
+        if (TMU > 8u) {
+            let u2 = u[uo + 2u];
+            a8 = fma(vec4<f32>(u2.x), s, a8);
+            a9 = fma(vec4<f32>(u2.y), s, a9);
+            a10 = fma(vec4<f32>(u2.z), s, a10);
+            a11 = fma(vec4<f32>(u2.w), s, a11);
+            let u3 = u[uo + 3u];
+            a12 = fma(vec4<f32>(u3.x), s, a12);
+            a13 = fma(vec4<f32>(u3.y), s, a13);
+            a14 = fma(vec4<f32>(u3.z), s, a14);
+            a15 = fma(vec4<f32>(u3.w), s, a15);
+        }
+        so += ld4;
+        uo += rpv;
+    }
+    if (cv_raw >= ncv) { return; }
+    store_axpy(rl, cv, 0u, a0);
+    store_axpy(rl, cv, 1u, a1);
+    store_axpy(rl, cv, 2u, a2);
+    store_axpy(rl, cv, 3u, a3);
+    if (TMU > 4u) {
+        store_axpy(rl, cv, 4u, a4);
+        store_axpy(rl, cv, 5u, a5);
+        store_axpy(rl, cv, 6u, a6);
+        store_axpy(rl, cv, 7u, a7);
+    }
+    if (TMU > 8u) {
+        store_axpy(rl, cv, 8u, a8);
+        store_axpy(rl, cv, 9u, a9);
+        store_axpy(rl, cv, 10u, a10);
+        store_axpy(rl, cv, 11u, a11);
+        store_axpy(rl, cv, 12u, a12);
+        store_axpy(rl, cv, 13u, a13);
+        store_axpy(rl, cv, 14u, a14);
+        store_axpy(rl, cv, 15u, a15);
+    }
+}
+
+// Rows rl + 4q .. rl + 4q + 4 of column o: v.
+fn store_dot(rl: u32, q: u32, o: u32, v: vec4<f32>) {
+    if (o >= ch.cols) { return; }
+    var bias = 0.0;
+    if (ch.bias != 0u) { bias = b[o]; }
+    for (var e = 0u; e < 4u; e++) {
+        let rloc = rl + 4u * q + e;
+        let r = ch.r0 + rloc;
+        if (r >= ch.rows || rloc >= ch.rp) { return; }
+        let k = r * ch.cols + o;
+        cout[k] = select(0.0, cout[k], ACCUMULATE) + v[e] + bias;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn dense_u_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let o0 = wid.x * WG * 2u + lid.x;
+    let o1 = o0 + WG;
+    let last = ch.cols - 1u;
+    let ld4 = ch.ld / 4u;
+    var sa = min(o0, last) * ld4 + ch.k0 / 4u;
+    var sb = min(o1, last) * ld4 + ch.k0 / 4u;
+    let rl = wid.y * TMU;
+    let rpv = ch.rp / 4u;
+    var uo = rl / 4u;
+    // a<j><q>: column j, rows rl + 4q ..
+    var a00 = vec4<f32>();
+    var a01 = vec4<f32>();
+    var a02 = vec4<f32>();
+    var a03 = vec4<f32>();
+    var a10 = vec4<f32>();
+    var a11 = vec4<f32>();
+    var a12 = vec4<f32>();
+    var a13 = vec4<f32>();
+    for (var kq = 0u; kq < ch.kn; kq += 4u) {
+        let wa = s4[sa];
+        let wb = s4[sb];
+        // The 4 reduction indices of the vec4s, unrolled.
+        {
+            let u0 = u[uo];
+            a00 = fma(u0, vec4<f32>(wa.x), a00);
+            a10 = fma(u0, vec4<f32>(wb.x), a10);
+            if (TMU > 4u) {
+                let u1 = u[uo + 1u];
+                a01 = fma(u1, vec4<f32>(wa.x), a01);
+                a11 = fma(u1, vec4<f32>(wb.x), a11);
+            }
+            if (TMU > 8u) {
+                let u2 = u[uo + 2u];
+                a02 = fma(u2, vec4<f32>(wa.x), a02);
+                a12 = fma(u2, vec4<f32>(wb.x), a12);
+                let u3 = u[uo + 3u];
+                a03 = fma(u3, vec4<f32>(wa.x), a03);
+                a13 = fma(u3, vec4<f32>(wb.x), a13);
+            }
+            uo += rpv;
+        }
+        {
+            let u0 = u[uo];
+            a00 = fma(u0, vec4<f32>(wa.y), a00);
+            a10 = fma(u0, vec4<f32>(wb.y), a10);
+            if (TMU > 4u) {
+                let u1 = u[uo + 1u];
+                a01 = fma(u1, vec4<f32>(wa.y), a01);
+                a11 = fma(u1, vec4<f32>(wb.y), a11);
+            }
+            if (TMU > 8u) {
+                let u2 = u[uo + 2u];
+                a02 = fma(u2, vec4<f32>(wa.y), a02);
+                a12 = fma(u2, vec4<f32>(wb.y), a12);
+                let u3 = u[uo + 3u];
+                a03 = fma(u3, vec4<f32>(wa.y), a03);
+                a13 = fma(u3, vec4<f32>(wb.y), a13);
+            }
+            uo += rpv;
+        }
+        {
+            let u0 = u[uo];
+            a00 = fma(u0, vec4<f32>(wa.z), a00);
+            a10 = fma(u0, vec4<f32>(wb.z), a10);
+            if (TMU > 4u) {
+                let u1 = u[uo + 1u];
+                a01 = fma(u1, vec4<f32>(wa.z), a01);
+                a11 = fma(u1, vec4<f32>(wb.z), a11);
+            }
+            if (TMU > 8u) {
+                let u2 = u[uo + 2u];
+                a02 = fma(u2, vec4<f32>(wa.z), a02);
+                a12 = fma(u2, vec4<f32>(wb.z), a12);
+                let u3 = u[uo + 3u];
+                a03 = fma(u3, vec4<f32>(wa.z), a03);
+                a13 = fma(u3, vec4<f32>(wb.z), a13);
+            }
+            uo += rpv;
+        }
+        {
+            let u0 = u[uo];
+            a00 = fma(u0, vec4<f32>(wa.w), a00);
+            a10 = fma(u0, vec4<f32>(wb.w), a10);
+            if (TMU > 4u) {
+                let u1 = u[uo + 1u];
+                a01 = fma(u1, vec4<f32>(wa.w), a01);
+                a11 = fma(u1, vec4<f32>(wb.w), a11);
+            }
+            if (TMU > 8u) {
+                let u2 = u[uo + 2u];
+                a02 = fma(u2, vec4<f32>(wa.w), a02);
+                a12 = fma(u2, vec4<f32>(wb.w), a12);
+                let u3 = u[uo + 3u];
+                a03 = fma(u3, vec4<f32>(wa.w), a03);
+                a13 = fma(u3, vec4<f32>(wb.w), a13);
+            }
+            uo += rpv;
+        }
+        sa += 1u;
+        sb += 1u;
+    }
+    store_dot(rl, 0u, o0, a00);
+    store_dot(rl, 0u, o1, a10);
+    if (TMU > 4u) {
+        store_dot(rl, 1u, o0, a01);
+        store_dot(rl, 1u, o1, a11);
+    }
+    if (TMU > 8u) {
+        store_dot(rl, 2u, o0, a02);
+        store_dot(rl, 2u, o1, a12);
+        store_dot(rl, 3u, o0, a03);
+        store_dot(rl, 3u, o1, a13);
+    }
 }

@@ -118,3 +118,16 @@ pub fn gpu_time(gpu: &Gpu, dispatches: &[&Dispatch], reps: usize) -> Result<Opti
 pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
+
+/// CPU seconds (user + system) this process has used so far, from /proc/self/stat (Linux;
+/// clock ticks of 10 ms). On a CPU driver like lavapipe the kernels run on this process's
+/// threads, so CPU time per replay measures a kernel's cost even when other processes
+/// compete for the cores (the wall clock then includes waiting).
+pub fn process_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}

@@ -9,7 +9,7 @@
 //! Fixed seed; warm-up excluded; medians of `--reps` repetitions.
 
 use clap::Parser;
-use mien::bench::{gpu_time, load_average, time_dispatches};
+use mien::bench::{gpu_time, load_average, process_cpu_seconds, time_dispatches};
 use mien::gpu::{Dispatch, Gpu, Tensor};
 use mien::nn::activation::{Activation, Kind};
 use mien::nn::batchnorm::{BatchNorm, BatchNormConfig};
@@ -64,6 +64,9 @@ struct Row {
     min_ms: f64,
     /// Timestamp-query milliseconds, where the adapter has TIMESTAMP_QUERY.
     gpu_ms: Option<f64>,
+    /// Process CPU milliseconds per replay (all threads; kernels only): robust to other
+    /// processes competing for the cores, unlike `ms` / `gpu_ms`.
+    cpu_ms: Option<f64>,
     gflops: Option<f64>,
     gbps: Option<f64>,
     images_per_s: Option<f64>,
@@ -109,7 +112,9 @@ impl Ctx<'_> {
             return Ok(());
         }
         let refs: Vec<&Dispatch> = ds.iter().collect();
+        let c0 = process_cpu_seconds();
         let t = time_dispatches(self.gpu, &refs, self.reps, self.target_s)?;
+        let cpu_ms = c0.zip(process_cpu_seconds()).map(|(a, b)| (b - a) / (1 + t.reps * t.inner) as f64 * 1e3);
         let gpu_ms = gpu_time(self.gpu, &refs, self.reps.min(3))?.map(|s| s * 1e3);
         let secs = gpu_ms.map(|m| m * 1e-3).unwrap_or(t.seconds);
         let row = Row {
@@ -118,6 +123,7 @@ impl Ctx<'_> {
             ms: t.seconds * 1e3,
             min_ms: t.min * 1e3,
             gpu_ms,
+            cpu_ms,
             gflops: (flops > 0.0).then(|| flops / secs * 1e-9),
             gbps: (bytes > 0.0).then(|| bytes / secs * 1e-9),
             images_per_s: None,
@@ -150,8 +156,15 @@ impl Ctx<'_> {
         let act = |c: usize| (n * c * hw * hw * 4) as f64;
         self.kernel(format!("{tag} forward"), &layer.forward_dispatches(gpu, &x, &w, Some(&b), &y)?, flops, 0.0)?;
         self.kernel(format!("{tag} backward_input"), &layer.backward_input_dispatches(gpu, &dx, &dy, &w)?, flops, 0.0)?;
-        let bw = layer.backward_weight(gpu, &dw, &dy, &x, false)?;
-        self.kernel(format!("{tag} backward_weight (splits {})", layer.weight_splits()), &bw, flops, 0.0)?;
+        // The storage-only weight-gradient kernel at its default split (forcing the split
+        // keeps it), then the uniform-window one where the layer uses it.
+        let storage = Conv2d::new(gpu, &tag, Conv2dConfig::same(ci, co, (3, 3)), &[n, ci, hw, hw])?.with_weight_splits(gpu, layer.weight_splits())?;
+        let bw = storage.backward_weight(gpu, &dw, &dy, &x, false)?;
+        self.kernel(format!("{tag} backward_weight storage (splits {})", storage.weight_splits()), &bw, flops, 0.0)?;
+        if layer.uniform_weight_gradient() {
+            let bw = layer.backward_weight(gpu, &dw, &dy, &x, false)?;
+            self.kernel(format!("{tag} backward_weight uniform ({} dispatches)", bw.len()), &bw, flops, 0.0)?;
+        }
         self.kernel(format!("{tag} backward_bias"), &[layer.backward_bias(gpu, &db, &dy, false)?], 0.0, act(co))?;
         Ok(())
     }
@@ -172,9 +185,16 @@ impl Ctx<'_> {
         let dw = gpu.tensor("dw", &[o, i])?;
         let db = gpu.tensor("db", &[o])?;
         let flops = 2.0 * (n * i * o) as f64;
-        self.kernel(format!("{tag} forward"), &[layer.forward(gpu, &x, &w, Some(&b), &y)?], flops, 0.0)?;
-        self.kernel(format!("{tag} backward_input"), &[layer.backward_input(gpu, &dx, &dy, &w)?], flops, 0.0)?;
-        self.kernel(format!("{tag} backward_weight"), &[layer.backward_weight(gpu, &dw, &dy, &x, false)?], flops, 0.0)?;
+        // The single-dispatch register-blocked kernels ("blocked"), then the dispatch lists
+        // the Network records (uniform-operand GEMMs where in_features % 4 == 0).
+        self.kernel(format!("{tag} forward blocked"), &[layer.forward(gpu, &x, &w, Some(&b), &y)?], flops, 0.0)?;
+        self.kernel(format!("{tag} backward_input blocked"), &[layer.backward_input(gpu, &dx, &dy, &w)?], flops, 0.0)?;
+        self.kernel(format!("{tag} backward_weight blocked"), &[layer.backward_weight(gpu, &dw, &dy, &x, false)?], flops, 0.0)?;
+        if layer.uniform_path() {
+            self.kernel(format!("{tag} forward uniform"), &layer.forward_dispatches(gpu, &x, &w, Some(&b), &y)?, flops, 0.0)?;
+            self.kernel(format!("{tag} backward_input uniform"), &layer.backward_input_dispatches(gpu, &dx, &dy, &w)?, flops, 0.0)?;
+            self.kernel(format!("{tag} backward_weight uniform"), &layer.backward_weight_dispatches(gpu, &dw, &dy, &x, false)?, flops, 0.0)?;
+        }
         self.kernel(format!("{tag} backward_bias"), &[layer.backward_bias(gpu, &db, &dy, false)?], 0.0, (n * o * 4) as f64)?;
         Ok(())
     }
@@ -294,6 +314,7 @@ impl Ctx<'_> {
             ms: s * 1e3,
             min_ms: min * 1e3,
             gpu_ms: None,
+            cpu_ms: None,
             gflops: None,
             gbps: None,
             images_per_s: Some(batch as f64 / s),
@@ -326,6 +347,7 @@ impl Ctx<'_> {
             ms: t.seconds * 1e3,
             min_ms: t.min * 1e3,
             gpu_ms: None,
+            cpu_ms: None,
             gflops: None,
             gbps: None,
             images_per_s: Some(batch as f64 / t.seconds),
@@ -360,6 +382,7 @@ impl Ctx<'_> {
             ms: 0.0,
             min_ms: 0.0,
             gpu_ms: None,
+            cpu_ms: None,
             gflops: None,
             gbps: None,
             images_per_s: None,
@@ -382,6 +405,9 @@ fn print_row(r: &Row) {
         s += &format!("{:>11.3} ms", r.ms);
         if let Some(g) = r.gpu_ms {
             s += &format!(" (gpu {g:.3} ms)");
+        }
+        if let Some(c) = r.cpu_ms {
+            s += &format!(" (cpu {c:.1} ms)");
         }
         if let Some(g) = r.gflops {
             s += &format!("{g:>9.2} GFLOP/s");
@@ -415,7 +441,7 @@ fn main() -> Result<()> {
     for (ci, co, hw) in [(1, 64, 48), (64, 64, 48), (64, 128, 24), (128, 128, 24), (128, 128, 12)] {
         ctx.conv(n, ci, co, hw)?;
     }
-    for (i, o) in [(4608, 512), (512, 256), (256, 7)] {
+    for (i, o) in [(4608, 512), (2304, 600), (600, 600), (512, 256), (256, 7)] {
         ctx.dense(n, i, o)?;
     }
     ctx.elementwise(n)?;

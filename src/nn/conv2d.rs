@@ -103,6 +103,100 @@ struct FastPlan {
     /// The uniform-buffer-weight variants of forward / backward_input.
     ubo_fwd: Option<UboPlan>,
     ubo_bin: Option<UboPlan>,
+    /// The weight gradient with dy in uniform windows (conv2d_3x3s1_weight_u).
+    ubo_bw: Option<BwPlan>,
+}
+
+/// dy repacked into 64 KiB windows (a STORAGE | UNIFORM buffer made here, not counted in
+/// gpu.mem()), the pack kernel's uniform and one `Win` uniform per window.
+struct BwPlan {
+    pack: wgpu::Buffer,
+    pack_params: wgpu::Buffer,
+    total: usize,
+    wins: Vec<wgpu::Buffer>,
+    /// Lanes (input channels) per workgroup.
+    wgw: u32,
+    /// Output channels per window (grid y: CG / 4 blocks).
+    cg: usize,
+}
+
+/// Mirror of `DyPack` in shaders/conv2d.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DyPackParams {
+    co: u32,
+    oh: u32,
+    ow: u32,
+    rh: u32,
+    nrb: u32,
+    total: u32,
+    cg: u32,
+    ncg: u32,
+}
+
+/// Mirror of `Win` in shaders/conv2d.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct WinParams {
+    n: u32,
+    oy0: u32,
+    rows: u32,
+    first: u32,
+    rh: u32,
+    co0: u32,
+    _pad: [u32; 2],
+}
+
+/// The uniform-window weight-gradient plan for output [n, co, oh, ow] and `ci` input
+/// channels, or None when the adapter's uniform bindings are too small, one output row of
+/// all channels exceeds a window, there are fewer than 8 input channels (lanes), or the
+/// packed dy would exceed the storage binding limit.
+fn bw_plan(gpu: &Gpu, name: &str, [n, co, oh, ow]: [usize; 4], ci: usize) -> Option<BwPlan> {
+    let l = gpu.limits();
+    let win = (UBO_BYTES / 4) as usize;
+    let cpad = co.div_ceil(4) * 4;
+    if (l.max_uniform_buffer_binding_size as u64) < UBO_BYTES || ci < 8 || 4 * ow > win {
+        return None;
+    }
+    // Channel groups: windows of at least min(OH, 16) rows, groups of equal size.
+    let cg_max = (win / (oh.min(16) * ow) / 4 * 4).clamp(4, cpad);
+    let ncg = cpad.div_ceil(cg_max);
+    let cg = (cpad / 4).div_ceil(ncg) * 4;
+    let nrb = oh.div_ceil((win / (cg * ow)).min(oh));
+    let rh = oh.div_ceil(nrb);
+    let total = n * ncg * nrb * win;
+    let bytes = total as u64 * 4;
+    if bytes > l.max_buffer_size || bytes > l.max_storage_buffer_binding_size as u64 || total > u32::MAX as usize {
+        return None;
+    }
+    let pack = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(&format!("{name} backward_weight packed dy")),
+        size: bytes,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+        mapped_at_creation: false,
+    });
+    let pp = DyPackParams { co: co as u32, oh: oh as u32, ow: ow as u32, rh: rh as u32, nrb: nrb as u32, total: total as u32, cg: cg as u32, ncg: ncg as u32 };
+    let pack_params = gpu.uniform(&format!("{name} dy pack params"), &pp);
+    let mut wins = Vec::with_capacity(n * ncg * nrb);
+    for s in 0..n {
+        for g in 0..ncg {
+            for rb in 0..nrb {
+                let oy0 = rb * rh;
+                let wp = WinParams {
+                    n: s as u32,
+                    oy0: oy0 as u32,
+                    rows: rh.min(oh - oy0) as u32,
+                    first: (s == 0 && rb == 0) as u32,
+                    rh: rh as u32,
+                    co0: (g * cg) as u32,
+                    _pad: [0; 2],
+                };
+                wins.push(gpu.uniform(&format!("{name} dy window {s}.{g}.{rb}"), &wp));
+            }
+        }
+    }
+    let wgw = if ci >= 64 { 64 } else { ci.div_ceil(8) * 8 } as u32;
+    Some(BwPlan { pack, pack_params, total, wins, wgw, cg })
 }
 
 /// Bytes of the `wu` uniform array of shaders/conv2d.wgsl (4096 vec4).
@@ -249,7 +343,7 @@ impl Conv2d {
             splits: 1,
             rows_per_split: n * oh,
             params: gpu.uniform(&format!("{name} params"), &Params::zeroed()),
-            fast: FastPlan { fwd: None, bin: None, bw: None, wgw: 64, ubo_fwd: None, ubo_bin: None },
+            fast: FastPlan { fwd: None, bin: None, bw: None, wgw: 64, ubo_fwd: None, ubo_bin: None, ubo_bw: None },
             scratch: OnceLock::new(),
         };
         layer.plan(gpu, ConvKernels::Auto, None)?;
@@ -271,6 +365,7 @@ impl Conv2d {
         let bw_ok = s3 && w % 4 == 0 && ow % 4 == 0 && ow <= w;
         let wgw = if co >= 64 { 64 } else { co.div_ceil(8) * 8 };
         let rows = n * oh;
+        let forced_splits = splits.is_some();
         let (splits, rps) = match splits {
             Some(s) => {
                 let rps = rows.div_ceil(s.clamp(1, rows));
@@ -320,9 +415,12 @@ impl Conv2d {
             ..fwd
         };
         let ubo_bin = if bin_ok { ubo_plan(gpu, &self.name, "backward_input", bin_base, ci, co, ci, true, (2 - pl) as u32) } else { None };
+        // Forced splits (tests, tuning) keep the storage-only weight-gradient kernels.
+        let ubo_bw = if bw_ok && !forced_splits { bw_plan(gpu, &self.name, self.output_shape, ci) } else { None };
         self.fast = FastPlan {
             ubo_fwd,
             ubo_bin,
+            ubo_bw,
             fwd: fwd_ok.then(|| (gpu.uniform(&label("forward"), &fwd), pl as u32)),
             bin: bin_ok.then(|| (gpu.uniform(&label("backward_input"), &bin_base), (2 - pl) as u32)),
             bw: bw_ok.then(|| (gpu.uniform(&label("backward_weight"), &fwd), pl as u32)),
@@ -337,6 +435,12 @@ impl Conv2d {
     pub fn with_kernels(mut self, gpu: &Gpu, kernels: ConvKernels) -> Result<Self> {
         self.plan(gpu, kernels, None)?;
         Ok(self)
+    }
+
+    /// Whether backward_weight uses dy in uniform windows (conv2d_3x3s1_weight_u: a pack,
+    /// then one dispatch per (sample, block of output rows)).
+    pub fn uniform_weight_gradient(&self) -> bool {
+        self.fast.ubo_bw.is_some()
     }
 
     /// Which passes use the fast 3x3 stride-1 kernels: (forward, backward_input,
@@ -526,6 +630,20 @@ impl Conv2d {
         let (kh, kw) = self.cfg.kernel;
         let blocks = co.div_ceil(CB) * ci.div_ceil(PB) * kh * kw;
         let groups = self.groups(gpu, "conv2d_backward_weight", blocks * self.splits)?;
+        if let (Some(u), Some((fp, padl))) = (&self.fast.ubo_bw, &self.fast.bw) {
+            let label = format!("{} conv2d_pack_dy", self.name);
+            let groups = gpu.groups_1d(&label, u.total as u64, WG)?;
+            let whole = wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &u.pack, offset: 0, size: None });
+            let mut out = vec![Dispatch::new(gpu, &label, &CONV2D, "conv2d_pack_dy", &[], &[(19, u.pack_params.as_entire_binding()), (17, whole), (6, dy.binding())], groups)?];
+            let groups = [u32_of(&self.name, "channel groups", ci.div_ceil(u.wgw as usize))?, (u.cg / 4) as u32, 1];
+            let c = [("PADL", *padl as f64), ("WGW", u.wgw as f64), accumulate_constant(accumulate)];
+            for (i, wp) in u.wins.iter().enumerate() {
+                let window = wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &u.pack, offset: i as u64 * UBO_BYTES, size: std::num::NonZeroU64::new(UBO_BYTES) });
+                let b = [(10, fp.as_entire_binding()), (11, x.binding()), (12, x.binding()), (15, window), (18, wp.as_entire_binding()), (7, dw.binding())];
+                out.push(Dispatch::new(gpu, &format!("{} conv2d_3x3s1_weight_u (window {i})", self.name), &CONV2D, "conv2d_3x3s1_weight_u", &c, &b, groups)?);
+            }
+            return Ok(out);
+        }
         if let Some((fp, padl)) = &self.fast.bw {
             let wgw = self.fast.wgw;
             let groups = [u32_of(&self.name, "channel groups", co.div_ceil(wgw as usize))?, u32_of(&self.name, "channel blocks", ci.div_ceil(4))?, u32_of(&self.name, "splits", self.splits)?];

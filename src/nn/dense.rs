@@ -22,6 +22,123 @@ const WG: u32 = 64;
 /// Largest register block side (the shader's `MAXT`): blocks are up to 4 x 4 outputs.
 const MAX_TILE: usize = 4;
 
+/// Which kernels the `*_dispatches` methods record. `Auto`: the uniform-operand GEMMs
+/// (batch rows in 64 KiB uniform windows, see shaders/dense.wgsl) where the shape allows
+/// (in_features a multiple of 4, 64 KiB uniform bindings), else the register-blocked
+/// single-dispatch kernels; `Blocked`: always the latter (tests, benchmarks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DenseKernels {
+    #[default]
+    Auto,
+    Blocked,
+}
+
+/// Mirror of `Pack` in shaders/dense.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackParams {
+    rows: u32,
+    red: u32,
+    rp: u32,
+    kb: u32,
+    nrb: u32,
+    sk: u32,
+    sr: u32,
+    total: u32,
+}
+
+/// Mirror of `Chunk` in shaders/dense.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ChunkParams {
+    rows: u32,
+    cols: u32,
+    k0: u32,
+    kn: u32,
+    r0: u32,
+    rp: u32,
+    ld: u32,
+    bias: u32,
+}
+
+/// Floats per uniform window (the shader's CHUNK; 64 KiB).
+const CHUNK: usize = 16384;
+
+/// One pass of the uniform-operand GEMM: the packed operand (a STORAGE | UNIFORM buffer
+/// made here, outside Gpu::tensor as tensors are storage-only, so not counted in
+/// gpu.mem()), the pack kernel's uniform, and per chunk (Chunk uniform, first reduction
+/// chunk's parameters) in window order.
+struct UPass {
+    pack: wgpu::Buffer,
+    pack_params: wgpu::Buffer,
+    total: usize,
+    chunks: Vec<(wgpu::Buffer, ChunkParams)>,
+    /// Row blocks of TMU per chunk (grid y).
+    row_blocks: u32,
+}
+
+/// A pass computing C [rows, cols] = sum over k < red of U[k, r] * S(k, c), U[k, r] =
+/// src[k * sk + r * sr]; `ld` the S stride. None when the adapter's uniform bindings are
+/// smaller than 64 KiB or a buffer would exceed the storage binding limit.
+#[allow(clippy::too_many_arguments)]
+fn upass(gpu: &Gpu, name: &str, pass: &str, rows: usize, cols: usize, red: usize, sk: usize, sr: usize, ld: usize) -> Option<UPass> {
+    let l = gpu.limits();
+    if (l.max_uniform_buffer_binding_size as usize) < CHUNK * 4 {
+        return None;
+    }
+    // Rows per chunk: all rows up to 64 (more workgroups per dispatch than longer
+    // reductions would give), more when the reduction is short (dW: the batch), <= 1024.
+    let rp = rows.div_ceil(16) * 16;
+    let rp = rp.min((CHUNK / red / 16 * 16).max(64)).min(1024);
+    // A multiple of 4 (dense_u_dot reads S as vec4 along k).
+    let kb = (CHUNK / rp / 4 * 4).min(red);
+    let nrb = rows.div_ceil(rp);
+    let nkb = red.div_ceil(kb);
+    let total = nrb * nkb * CHUNK;
+    let bytes = (total * 4) as u64;
+    if bytes > l.max_buffer_size || bytes > l.max_storage_buffer_binding_size as u64 || total > u32::MAX as usize {
+        return None;
+    }
+    let pack = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(&format!("{name} {pass} packed operand")),
+        size: bytes,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+        mapped_at_creation: false,
+    });
+    let pp = PackParams { rows: rows as u32, red: red as u32, rp: rp as u32, kb: kb as u32, nrb: nrb as u32, sk: sk as u32, sr: sr as u32, total: total as u32 };
+    let pack_params = gpu.uniform(&format!("{name} {pass} pack params"), &pp);
+    let mut chunks = Vec::new();
+    for kc in 0..nkb {
+        for rc in 0..nrb {
+            let k0 = kc * kb;
+            let cp = ChunkParams {
+                rows: rows as u32,
+                cols: cols as u32,
+                k0: k0 as u32,
+                kn: kb.min(red - k0) as u32,
+                r0: (rc * rp) as u32,
+                rp: rp as u32,
+                ld: ld as u32,
+                bias: 0,
+            };
+            chunks.push((gpu.uniform(&format!("{name} {pass} chunk {kc}.{rc}"), &cp), cp));
+        }
+    }
+    Some(UPass { pack, pack_params, total, chunks, row_blocks: (rp / TMU) as u32 })
+}
+
+/// Rows per invocation of the uniform-operand GEMMs (the shader's TMU).
+const TMU: usize = 16;
+
+/// The three uniform-operand passes of a layer.
+struct UPlan {
+    fwd: UPass,
+    /// The forward's chunk uniforms with `bias` set on the first reduction chunk.
+    fwd_bias: Vec<wgpu::Buffer>,
+    bin: UPass,
+    bw: UPass,
+}
+
 pub struct Dense {
     pub name: String,
     pub batch: usize,
@@ -29,6 +146,7 @@ pub struct Dense {
     pub out_features: usize,
     pub bias: bool,
     params: wgpu::Buffer,
+    uplan: Option<UPlan>,
 }
 
 impl Dense {
@@ -50,7 +168,116 @@ impl Dense {
         u32_of(name, "out_features * in_features", out_features * in_features)?;
         let p = Params { n: batch as u32, inf: in_features as u32, outf: out_features as u32, has_bias: bias as u32 };
         let params = gpu.uniform(&format!("{name} params"), &p);
-        Ok(Dense { name: name.to_string(), batch, in_features, out_features, bias, params })
+        let mut layer = Dense { name: name.to_string(), batch, in_features, out_features, bias, params, uplan: None };
+        layer.uplan = layer.make_uplan(gpu);
+        Ok(layer)
+    }
+
+    fn make_uplan(&self, gpu: &Gpu) -> Option<UPlan> {
+        let (n, i, o) = (self.batch, self.in_features, self.out_features);
+        if i % 4 != 0 {
+            return None;
+        }
+        let name = &self.name;
+        // forward: C = y [N, O], U = x^T (k = i: sk 1, sr I), S = W (ld I).
+        let fwd = upass(gpu, name, "forward", n, o, i, 1, i, i)?;
+        let fwd_bias = fwd
+            .chunks
+            .iter()
+            .map(|(_, cp)| gpu.uniform(&format!("{name} forward chunk k0={} r0={} (bias)", cp.k0, cp.r0), &ChunkParams { bias: (cp.k0 == 0) as u32, ..*cp }))
+            .collect();
+        // backward_input: C = dx [N, I], U = dy^T (k = o: sk 1, sr O), S = W (ld I).
+        let bin = upass(gpu, name, "backward_input", n, i, o, 1, o, i)?;
+        // backward_weight: C = dW [O, I], U = dy (k = n: sk O, sr 1), S = x (ld I).
+        let bw = upass(gpu, name, "backward_weight", o, i, n, o, 1, i)?;
+        Some(UPlan { fwd, fwd_bias, bin, bw })
+    }
+
+    /// Record only the register-blocked single-dispatch kernels (`DenseKernels::Blocked`)
+    /// or pick per shape (`Auto`, the default); for tests and benchmarks.
+    pub fn with_kernels(mut self, gpu: &Gpu, kernels: DenseKernels) -> Self {
+        self.uplan = match kernels {
+            DenseKernels::Auto => self.make_uplan(gpu),
+            DenseKernels::Blocked => None,
+        };
+        self
+    }
+
+    /// Whether the `*_dispatches` methods use the uniform-operand GEMMs.
+    pub fn uniform_path(&self) -> bool {
+        self.uplan.is_some()
+    }
+
+    /// The pack dispatch and one GEMM dispatch per chunk of a uniform-operand pass.
+    #[allow(clippy::too_many_arguments)]
+    fn u_dispatches(
+        &self,
+        gpu: &Gpu,
+        up: &UPass,
+        chunk_params: &[&wgpu::Buffer],
+        entry: &str,
+        src: &Tensor,
+        s: &Tensor,
+        c: &Tensor,
+        bias: Option<&Tensor>,
+        col_groups: usize,
+        accumulate: bool,
+    ) -> Result<Vec<Dispatch>> {
+        let label = format!("{} dense_pack ({entry})", self.name);
+        let groups = gpu.groups_1d(&label, up.total as u64, WG)?;
+        let whole = wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &up.pack, offset: 0, size: None });
+        let mut out = vec![Dispatch::new(gpu, &label, &DENSE, "dense_pack", &[("WG", WG as f64)], &[(11, up.pack_params.as_entire_binding()), (10, whole), (9, src.binding())], groups)?];
+        let gx = u32_of(&self.name, "column groups", col_groups)?;
+        for (ci, ((_, chunk), cp)) in up.chunks.iter().zip(chunk_params).enumerate() {
+            let window = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &up.pack,
+                offset: (ci * CHUNK * 4) as u64,
+                size: std::num::NonZeroU64::new((CHUNK * 4) as u64),
+            });
+            let acc = accumulate || chunk.k0 > 0;
+            let constants = [("WG", WG as f64), ("TMU", TMU as f64), accumulate_constant(acc)];
+            let mut b = vec![(13, cp.as_entire_binding()), (12, window), (14, s.binding()), (15, c.binding())];
+            if let Some(bias) = bias {
+                b.push((3, bias.binding()));
+            }
+            out.push(Dispatch::new(gpu, &format!("{} {entry} (chunk {ci})", self.name), &DENSE, entry, &constants, &b, [gx, up.row_blocks, 1])?);
+        }
+        Ok(out)
+    }
+
+    /// y = x W^T + b as a dispatch list: the uniform-operand GEMM (a pack of x, then one
+    /// dispatch per 64 KiB chunk) where the layer has that plan, else `forward`'s single
+    /// dispatch. Same contract as `forward`.
+    pub fn forward_dispatches(&self, gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
+        let single = self.forward(gpu, x, w, b, y)?;
+        let Some(u) = &self.uplan else { return Ok(vec![single]) };
+        let (params, bias): (Vec<&wgpu::Buffer>, _) = match b {
+            Some(b) => (u.fwd_bias.iter().collect(), Some(b)),
+            None => (u.fwd.chunks.iter().map(|c| &c.0).collect(), None),
+        };
+        let groups = self.out_features.div_ceil(WG as usize * 2);
+        // Without a bias the shader reads none but the binding must exist: alias W there.
+        self.u_dispatches(gpu, &u.fwd, &params, "dense_u_dot", x, w, y, Some(bias.unwrap_or(w)), groups, false)
+    }
+
+    /// dx = dy W as a dispatch list (see `forward_dispatches`). Same contract as
+    /// `backward_input`.
+    pub fn backward_input_dispatches(&self, gpu: &Gpu, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
+        let single = self.backward_input(gpu, dx, dy, w)?;
+        let Some(u) = &self.uplan else { return Ok(vec![single]) };
+        let params: Vec<&wgpu::Buffer> = u.bin.chunks.iter().map(|c| &c.0).collect();
+        let groups = (self.in_features / 4).div_ceil(WG as usize);
+        self.u_dispatches(gpu, &u.bin, &params, "dense_u_axpy", dy, w, dx, None, groups, false)
+    }
+
+    /// dW = dy^T x as a dispatch list (see `forward_dispatches`). Same contract as
+    /// `backward_weight`: overwrites dW, or adds to it when `accumulate`.
+    pub fn backward_weight_dispatches(&self, gpu: &Gpu, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<Vec<Dispatch>> {
+        let single = self.backward_weight(gpu, dw, dy, x, accumulate)?;
+        let Some(u) = &self.uplan else { return Ok(vec![single]) };
+        let params: Vec<&wgpu::Buffer> = u.bw.chunks.iter().map(|c| &c.0).collect();
+        let groups = (self.in_features / 4).div_ceil(WG as usize);
+        self.u_dispatches(gpu, &u.bw, &params, "dense_u_axpy", dy, x, dw, None, groups, accumulate)
     }
 
     /// `[out_features, in_features]`.

@@ -280,3 +280,42 @@ fn huge_plane_uses_a_2d_grid() {
     let want_y = r::forward(&g, &x64, &mien::reference::f64s(&w), Some(&[-0.25]));
     assert_close("huge forward", &read(gpu, &ty), &want_y, ATOL, RTOL);
 }
+
+/// The weight gradient with dy in uniform windows (3x3 stride 1, 8+ input channels):
+/// left padding 0 / 1 / 2, input channels below one 64-lane workgroup and not a multiple
+/// of 8, output channels not a multiple of 4, two channel groups (8 -> 128, 12 -> 201),
+/// two row windows per sample (the check's split layer uses the storage-only kernels);
+/// then ACCUMULATE
+/// (overwrite once, add once: twice the gradient).
+#[test]
+fn uniform_window_weight_gradient() {
+    let gpu = gpu!();
+    let cases: &[([usize; 4], Conv2dConfig)] = &[
+        ([2, 9, 7, 8], cfg(9, 70, (3, 3), (1, 1), explicit(0, 2, 0, 2), false)),
+        ([1, 8, 10, 16], cfg(8, 128, (3, 3), (1, 1), Padding::Same, true)),
+        ([2, 12, 9, 12], cfg(12, 201, (3, 3), (1, 1), explicit(2, 0, 2, 0), true)),
+        ([1, 70, 4, 8], cfg(70, 9, (3, 3), (1, 1), Padding::Same, true)),
+        // Two row windows of 10 rows per sample (16 channels x 64 columns).
+        ([2, 8, 20, 64], cfg(8, 16, (3, 3), (1, 1), Padding::Same, true)),
+    ];
+    for (i, (shape, c)) in cases.iter().enumerate() {
+        let l = Conv2d::new(gpu, "fast", *c, shape).unwrap();
+        assert!(l.uniform_weight_gradient(), "{shape:?} {c:?}");
+        check(*shape, *c, 2, 70 + i as u64);
+    }
+    let mut rng = Rng::new(80);
+    let (shape, c) = cases[2];
+    let layer = Conv2d::new(gpu, "acc", c, &shape).unwrap();
+    let g = layer.geom();
+    let (x, x64) = rand(&mut rng, g.x_len());
+    let (_, w64) = rand(&mut rng, g.w_len());
+    let (dy, dy64) = rand(&mut rng, g.y_len());
+    let (tx, tdy) = (up(gpu, "x", &shape, &x), up(gpu, "dy", &layer.output_shape, &dy));
+    let dw = up(gpu, "dw", &layer.weight_shape(), &vec![3.0; g.w_len()]);
+    let mut steps = layer.backward_weight(gpu, &dw, &tdy, &tx, false).unwrap();
+    steps.extend(layer.backward_weight(gpu, &dw, &tdy, &tx, true).unwrap());
+    gpu.run(&steps).unwrap();
+    let (_, want_dw, _) = r::backward(&g, &dy64, &x64, &w64);
+    let twice: Vec<f64> = want_dw.iter().map(|v| 2.0 * v).collect();
+    assert_close("uniform-window dw accumulated", &read(gpu, &dw), &twice, ATOL, RTOL);
+}

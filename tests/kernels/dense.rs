@@ -42,11 +42,24 @@ fn check(gpu: &Gpu, rng: &mut Rng, input_shape: &[usize], outf: usize, bias: boo
     if bias {
         steps.push(layer.backward_bias(gpu, &tdb, &tdy, false).unwrap());
     }
+    // The dispatch lists (uniform-operand GEMMs where in_features % 4 == 0), into garbage.
+    let ty2 = up(gpu, "y2", &[n, outf], &vec![7.0; n * outf]);
+    let tdx2 = up(gpu, "dx2", input_shape, &vec![7.0; n * inf]);
+    let tdw2 = up(gpu, "dw2", &[outf, inf], &vec![7.0; outf * inf]);
+    assert_eq!(layer.uniform_path(), inf % 4 == 0, "{what}");
+    steps.extend(layer.forward_dispatches(gpu, &tx, &tw, bias.then_some(&tb), &ty2).unwrap());
+    steps.extend(layer.backward_input_dispatches(gpu, &tdx2, &tdy, &tw).unwrap());
+    steps.extend(layer.backward_weight_dispatches(gpu, &tdw2, &tdy, &tx, false).unwrap());
     gpu.run(&steps).unwrap();
     let want_y = r::forward(&x64, &w64, bias.then_some(&b64[..]), n, inf, outf);
+    let want_dx = r::backward_input(&dy64, &w64, n, inf, outf);
+    let want_dw = r::backward_weight(&dy64, &x64, n, inf, outf);
     assert_close(&format!("dense forward {what}"), &read(gpu, &ty), &want_y, atol(inf), RTOL);
-    assert_close(&format!("dense dx {what}"), &read(gpu, &tdx), &r::backward_input(&dy64, &w64, n, inf, outf), atol(outf), RTOL);
-    assert_close(&format!("dense dW {what}"), &read(gpu, &tdw), &r::backward_weight(&dy64, &x64, n, inf, outf), atol(n), RTOL);
+    assert_close(&format!("dense dx {what}"), &read(gpu, &tdx), &want_dx, atol(outf), RTOL);
+    assert_close(&format!("dense dW {what}"), &read(gpu, &tdw), &want_dw, atol(n), RTOL);
+    assert_close(&format!("dense forward (dispatch list) {what}"), &read(gpu, &ty2), &want_y, atol(inf), RTOL);
+    assert_close(&format!("dense dx (dispatch list) {what}"), &read(gpu, &tdx2), &want_dx, atol(outf), RTOL);
+    assert_close(&format!("dense dW (dispatch list) {what}"), &read(gpu, &tdw2), &want_dw, atol(n), RTOL);
     if bias {
         assert_close(&format!("dense db {what}"), &read(gpu, &tdb), &r::backward_bias(&dy64, n, outf), atol(n), RTOL);
     }
@@ -72,6 +85,10 @@ fn dense_matches_reference_on_awkward_shapes() {
         (&[9, 65], 1, true),
         (&[7, 1], 66, true),
         (&[3, 300], 261, true),
+        // Uniform-operand paths: more rows than one 64-row chunk and a reduction split
+        // into chunks (forward 2 x 2 windows), a no-bias forward over several chunks.
+        (&[67, 260], 90, true),
+        (&[67, 260], 9, false),
     ];
     for (shape, outf, bias) in cases {
         check(gpu, &mut rng, shape, *outf, *bias);
@@ -86,6 +103,8 @@ fn dense_matches_reference_with_long_reductions() {
     let mut rng = Rng::new(32);
     check(gpu, &mut rng, &[8, 4608], 64, true);
     check(gpu, &mut rng, &[2, 2304], 150, true);
+    // dW's reduction (the batch) over two 1024-sample chunks of its uniform windows.
+    check(gpu, &mut rng, &[1100, 4], 16, true);
 }
 
 #[test]
@@ -113,6 +132,13 @@ fn dense_weight_and_bias_gradients_accumulate() {
     gpu.run(&steps).unwrap();
     let twice = |v: &[f64]| v.iter().map(|a| 2.0 * a).collect::<Vec<_>>();
     assert_close("dW overwrite + accumulate", &read(gpu, &tdw), &twice(&want_w), ATOL, RTOL);
+    // The same with the dispatch lists (uniform-operand GEMM).
+    assert!(layer.uniform_path());
+    let tdw_u = up(gpu, "dw", &[outf, inf], &vec![5.0; outf * inf]);
+    let mut steps = layer.backward_weight_dispatches(gpu, &tdw_u, &tdy, &tx, false).unwrap();
+    steps.extend(layer.backward_weight_dispatches(gpu, &tdw_u, &tdy, &tx, true).unwrap());
+    gpu.run(&steps).unwrap();
+    assert_close("dW overwrite + accumulate (dispatch list)", &read(gpu, &tdw_u), &twice(&want_w), ATOL, RTOL);
     assert_close("db overwrite + accumulate", &read(gpu, &tdb), &twice(&want_b), ATOL, RTOL);
 
     // The batch as two chunks, samples [0, 1) and [1, 3), as views of the same buffers
