@@ -40,9 +40,37 @@ fn adam() -> OptimizerConfig {
 
 #[test]
 fn tiny_cnn_first_steps_match_the_reference() {
+    first_steps_match_the_reference(ModelSpec::tiny_cnn(CLASSES), 64);
+}
+
+/// Wider convolutions (>= 8 input channels) take the uniform-window weight-gradient path;
+/// PReLU per element, average pooling and dropout too.
+#[test]
+fn wider_cnn_first_steps_match_the_reference() {
+    use mien::nn::spec::{PaddingName, PaddingSpec, Pair};
+    let conv = |filters| LayerSpec::Conv2d { filters, kernel: Pair::Square(3), stride: Pair::Square(1), padding: PaddingSpec::Named(PaddingName::Same), bias: true };
+    let spec = ModelSpec {
+        name: "wider".into(),
+        layers: vec![
+            conv(8),
+            LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 },
+            LayerSpec::Relu,
+            conv(12),
+            LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 },
+            LayerSpec::Prelu { per_channel: false },
+            LayerSpec::AvgPool { size: Pair::Square(2), stride: None, padding: PaddingSpec::Named(PaddingName::Valid) },
+            LayerSpec::Flatten,
+            LayerSpec::Dropout { rate: 0.25 },
+            LayerSpec::Dense { units: 16, bias: true },
+            LayerSpec::LeakyRelu { alpha: 0.1 },
+            LayerSpec::Dense { units: CLASSES, bias: true },
+        ],
+    };
+    first_steps_match_the_reference(spec, 16);
+}
+
+fn first_steps_match_the_reference(spec: ModelSpec, batch: usize) {
     let gpu = gpu!();
-    let batch = 64;
-    let spec = ModelSpec::tiny_cnn(CLASSES);
     let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions::default()).unwrap();
     let mut opt = Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap();
     let init = net.initial_params(3);
@@ -61,12 +89,13 @@ fn tiny_cnn_first_steps_match_the_reference() {
     let lr = 0.01;
 
     for step in 1..=5u64 {
+        net.set_dropout_seed(gpu, step as u32);
         {
             let update = opt.step(gpu, lr as f32);
             gpu.run(net.train_dispatches().chain(std::iter::once(update))).unwrap();
         }
         let (gpu_loss, gpu_correct) = net.read_stats(gpu).unwrap();
-        let (ref_loss, ref_correct, grads) = r.loss_and_grads(&x64, &labels, 0);
+        let (ref_loss, ref_correct, grads) = r.loss_and_grads(&x64, &labels, step as u32);
         for (k, p) in r.params.iter_mut().enumerate() {
             adam_step(&mut p.value, &grads[k], &mut m[k], &mut v[k], step, lr, 0.9, 0.999, 1e-7, 0.0, false);
         }

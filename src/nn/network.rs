@@ -408,7 +408,7 @@ impl Network {
                 Op::Dense(op) => {
                     let w = self.layer_param(layer, 0)?.0;
                     let b = if op.bias { Some(self.layer_param(layer, 1)?.0) } else { None };
-                    out.push(op.forward(gpu, x, &w, b.as_ref(), y)?);
+                    out.extend(op.forward_dispatches(gpu, x, &w, b.as_ref(), y)?);
                 }
             }
         }
@@ -472,12 +472,12 @@ impl Network {
                 Op::Flatten => {}
                 Op::Dense(op) => {
                     let (w, dw) = self.layer_param(layer, 0)?;
-                    out.push(op.backward_weight(gpu, &dw, dy, x, false)?);
+                    out.extend(op.backward_weight_dispatches(gpu, &dw, dy, x, false)?);
                     if op.bias {
                         out.push(op.backward_bias(gpu, &self.layer_param(layer, 1)?.1, dy, false)?);
                     }
                     if let Some(dx) = dx {
-                        out.push(op.backward_input(gpu, dx, dy, &w)?);
+                        out.extend(op.backward_input_dispatches(gpu, dx, dy, &w)?);
                     }
                 }
             }
@@ -513,7 +513,7 @@ impl Network {
                 // Inference dropout is the identity: its gradient is a copy.
                 Op::Dropout(op) => out.push(op.forward(gpu, dy, dx, false)?),
                 Op::Flatten => {}
-                Op::Dense(op) => out.push(op.backward_input(gpu, dx, dy, &self.layer_param(layer, 0)?.0)?),
+                Op::Dense(op) => out.extend(op.backward_input_dispatches(gpu, dx, dy, &self.layer_param(layer, 0)?.0)?),
             }
         }
         Ok(out)
