@@ -17,7 +17,7 @@
 mod common;
 
 use common::{rand, read, up, zeros, ATOL, RTOL};
-use mien::data::{Dataset, SynthOptions};
+use mien::data::Dataset;
 use mien::explain::gradcam::{self, GradCamOptions, LayerChoice};
 use mien::explain::occlusion::{self, Occluder, OcclusionOptions};
 use mien::explain::saliency::{self, argmax, spearman, Baseline, IgOptions, Perturb, SmoothGradOptions, Target};
@@ -28,7 +28,7 @@ use mien::nn::spec::ModelSpec;
 use mien::reference::{assert_close, f64s, occlusion as ro, saliency as rs};
 use mien::rng::Rng;
 use mien::train::checkpoint::CheckpointInfo;
-use mien::train::{self, OptimizerChoice, Schedule, TrainConfig, TrainData};
+use mien::train;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -49,10 +49,6 @@ const IG_STEPS: usize = 12;
 /// but is too coarse to point at 2-pixel-thin features.
 const CAM_LAYER: &str = "conv2d_2";
 
-fn synth_opts() -> SynthOptions {
-    SynthOptions { hw: (SIDE, SIDE), background: false, occluders: false, lighting: false, noise: false, ..Default::default() }
-}
-
 struct Trained {
     dir: PathBuf,
     val: Dataset,
@@ -66,33 +62,13 @@ static TRAINED: OnceLock<Trained> = OnceLock::new();
 fn trained(gpu: &Gpu) -> &'static Trained {
     TRAINED.get_or_init(|| {
         let t = Instant::now();
-        let val = mien::data::synthetic_with(300, 6, &synth_opts());
+        let (cfg, data) = common::clean_faces(SIDE);
+        let val = data.val.clone();
         let keep = std::env::var_os("MIEN_EXPLAIN_RUN").map(PathBuf::from);
         if let Some(dir) = keep.as_ref().filter(|d| d.join("best.safetensors").exists()) {
             eprintln!("reusing the trained run in {}", dir.display());
             return Trained { dir: dir.clone(), val };
         }
-        let cfg = TrainConfig {
-            model: "small".into(),
-            epochs: 8,
-            batch: 32,
-            lr: 3e-3,
-            optimizer: OptimizerChoice::Adam,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.0,
-            decoupled_weight_decay: false,
-            schedule: Schedule::Cosine { min_lr: 1e-4 },
-            early_stopping: None,
-            seed: 7,
-            augment: mien::nn::augment::AugmentConfig::none(),
-            val_split: 0.2,
-            data: None,
-            synthetic: 1600,
-            image_size: SIDE,
-        };
-        let train_set = mien::data::synthetic_with(1600, 5, &synth_opts());
-        let data = TrainData { val: val.clone(), class_names: train_set.class_names.clone(), train: train_set };
         let dir = keep.unwrap_or_else(|| std::env::temp_dir().join(format!("mien-test-explain-{}", std::process::id())));
         let _ = std::fs::remove_dir_all(&dir);
         let out = train::run(gpu, &cfg, &data, &dir, false, false).unwrap();

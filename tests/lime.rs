@@ -286,34 +286,13 @@ fn lime_errors_name_what_is_wrong() {
 #[test]
 #[ignore]
 fn report_trained_model_numbers() {
-    use mien::train::{self, OptimizerChoice, Schedule, TrainConfig, TrainData};
+    use mien::train;
     let gpu = gpu!();
     let side: usize = std::env::var("MIEN_LIME_SIDE").ok().and_then(|s| s.parse().ok()).unwrap_or(32);
     let dir = std::env::temp_dir().join(format!("mien-lime-report-{side}"));
-    let synth = mien::data::SynthOptions { hw: (side, side), background: false, occluders: false, lighting: false, noise: false, ..Default::default() };
-    let val = mien::data::synthetic_with(300, 6, &synth);
+    let (cfg, data) = common::clean_faces(side);
+    let val = data.val.clone();
     if !dir.join("best.safetensors").exists() {
-        let cfg = TrainConfig {
-            model: "small".into(),
-            epochs: 8,
-            batch: 32,
-            lr: 3e-3,
-            optimizer: OptimizerChoice::Adam,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.0,
-            decoupled_weight_decay: false,
-            schedule: Schedule::Cosine { min_lr: 1e-4 },
-            early_stopping: None,
-            seed: 7,
-            augment: mien::nn::augment::AugmentConfig::none(),
-            val_split: 0.2,
-            data: None,
-            synthetic: 1600,
-            image_size: side,
-        };
-        let train_set = mien::data::synthetic_with(1600, 5, &synth);
-        let data = TrainData { val: val.clone(), class_names: train_set.class_names.clone(), train: train_set };
         let t = Instant::now();
         let out = train::run(gpu, &cfg, &data, &dir, false, false).unwrap();
         eprintln!("trained in {:.1?}: best val acc {:.3}", t.elapsed(), out.best_val_acc);

@@ -120,10 +120,7 @@ fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
 #[test]
 fn small_model_learns_the_built_in_faces() {
     let gpu = gpu!();
-    let cfg = TrainConfig { epochs: 8, batch: 32, lr: 3e-3, schedule: Schedule::Cosine { min_lr: 1e-4 }, ..config("small", 8) };
-    let opts = mien::data::SynthOptions { hw: (32, 32), background: false, occluders: false, lighting: false, noise: false, ..Default::default() };
-    let train_set = mien::data::synthetic_with(1600, 5, &opts);
-    let data = TrainData { val: mien::data::synthetic_with(300, 6, &opts), class_names: train_set.class_names.clone(), train: train_set };
+    let (cfg, data) = common::clean_faces(32);
     let dir = tmpdir("learn");
     let out = train::run(gpu, &cfg, &data, &dir, false, false).unwrap();
     eprintln!("{:#?}", out.history);

@@ -66,3 +66,27 @@ pub fn read(gpu: &Gpu, t: &Tensor) -> Vec<f32> {
 /// Tolerances for f32 kernels vs the f64 reference (no looser than 1e-4 unless a test says why).
 pub const ATOL: f64 = 1e-4;
 pub const RTOL: f64 = 1e-4;
+
+/// The CI-sized training setup shared by the training, explanation and LIME tests: the
+/// `small` preset on clean `side`x`side` synthetic faces (no background, occluders,
+/// lighting or noise: they make the full set slow to learn), 1600 training images (seed 5),
+/// 300 validation images (seed 6), 8 epochs of Adam 3e-3 with a cosine schedule.
+pub fn clean_faces(side: usize) -> (mien::train::TrainConfig, mien::train::TrainData) {
+    use mien::train::{Schedule, TrainConfig, TrainData};
+    let opts = mien::data::SynthOptions { hw: (side, side), background: false, occluders: false, lighting: false, noise: false, ..Default::default() };
+    let cfg = TrainConfig {
+        model: "small".into(),
+        epochs: 8,
+        batch: 32,
+        lr: 3e-3,
+        schedule: Schedule::Cosine { min_lr: 1e-4 },
+        seed: 7,
+        val_split: 0.2,
+        synthetic: 1600,
+        image_size: side,
+        ..Default::default()
+    };
+    let train = mien::data::synthetic_with(1600, 5, &opts);
+    let data = TrainData { val: mien::data::synthetic_with(300, 6, &opts), class_names: train.class_names.clone(), train };
+    (cfg, data)
+}
