@@ -101,7 +101,7 @@ impl Gpu {
             .map_err(|e| Error::new(format!("{NO_ADAPTER_HELP} (wgpu: {e}; backends tried: {backends:?})")))?;
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("mien"),
@@ -132,6 +132,13 @@ impl Gpu {
     }
     pub fn mem(&self) -> &MemStats {
         &self.mem
+    }
+
+    /// The smallest subgroup size of the device when it has subgroup operations (wgpu's
+    /// SUBGROUP feature, requested whenever the adapter offers it), else None. Kernels that
+    /// broadcast within a subgroup need at least 8 lanes (lavapipe: exactly 8).
+    pub fn subgroup_min_size(&self) -> Option<u32> {
+        self.device.features().contains(wgpu::Features::SUBGROUP).then_some(self.info.subgroup_min_size)
     }
 
     /// Adapter name, backend, device type, driver and the limits mien cares about.
