@@ -6,9 +6,19 @@ use mien::gpu::shaders::ALL;
 use naga::back::{hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
-fn validate(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+/// Shaders that use subgroup operations (`*_subgroup.wgsl`) validate with naga's SUBGROUP
+/// capability and translate for MSL 2.4 (simd_* functions) and HLSL shader model 6.0 (Wave*
+/// intrinsics); every other shader must need no capability at all.
+fn validate(name: &str, src: &str, subgroups: bool) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
-    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+    let mut validator = if subgroups {
+        let mut v = Validator::new(ValidationFlags::all(), Capabilities::SUBGROUP);
+        v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());
+        v
+    } else {
+        Validator::new(ValidationFlags::all(), Capabilities::empty())
+    };
+    let info = validator
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
     (module, info)
@@ -30,7 +40,8 @@ fn every_shader_file_is_registered() {
 #[test]
 fn every_shader_validates_and_translates_to_spirv_msl_hlsl() {
     for shader in ALL {
-        let (module, info) = validate(shader.name, shader.source);
+        let subgroups = shader.needs_subgroups();
+        let (module, info) = validate(shader.name, shader.source, subgroups);
         for ep in &module.entry_points {
             assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}::{} is not a compute entry point", shader.name, ep.name);
             let what = format!("{}::{}", shader.name, ep.name);
@@ -52,10 +63,11 @@ fn every_shader_validates_and_translates_to_spirv_msl_hlsl() {
                 entry_point: Some((naga::ShaderStage::Compute, ep.name.clone())),
                 ..Default::default()
             };
-            msl::write_string(module, info, &msl::Options::default(), &pipeline).unwrap_or_else(|e| panic!("{what} -> MSL: {e}"));
+            let options = msl::Options { lang_version: if subgroups { (2, 4) } else { msl::Options::default().lang_version }, ..Default::default() };
+            msl::write_string(module, info, &options, &pipeline).unwrap_or_else(|e| panic!("{what} -> MSL: {e}"));
 
             let mut out = String::new();
-            let options = hlsl::Options::default();
+            let options = hlsl::Options { shader_model: if subgroups { hlsl::ShaderModel::V6_0 } else { hlsl::Options::default().shader_model }, ..Default::default() };
             let pipeline = hlsl::PipelineOptions { entry_point: Some((naga::ShaderStage::Compute, ep.name.clone())) };
             let mut writer = hlsl::Writer::new(&mut out, &options, &pipeline);
             writer.write(module, info, None).unwrap_or_else(|e| panic!("{what} -> HLSL: {e}"));

@@ -8,6 +8,14 @@ pub struct Shader {
     pub source: &'static str,
 }
 
+impl Shader {
+    /// Files named `*_subgroup` use subgroup operations: only build their pipelines where
+    /// `Gpu::subgroup_min_size` allows (a module using them fails to compile elsewhere).
+    pub fn needs_subgroups(&self) -> bool {
+        self.name.ends_with("_subgroup")
+    }
+}
+
 macro_rules! shaders {
     ($($konst:ident = $name:literal;)*) => {
         $(pub const $konst: Shader = Shader { name: $name, source: include_str!(concat!("../../shaders/", $name, ".wgsl")) };)*
@@ -21,6 +29,7 @@ shaders! {
     AUGMENT = "augment";
     BATCHNORM = "batchnorm";
     CONV2D = "conv2d";
+    CONV2D_SUBGROUP = "conv2d_subgroup";
     DENSE = "dense";
     DROPOUT = "dropout";
     LIME = "lime";
