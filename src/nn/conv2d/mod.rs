@@ -101,6 +101,19 @@ pub enum ConvKernels {
     Subgroup,
 }
 
+impl ConvKernels {
+    /// `MIEN_CONV_KERNELS=auto|fast|general|subgroup` (benchmarks, debugging; default auto).
+    /// `subgroup` still falls back per layer where those kernels do not apply.
+    pub fn from_env() -> Result<ConvKernels> {
+        Ok(match std::env::var("MIEN_CONV_KERNELS").as_deref() {
+            Err(_) | Ok("") | Ok("auto") | Ok("subgroup") => ConvKernels::Auto,
+            Ok("fast") => ConvKernels::Fast,
+            Ok("general") => ConvKernels::General,
+            Ok(other) => bail!("MIEN_CONV_KERNELS={other:?}: expected auto, fast, general or subgroup"),
+        })
+    }
+}
+
 /// Uniform buffers and overrides of the fast kernels, per pass; None where the shape does
 /// not allow the fast kernel.
 struct FastPlan {
@@ -362,7 +375,7 @@ impl Conv2d {
             sg: false,
             keep: Mutex::new(Vec::new()),
         };
-        layer.plan(gpu, ConvKernels::Auto, None)?;
+        layer.plan(gpu, ConvKernels::from_env()?, None)?;
         Ok(layer)
     }
 
