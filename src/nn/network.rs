@@ -148,6 +148,9 @@ pub struct ActivationMemory {
     pub allocated_bytes: u64,
     /// Activation arena buffers (0 without reuse).
     pub arenas: usize,
+    /// The most bytes alive at one step (pinned slots counted throughout): a lower bound
+    /// for any sharing under this liveness; the packing's distance to it is its waste.
+    pub live_peak_bytes: u64,
 }
 
 pub struct Network {
@@ -477,7 +480,15 @@ fn allocate(gpu: &Gpu, plan: &MemoryPlan, reuse: bool) -> Result<(Vec<Tensor>, V
             shared[p.slot] = placed.iter().any(|q| q.slot != p.slot && q.start < p.end && p.start < q.end);
         }
     }
+    let steps = slots.iter().filter(|s| !s.pinned).map(|s| s.last + 1).max().unwrap_or(0);
+    let pinned: u64 = slots.iter().filter(|s| s.pinned).map(|s| s.len() as u64 * 4).sum();
+    let live_peak_bytes = pinned
+        + (0..steps)
+            .map(|t| slots.iter().filter(|s| !s.pinned && s.first <= t && t <= s.last).map(|s| s.len() as u64 * 4).sum::<u64>())
+            .max()
+            .unwrap_or(0);
     let memory = ActivationMemory {
+        live_peak_bytes,
         tensors: slots.len(),
         unshared_bytes: slots.iter().map(|s| s.len() as u64 * 4).sum(),
         allocated_bytes: allocated,
