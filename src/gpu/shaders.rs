@@ -21,6 +21,7 @@ shaders! {
     AUGMENT = "augment";
     BATCHNORM = "batchnorm";
     CONV2D = "conv2d";
+    CONV2D_TILED = "conv2d_tiled";
     DENSE = "dense";
     DROPOUT = "dropout";
     LIME = "lime";

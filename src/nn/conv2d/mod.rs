@@ -9,6 +9,7 @@ use crate::reference::conv2d::ConvGeom;
 use crate::{bail, ensure, Result};
 use bytemuck::Zeroable;
 use std::sync::OnceLock;
+pub mod tiled;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Conv2dConfig {

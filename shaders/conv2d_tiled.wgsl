@@ -1,0 +1,316 @@
+// 2-D convolution as implicit GEMM with workgroup-memory tiles (no materialized im2col).
+// Same semantics as conv2d.wgsl: zero padding (PT top, PL left), any kernel and stride.
+// Shapes: N batch, CI / CO input / output channels, H x W input, OH x OW output,
+// KH x KW kernel, SH / SW stride; x [N, CI, H, W], w [CO, CI, KH, KW], b [CO],
+// y / dy [N, CO, OH, OW]; KK = KH * KW.
+//
+// Every pass is C[GM, GN] = A[GM, GK] * B[GK, GN]; a workgroup computes a BM x BN tile of C,
+// stepping over GK in BK slices staged in workgroup memory (ta [BK][BM], tb [BK][BN]);
+// invocation (tx, ty) of the (BN / 4) x (BM / 4) workgroup holds a 4 x 4 register block:
+// rows ty + i * BM / 4, columns tx + j * BN / 4 (strided so neighbouring lanes read
+// neighbouring words of ta / tb and write neighbouring outputs).
+//   conv2d_tiled_forward[_bias]:  y  = b + w * im2col(x)    GM = CO, GN = N*OH*OW, GK = CI*KK.
+//                                  Overwrites y.
+//   conv2d_tiled_backward_input:   dx = w^T * col(dy)       GM = CI, GN = N*H*W,   GK = CO*KK.
+//                                  Gather: dx[n,ci,iy,ix] sums dy[n,co,oy,ox] w[co,ci,ky,kx]
+//                                  over iy + PT - ky = oy * SH (likewise x). Overwrites dx.
+//   conv2d_tiled_backward_weight:  dw = dy * im2col(x)^T    GM = CO, GN = CI*KK,   GK = N*OH*OW,
+//                                  split-K: grid z = split s sums GK rows
+//                                  [s * KCHUNK, (s + 1) * KCHUNK) into dwo[s * NW ..]; with one
+//                                  split dwo is dw (overwrites, or adds when ACCUMULATE).
+//   conv2d_tiled_reduce:           dw = sum over splits of the partials (overwrites, or adds
+//                                  when ACCUMULATE).
+// Grid of the GEMM kernels: [tiles of GN folded as x + z * nwg.x (forward, backward_input) or
+// tiles of GN (backward_weight), ceil(GM / BM), 1 or splits].
+
+// Tile sizes: BM and BN multiples of 16 (BM / 4 * BN / 4 invocations must cover a BN-wide
+// row of tb), BK >= 1. Defaults: 256 invocations, 8 KiB of workgroup memory.
+override BM: u32 = 64u;
+override BN: u32 = 64u;
+override BK: u32 = 16u;
+override ACCUMULATE: bool = false;
+const WG: u32 = 64u;
+
+struct P {
+    n: u32,
+    ci: u32,
+    h: u32,
+    w: u32,
+    co: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    pt: u32,
+    pl: u32,
+    oh: u32,
+    ow: u32,
+    gm: u32,      // GEMM rows of this pass
+    gn: u32,      // GEMM columns
+    gk: u32,      // GEMM depth
+    kchunk: u32,  // backward_weight: GK rows per split (a multiple of BK)
+    splits: u32,  // backward_weight: splits (grid z)
+    nw: u32,      // CO * CI * KK
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> dy: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dwo: array<f32>;
+@group(0) @binding(8) var<storage, read> part: array<f32>;
+
+var<workgroup> ta: array<f32, BK * BM>;
+var<workgroup> tb: array<f32, BK * BN>;
+// acc[i][j]: row ty + i * BM / 4, column tx + j * BN / 4 of the tile.
+var<private> acc: array<vec4<f32>, 4>;
+
+// One BK slice: acc += ta^T tb over the register block.
+fn mma(lid: vec3<u32>) {
+    let sy = BM / 4u;
+    let sx = BN / 4u;
+    for (var k = 0u; k < BK; k++) {
+        let ra = k * BM + lid.y;
+        let rb = k * BN + lid.x;
+        let bv = vec4<f32>(tb[rb], tb[rb + sx], tb[rb + 2u * sx], tb[rb + 3u * sx]);
+        acc[0] = fma(vec4<f32>(ta[ra]), bv, acc[0]);
+        acc[1] = fma(vec4<f32>(ta[ra + sy]), bv, acc[1]);
+        acc[2] = fma(vec4<f32>(ta[ra + 2u * sy]), bv, acc[2]);
+        acc[3] = fma(vec4<f32>(ta[ra + 3u * sy]), bv, acc[3]);
+    }
+}
+
+fn flat_lid(lid: vec3<u32>) -> u32 {
+    return lid.y * (BN / 4u) + lid.x;
+}
+
+fn threads() -> u32 {
+    return (BM / 4u) * (BN / 4u);
+}
+
+// im2col(x)[k, n] for k = (ci, ky, kx) and n = (nb, oy, ox) given as its x base offset
+// xb = nb * CI * H * W and window origin (iy0, ix0); 0 in the padding.
+fn im2col(k: u32, xb: u32, iy0: i32, ix0: i32) -> f32 {
+    let kk = p.kh * p.kw;
+    let ci = k / kk;
+    let r = k % kk;
+    let iy = iy0 + i32(r / p.kw);
+    let ix = ix0 + i32(r % p.kw);
+    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
+        return 0.0;
+    }
+    return x[xb + (ci * p.h + u32(iy)) * p.w + u32(ix)];
+}
+
+// Forward: acc = C[co, n] over the tile at (m0, n0). Callers return first (the whole
+// workgroup) when the tile is past GN: the fold of the grid rounds up.
+fn forward_tile(lid: vec3<u32>, m0: u32, n0: u32) {
+    let t = flat_lid(lid);
+    let nt = threads();
+    let ohw = p.oh * p.ow;
+    // This invocation always loads column t % BN of tb: decode its output pixel once.
+    let col = t % BN;
+    let n = n0 + col;
+    let nok = n < p.gn;
+    let nc = min(n, p.gn - 1u);
+    let nb = nc / ohw;
+    let pp = nc % ohw;
+    let xb = nb * p.ci * p.h * p.w;
+    let iy0 = i32((pp / p.ow) * p.sh) - i32(p.pt);
+    let ix0 = i32((pp % p.ow) * p.sw) - i32(p.pl);
+    acc = array<vec4<f32>, 4>();
+    for (var k0 = 0u; k0 < p.gk; k0 += BK) {
+        // ta[k][m] = w[m0 + m, k0 + k] (w is [CO, GK] row-major): k fastest across lanes.
+        for (var e = t; e < BK * BM; e += nt) {
+            let k = k0 + e % BK;
+            let m = m0 + e / BK;
+            var v = 0.0;
+            if (k < p.gk && m < p.gm) {
+                v = w[m * p.gk + k];
+            }
+            ta[(e % BK) * BM + e / BK] = v;
+        }
+        for (var r = t / BN; r < BK; r += nt / BN) {
+            let k = k0 + r;
+            var v = 0.0;
+            if (nok && k < p.gk) {
+                v = im2col(k, xb, iy0, ix0);
+            }
+            tb[r * BN + col] = v;
+        }
+        workgroupBarrier();
+        mma(lid);
+        workgroupBarrier();
+    }
+}
+
+fn tile_n0(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.x + wid.z * nwg.x) * BN;
+}
+
+fn store_y(lid: vec3<u32>, m0: u32, n0: u32, with_bias: bool) {
+    let ohw = p.oh * p.ow;
+    for (var i = 0u; i < 4u; i++) {
+        let co = m0 + lid.y + i * (BM / 4u);
+        if (co >= p.gm) { break; }
+        var bias = 0.0;
+        if (with_bias) {
+            bias = b[co];
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + lid.x + j * (BN / 4u);
+            if (n >= p.gn) { break; }
+            y[((n / ohw) * p.co + co) * ohw + n % ohw] = acc[i][j] + bias;
+        }
+    }
+}
+
+@compute @workgroup_size(BN / 4u, BM / 4u)
+fn conv2d_tiled_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n0 = tile_n0(wid, nwg);
+    if (n0 >= p.gn) { return; }
+    forward_tile(lid, wid.y * BM, n0);
+    store_y(lid, wid.y * BM, n0, false);
+}
+
+@compute @workgroup_size(BN / 4u, BM / 4u)
+fn conv2d_tiled_forward_bias(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n0 = tile_n0(wid, nwg);
+    if (n0 >= p.gn) { return; }
+    forward_tile(lid, wid.y * BM, n0);
+    store_y(lid, wid.y * BM, n0, true);
+}
+
+// dx tile: rows ci, columns n = (nb, iy, ix), depth k = (co, ky, kx).
+@compute @workgroup_size(BN / 4u, BM / 4u)
+fn conv2d_tiled_backward_input(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n0 = tile_n0(wid, nwg);
+    if (n0 >= p.gn) { return; }
+    let m0 = wid.y * BM;
+    let t = flat_lid(lid);
+    let nt = threads();
+    let kk = p.kh * p.kw;
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    // Column t % BN of tb: the input pixel this invocation gathers dy for.
+    let col = t % BN;
+    let n = n0 + col;
+    let nok = n < p.gn;
+    let nc = min(n, p.gn - 1u);
+    let dyb = (nc / hw) * p.co * ohw;
+    let pp = nc % hw;
+    let ty0 = i32(pp / p.w) + i32(p.pt);  // iy + PT = oy * SH + ky
+    let tx0 = i32(pp % p.w) + i32(p.pl);
+    acc = array<vec4<f32>, 4>();
+    for (var k0 = 0u; k0 < p.gk; k0 += BK) {
+        // ta[k][m] = w[co, m0 + m, ky, kx] for k0 + k = (co, ky, kx).
+        for (var e = t; e < BK * BM; e += nt) {
+            let k = k0 + e % BK;
+            let m = m0 + e / BK;
+            var v = 0.0;
+            if (k < p.gk && m < p.gm) {
+                v = w[((k / kk) * p.ci + m) * kk + k % kk];
+            }
+            ta[(e % BK) * BM + e / BK] = v;
+        }
+        for (var r = t / BN; r < BK; r += nt / BN) {
+            let k = k0 + r;
+            var v = 0.0;
+            if (nok && k < p.gk) {
+                let co = k / kk;
+                let q = k % kk;
+                let sy = ty0 - i32(q / p.kw);
+                let sx = tx0 - i32(q % p.kw);
+                if (sy >= 0 && sx >= 0) {
+                    let oy = u32(sy) / p.sh;
+                    let ox = u32(sx) / p.sw;
+                    if (u32(sy) % p.sh == 0u && u32(sx) % p.sw == 0u && oy < p.oh && ox < p.ow) {
+                        v = dy[dyb + (co * p.oh + oy) * p.ow + ox];
+                    }
+                }
+            }
+            tb[r * BN + col] = v;
+        }
+        workgroupBarrier();
+        mma(lid);
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let ci = m0 + lid.y + i * (BM / 4u);
+        if (ci >= p.gm) { break; }
+        for (var j = 0u; j < 4u; j++) {
+            let nn = n0 + lid.x + j * (BN / 4u);
+            if (nn >= p.gn) { break; }
+            dx[((nn / hw) * p.ci + ci) * hw + nn % hw] = acc[i][j];
+        }
+    }
+}
+
+// dw tile: rows co, columns n = (ci, ky, kx), depth k = (nb, oy, ox) over this split.
+@compute @workgroup_size(BN / 4u, BM / 4u)
+fn conv2d_tiled_backward_weight(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let m0 = wid.y * BM;
+    let n0 = wid.x * BN;
+    let t = flat_lid(lid);
+    let nt = threads();
+    let kk = p.kh * p.kw;
+    let ohw = p.oh * p.ow;
+    let kb = wid.z * p.kchunk;
+    let ke = min(kb + p.kchunk, p.gk);
+    acc = array<vec4<f32>, 4>();
+    for (var k0 = kb; k0 < ke; k0 += BK) {
+        // ta[k][m] = dy[nb, m0 + m, oy, ox] for k0 + k = (nb, oy, ox): k fastest (contiguous).
+        for (var e = t; e < BK * BM; e += nt) {
+            let k = k0 + e % BK;
+            let m = m0 + e / BK;
+            var v = 0.0;
+            if (k < ke && m < p.gm) {
+                v = dy[((k / ohw) * p.co + m) * ohw + k % ohw];
+            }
+            ta[(e % BK) * BM + e / BK] = v;
+        }
+        // tb[k][n] = im2col(x)[n, k]: k (output pixel) fastest so lanes read along x rows.
+        for (var e = t; e < BK * BN; e += nt) {
+            let k = k0 + e % BK;
+            let n = n0 + e / BK;
+            var v = 0.0;
+            if (k < ke && n < p.gn) {
+                let pp = k % ohw;
+                let iy0 = i32((pp / p.ow) * p.sh) - i32(p.pt);
+                let ix0 = i32((pp % p.ow) * p.sw) - i32(p.pl);
+                v = im2col(n, (k / ohw) * p.ci * p.h * p.w, iy0, ix0);
+            }
+            tb[(e % BK) * BN + e / BK] = v;
+        }
+        workgroupBarrier();
+        mma(lid);
+        workgroupBarrier();
+    }
+    let base = wid.z * p.nw;
+    for (var i = 0u; i < 4u; i++) {
+        let co = m0 + lid.y + i * (BM / 4u);
+        if (co >= p.gm) { break; }
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + lid.x + j * (BN / 4u);
+            if (n >= p.gn) { break; }
+            let o = base + co * p.gn + n;
+            dwo[o] = select(0.0, dwo[o], ACCUMULATE) + acc[i][j];
+        }
+    }
+}
+
+// dwo[i] (= dw) = sum over splits s of part[s * NW + i]; 1-D grid (groups_1d, WG).
+@compute @workgroup_size(WG)
+fn conv2d_tiled_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.nw) { return; }
+    var s = 0.0;
+    for (var z = 0u; z < p.splits; z++) {
+        s += part[z * p.nw + i];
+    }
+    dwo[i] = select(0.0, dwo[i], ACCUMULATE) + s;
+}
