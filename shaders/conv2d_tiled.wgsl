@@ -152,19 +152,17 @@ fn tile_n0(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return (wid.x + wid.z * nwg.x) * BN;
 }
 
-fn store_y(lid: vec3<u32>, m0: u32, n0: u32, with_bias: bool) {
+// bias[i]: the bias of row lid.y + i * BM / 4 (zeros without bias: a shared body that read
+// b would put the binding in both entry points' layouts).
+fn store_y(lid: vec3<u32>, m0: u32, n0: u32, bias: vec4<f32>) {
     let ohw = p.oh * p.ow;
     for (var i = 0u; i < 4u; i++) {
         let co = m0 + lid.y + i * (BM / 4u);
         if (co >= p.gm) { break; }
-        var bias = 0.0;
-        if (with_bias) {
-            bias = b[co];
-        }
         for (var j = 0u; j < 4u; j++) {
             let n = n0 + lid.x + j * (BN / 4u);
             if (n >= p.gn) { break; }
-            y[((n / ohw) * p.co + co) * ohw + n % ohw] = acc[i][j] + bias;
+            y[((n / ohw) * p.co + co) * ohw + n % ohw] = acc[i][j] + bias[i];
         }
     }
 }
@@ -174,15 +172,17 @@ fn conv2d_tiled_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(w
     let n0 = tile_n0(wid, nwg);
     if (n0 >= p.gn) { return; }
     forward_tile(lid, wid.y * BM, n0);
-    store_y(lid, wid.y * BM, n0, false);
+    store_y(lid, wid.y * BM, n0, vec4<f32>(0.0));
 }
 
 @compute @workgroup_size(BN / 4u, BM / 4u)
 fn conv2d_tiled_forward_bias(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let n0 = tile_n0(wid, nwg);
     if (n0 >= p.gn) { return; }
-    forward_tile(lid, wid.y * BM, n0);
-    store_y(lid, wid.y * BM, n0, true);
+    let m0 = wid.y * BM;
+    forward_tile(lid, m0, n0);
+    let r = min(vec4<u32>(m0 + lid.y) + vec4<u32>(0u, 1u, 2u, 3u) * (BM / 4u), vec4<u32>(p.gm - 1u));
+    store_y(lid, m0, n0, vec4<f32>(b[r.x], b[r.y], b[r.z], b[r.w]));
 }
 
 // dx tile: rows ci, columns n = (nb, iy, ix), depth k = (co, ky, kx).
