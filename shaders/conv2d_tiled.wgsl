@@ -7,8 +7,8 @@
 // Every pass is C[GM, GN] = A[GM, GK] * B[GK, GN]; a workgroup computes a BM x BN tile of C,
 // stepping over GK in BK slices staged in workgroup memory (ta [BK][BM], tb [BK][BN]);
 // invocation (tx, ty) of the (BN / 4) x (BM / 4) workgroup holds a 4 x 4 register block:
-// rows ty + i * BM / 4, columns tx + j * BN / 4 (strided so neighbouring lanes read
-// neighbouring words of ta / tb and write neighbouring outputs).
+// rows 4 ty + i, columns 4 tx + j (one vec4 load from each tile per depth step; neighbouring
+// lanes read neighbouring vec4s and write neighbouring outputs).
 //   conv2d_tiled_forward[_bias]:  y  = b + w * im2col(x)    GM = CO, GN = N*OH*OW, GK = CI*KK.
 //                                  Overwrites y.
 //   conv2d_tiled_backward_input:   dx = w^T * col(dy)       GM = CI, GN = N*H*W,   GK = CO*KK.
@@ -24,7 +24,7 @@
 // tiles of GN (backward_weight), ceil(GM / BM), 1 or splits].
 
 // Tile sizes: BM and BN multiples of 16 (BM / 4 * BN / 4 invocations must cover a BN-wide
-// row of tb), BK >= 1. Defaults: 256 invocations, 8 KiB of workgroup memory.
+// row of tb), BK >= 1. Defaults: 256 invocations, 8.5 KiB of workgroup memory.
 override BM: u32 = 64u;
 override BN: u32 = 64u;
 override BK: u32 = 16u;
@@ -64,23 +64,31 @@ struct P {
 @group(0) @binding(7) var<storage, read_write> dwo: array<f32>;
 @group(0) @binding(8) var<storage, read> part: array<f32>;
 
-var<workgroup> ta: array<f32, BK * BM>;
-var<workgroup> tb: array<f32, BK * BN>;
-// acc[i][j]: row ty + i * BM / 4, column tx + j * BN / 4 of the tile.
+// ta [BK][BM], tb [BK][BN] as vec4 (4 consecutive rows / columns), each depth row padded by
+// one vec4 (BM / 4 + 1, BN / 4 + 1) so the depth-fastest stores of the A (and dW's B) tile
+// spread over banks.
+var<workgroup> ta: array<vec4<f32>, BK * (BM / 4u + 1u)>;
+var<workgroup> tb: array<vec4<f32>, BK * (BN / 4u + 1u)>;
+// acc[i][j]: row 4 ty + i, column 4 tx + j of the tile.
 var<private> acc: array<vec4<f32>, 4>;
 
-// One BK slice: acc += ta^T tb over the register block.
+fn put_a(k: u32, m: u32, v: f32) {
+    ta[k * (BM / 4u + 1u) + m / 4u][m % 4u] = v;
+}
+
+fn put_b(k: u32, n: u32, v: f32) {
+    tb[k * (BN / 4u + 1u) + n / 4u][n % 4u] = v;
+}
+
+// One BK slice: acc += ta^T tb over the register block (two 16-byte loads per 16 FMAs).
 fn mma(lid: vec3<u32>) {
-    let sy = BM / 4u;
-    let sx = BN / 4u;
     for (var k = 0u; k < BK; k++) {
-        let ra = k * BM + lid.y;
-        let rb = k * BN + lid.x;
-        let bv = vec4<f32>(tb[rb], tb[rb + sx], tb[rb + 2u * sx], tb[rb + 3u * sx]);
-        acc[0] = fma(vec4<f32>(ta[ra]), bv, acc[0]);
-        acc[1] = fma(vec4<f32>(ta[ra + sy]), bv, acc[1]);
-        acc[2] = fma(vec4<f32>(ta[ra + 2u * sy]), bv, acc[2]);
-        acc[3] = fma(vec4<f32>(ta[ra + 3u * sy]), bv, acc[3]);
+        let a = ta[k * (BM / 4u + 1u) + lid.y];
+        let bv = tb[k * (BN / 4u + 1u) + lid.x];
+        acc[0] = fma(vec4<f32>(a.x), bv, acc[0]);
+        acc[1] = fma(vec4<f32>(a.y), bv, acc[1]);
+        acc[2] = fma(vec4<f32>(a.z), bv, acc[2]);
+        acc[3] = fma(vec4<f32>(a.w), bv, acc[3]);
     }
 }
 
@@ -132,7 +140,7 @@ fn forward_tile(lid: vec3<u32>, m0: u32, n0: u32) {
             if (k < p.gk && m < p.gm) {
                 v = w[m * p.gk + k];
             }
-            ta[(e % BK) * BM + e / BK] = v;
+            put_a(e % BK, e / BK, v);
         }
         for (var r = t / BN; r < BK; r += nt / BN) {
             let k = k0 + r;
@@ -140,7 +148,7 @@ fn forward_tile(lid: vec3<u32>, m0: u32, n0: u32) {
             if (nok && k < p.gk) {
                 v = im2col(k, xb, iy0, ix0);
             }
-            tb[r * BN + col] = v;
+            put_b(r, col, v);
         }
         workgroupBarrier();
         mma(lid);
@@ -152,15 +160,15 @@ fn tile_n0(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return (wid.x + wid.z * nwg.x) * BN;
 }
 
-// bias[i]: the bias of row lid.y + i * BM / 4 (zeros without bias: a shared body that read
+// bias[i]: the bias of row 4 lid.y + i (zeros without bias: a shared body that read
 // b would put the binding in both entry points' layouts).
 fn store_y(lid: vec3<u32>, m0: u32, n0: u32, bias: vec4<f32>) {
     let ohw = p.oh * p.ow;
     for (var i = 0u; i < 4u; i++) {
-        let co = m0 + lid.y + i * (BM / 4u);
+        let co = m0 + 4u * lid.y + i;
         if (co >= p.gm) { break; }
         for (var j = 0u; j < 4u; j++) {
-            let n = n0 + lid.x + j * (BN / 4u);
+            let n = n0 + 4u * lid.x + j;
             if (n >= p.gn) { break; }
             y[((n / ohw) * p.co + co) * ohw + n % ohw] = acc[i][j] + bias[i];
         }
@@ -181,7 +189,7 @@ fn conv2d_tiled_forward_bias(@builtin(local_invocation_id) lid: vec3<u32>, @buil
     if (n0 >= p.gn) { return; }
     let m0 = wid.y * BM;
     forward_tile(lid, m0, n0);
-    let r = min(vec4<u32>(m0 + lid.y) + vec4<u32>(0u, 1u, 2u, 3u) * (BM / 4u), vec4<u32>(p.gm - 1u));
+    let r = min(vec4<u32>(m0 + 4u * lid.y) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.gm - 1u));
     store_y(lid, m0, n0, vec4<f32>(b[r.x], b[r.y], b[r.z], b[r.w]));
 }
 
@@ -215,7 +223,7 @@ fn conv2d_tiled_backward_input(@builtin(local_invocation_id) lid: vec3<u32>, @bu
             if (k < p.gk && m < p.gm) {
                 v = w[((k / kk) * p.ci + m) * kk + k % kk];
             }
-            ta[(e % BK) * BM + e / BK] = v;
+            put_a(e % BK, e / BK, v);
         }
         for (var r = t / BN; r < BK; r += nt / BN) {
             let k = k0 + r;
@@ -233,17 +241,17 @@ fn conv2d_tiled_backward_input(@builtin(local_invocation_id) lid: vec3<u32>, @bu
                     }
                 }
             }
-            tb[r * BN + col] = v;
+            put_b(r, col, v);
         }
         workgroupBarrier();
         mma(lid);
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
-        let ci = m0 + lid.y + i * (BM / 4u);
+        let ci = m0 + 4u * lid.y + i;
         if (ci >= p.gm) { break; }
         for (var j = 0u; j < 4u; j++) {
-            let nn = n0 + lid.x + j * (BN / 4u);
+            let nn = n0 + 4u * lid.x + j;
             if (nn >= p.gn) { break; }
             dx[((nn / hw) * p.ci + ci) * hw + nn % hw] = acc[i][j];
         }
@@ -271,7 +279,7 @@ fn conv2d_tiled_backward_weight(@builtin(local_invocation_id) lid: vec3<u32>, @b
             if (k < ke && m < p.gm) {
                 v = dy[((k / ohw) * p.co + m) * ohw + k % ohw];
             }
-            ta[(e % BK) * BM + e / BK] = v;
+            put_a(e % BK, e / BK, v);
         }
         // tb[k][n] = im2col(x)[n, k]: k (output pixel) fastest so lanes read along x rows.
         for (var e = t; e < BK * BN; e += nt) {
@@ -284,7 +292,7 @@ fn conv2d_tiled_backward_weight(@builtin(local_invocation_id) lid: vec3<u32>, @b
                 let ix0 = i32((pp % p.ow) * p.sw) - i32(p.pl);
                 v = im2col(n, (k / ohw) * p.ci * p.h * p.w, iy0, ix0);
             }
-            tb[(e % BK) * BN + e / BK] = v;
+            put_b(e % BK, e / BK, v);
         }
         workgroupBarrier();
         mma(lid);
@@ -292,10 +300,10 @@ fn conv2d_tiled_backward_weight(@builtin(local_invocation_id) lid: vec3<u32>, @b
     }
     let base = wid.z * p.nw;
     for (var i = 0u; i < 4u; i++) {
-        let co = m0 + lid.y + i * (BM / 4u);
+        let co = m0 + 4u * lid.y + i;
         if (co >= p.gm) { break; }
         for (var j = 0u; j < 4u; j++) {
-            let n = n0 + lid.x + j * (BN / 4u);
+            let n = n0 + 4u * lid.x + j;
             if (n >= p.gn) { break; }
             let o = base + co * p.gn + n;
             dwo[o] = select(0.0, dwo[o], ACCUMULATE) + acc[i][j];

@@ -22,7 +22,8 @@ use crate::{bail, ensure, Result};
 
 /// Tile sizes of the GEMM kernels (the BM / BN / BK overrides): a workgroup computes a BM x
 /// BN tile of the output in (BN / 4) x (BM / 4) invocations, stepping over the depth in
-/// slices of BK staged in workgroup memory ((BM + BN) * BK floats).
+/// slices of BK staged in workgroup memory ((BM + 4 + BN + 4) * BK floats: each depth row
+/// padded by a vec4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tiles {
     pub bm: u32,
@@ -31,7 +32,7 @@ pub struct Tiles {
 }
 
 impl Tiles {
-    /// 64 x 64 x 16: 256 invocations, 8 KiB of workgroup memory.
+    /// 64 x 64 x 16: 256 invocations, 8.5 KiB of workgroup memory.
     pub const DEFAULT: Tiles = Tiles { bm: 64, bn: 64, bk: 16 };
 
     /// Error (naming the layer) unless BM and BN are positive multiples of 16, BK is
@@ -49,7 +50,7 @@ impl Tiles {
             bm / 4,
             l.max_compute_invocations_per_workgroup
         );
-        let bytes = (bm + bn) * bk * 4;
+        let bytes = (bm + 4 + bn + 4) * bk * 4;
         ensure!(
             bytes <= l.max_compute_workgroup_storage_size,
             "layer {name}: tiles {self:?} need {bytes} bytes of workgroup memory, over max_compute_workgroup_storage_size={}",
