@@ -63,6 +63,10 @@ struct P {
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dwo: array<f32>;
 @group(0) @binding(8) var<storage, read> part: array<f32>;
+// Depth-index table (written once by the host; removes integer divisions from the tile
+// loads): forward / backward_weight (k = (ci, ky, kx)): (ci * H * W + ky * W + kx, ky, kx, 0);
+// backward_input (k = (co, ky, kx)): (co * CI * KK + ky * KW + kx, ky, kx, co * OH * OW).
+@group(0) @binding(9) var<storage, read> tab: array<vec4<i32>>;
 
 // ta [BK][BM], tb [BK][BN] as vec4 (4 consecutive rows / columns), each depth row padded by
 // one vec4 (BM / 4 + 1, BN / 4 + 1) so the depth-fastest stores of the A (and dW's B) tile
@@ -100,18 +104,22 @@ fn threads() -> u32 {
     return (BM / 4u) * (BN / 4u);
 }
 
-// im2col(x)[k, n] for k = (ci, ky, kx) and n = (nb, oy, ox) given as its x base offset
-// xb = nb * CI * H * W and window origin (iy0, ix0); 0 in the padding.
-fn im2col(k: u32, xb: u32, iy0: i32, ix0: i32) -> f32 {
-    let kk = p.kh * p.kw;
-    let ci = k / kk;
-    let r = k % kk;
-    let iy = iy0 + i32(r / p.kw);
-    let ix = ix0 + i32(r % p.kw);
+// x offset of the window origin (iy0, ix0) of sample nb (wrapping u32 arithmetic: negative
+// in the padding, but only in-bounds taps are read).
+fn origin(nb: u32, iy0: i32, ix0: i32) -> u32 {
+    return nb * p.ci * p.h * p.w + bitcast<u32>(iy0 * i32(p.w) + ix0);
+}
+
+// im2col(x)[k, n] for k = (ci, ky, kx) and n = (nb, oy, ox) given as its window origin
+// (iy0, ix0) and origin offset xo; 0 in the padding.
+fn im2col(k: u32, xo: u32, iy0: i32, ix0: i32) -> f32 {
+    let t = tab[k];
+    let iy = iy0 + t.y;
+    let ix = ix0 + t.z;
     if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
         return 0.0;
     }
-    return x[xb + (ci * p.h + u32(iy)) * p.w + u32(ix)];
+    return x[xo + u32(t.x)];
 }
 
 // Forward: acc = C[co, n] over the tile at (m0, n0). Callers return first (the whole
@@ -127,9 +135,9 @@ fn forward_tile(lid: vec3<u32>, m0: u32, n0: u32) {
     let nc = min(n, p.gn - 1u);
     let nb = nc / ohw;
     let pp = nc % ohw;
-    let xb = nb * p.ci * p.h * p.w;
     let iy0 = i32((pp / p.ow) * p.sh) - i32(p.pt);
     let ix0 = i32((pp % p.ow) * p.sw) - i32(p.pl);
+    let xo = origin(nb, iy0, ix0);
     acc = array<vec4<f32>, 4>();
     for (var k0 = 0u; k0 < p.gk; k0 += BK) {
         // ta[k][m] = w[m0 + m, k0 + k] (w is [CO, GK] row-major): k fastest across lanes.
@@ -146,7 +154,7 @@ fn forward_tile(lid: vec3<u32>, m0: u32, n0: u32) {
             let k = k0 + r;
             var v = 0.0;
             if (nok && k < p.gk) {
-                v = im2col(k, xb, iy0, ix0);
+                v = im2col(k, xo, iy0, ix0);
             }
             put_b(r, col, v);
         }
@@ -221,7 +229,7 @@ fn conv2d_tiled_backward_input(@builtin(local_invocation_id) lid: vec3<u32>, @bu
             let m = m0 + e / BK;
             var v = 0.0;
             if (k < p.gk && m < p.gm) {
-                v = w[((k / kk) * p.ci + m) * kk + k % kk];
+                v = w[u32(tab[k].x) + m * kk];
             }
             put_a(e % BK, e / BK, v);
         }
@@ -229,15 +237,20 @@ fn conv2d_tiled_backward_input(@builtin(local_invocation_id) lid: vec3<u32>, @bu
             let k = k0 + r;
             var v = 0.0;
             if (nok && k < p.gk) {
-                let co = k / kk;
-                let q = k % kk;
-                let sy = ty0 - i32(q / p.kw);
-                let sx = tx0 - i32(q % p.kw);
+                let tk = tab[k];
+                let sy = ty0 - tk.y;
+                let sx = tx0 - tk.z;
                 if (sy >= 0 && sx >= 0) {
-                    let oy = u32(sy) / p.sh;
-                    let ox = u32(sx) / p.sw;
-                    if (u32(sy) % p.sh == 0u && u32(sx) % p.sw == 0u && oy < p.oh && ox < p.ow) {
-                        v = dy[dyb + (co * p.oh + oy) * p.ow + ox];
+                    var oy = u32(sy);
+                    var ox = u32(sx);
+                    var hit = true;
+                    if (p.sh != 1u || p.sw != 1u) {
+                        hit = oy % p.sh == 0u && ox % p.sw == 0u;
+                        oy /= p.sh;
+                        ox /= p.sw;
+                    }
+                    if (hit && oy < p.oh && ox < p.ow) {
+                        v = dy[dyb + u32(tk.w) + oy * p.ow + ox];
                     }
                 }
             }
@@ -265,32 +278,46 @@ fn conv2d_tiled_backward_weight(@builtin(local_invocation_id) lid: vec3<u32>, @b
     let n0 = wid.x * BN;
     let t = flat_lid(lid);
     let nt = threads();
-    let kk = p.kh * p.kw;
     let ohw = p.oh * p.ow;
     let kb = wid.z * p.kchunk;
     let ke = min(kb + p.kchunk, p.gk);
     acc = array<vec4<f32>, 4>();
     for (var k0 = kb; k0 < ke; k0 += BK) {
         // ta[k][m] = dy[nb, m0 + m, oy, ox] for k0 + k = (nb, oy, ox): k fastest (contiguous).
+        // An invocation's k repeats when BK divides the workgroup: decode it once.
+        var lk = 0xffffffffu;
+        var dyo = 0u;
         for (var e = t; e < BK * BM; e += nt) {
             let k = k0 + e % BK;
             let m = m0 + e / BK;
             var v = 0.0;
             if (k < ke && m < p.gm) {
-                v = dy[((k / ohw) * p.co + m) * ohw + k % ohw];
+                if (k != lk) {
+                    lk = k;
+                    dyo = (k / ohw) * p.co * ohw + k % ohw;
+                }
+                v = dy[dyo + m * ohw];
             }
             put_a(e % BK, e / BK, v);
         }
         // tb[k][n] = im2col(x)[n, k]: k (output pixel) fastest so lanes read along x rows.
+        lk = 0xffffffffu;
+        var xo = 0u;
+        var iy0 = 0;
+        var ix0 = 0;
         for (var e = t; e < BK * BN; e += nt) {
             let k = k0 + e % BK;
             let n = n0 + e / BK;
             var v = 0.0;
             if (k < ke && n < p.gn) {
-                let pp = k % ohw;
-                let iy0 = i32((pp / p.ow) * p.sh) - i32(p.pt);
-                let ix0 = i32((pp % p.ow) * p.sw) - i32(p.pl);
-                v = im2col(n, (k / ohw) * p.ci * p.h * p.w, iy0, ix0);
+                if (k != lk) {
+                    lk = k;
+                    let pp = k % ohw;
+                    iy0 = i32((pp / p.ow) * p.sh) - i32(p.pt);
+                    ix0 = i32((pp % p.ow) * p.sw) - i32(p.pl);
+                    xo = origin(k / ohw, iy0, ix0);
+                }
+                v = im2col(n, xo, iy0, ix0);
             }
             put_b(e % BK, e / BK, v);
         }

@@ -158,9 +158,43 @@ fn fold_grid(gpu: &Gpu, conv: &Conv2d, tiles: Tiles, gm: usize, gn: usize, entry
     Ok([tn.div_ceil(gz) as u32, gy as u32, gz as u32])
 }
 
-fn dispatch(gpu: &Gpu, conv: &Conv2d, entry: &str, constants: &[(&str, f64)], uniform: &wgpu::Buffer, bindings: &[(u32, &Tensor)], groups: [u32; 3]) -> Result<Dispatch> {
+/// The depth-index table `tab` of the shader: for k = (c, ky, kx) over `channels` x KH x KW,
+/// (c * c_stride + ky * row + kx, ky, kx, c * w_stride), built here once. A small raw storage buffer like the uniforms (16 bytes per depth index; not
+/// counted in gpu.mem()).
+fn table(gpu: &Gpu, conv: &Conv2d, pass: &str, channels: usize, c_stride: usize, row: usize, w_stride: usize) -> Result<wgpu::Buffer> {
+    let (kh, kw) = conv.cfg.kernel;
+    let i = |v: usize| i32::try_from(v).map_err(|_| crate::Error::new(format!("layer {}: tiled {pass} index {v} does not fit in 31 bits", conv.name)));
+    let mut rows = Vec::with_capacity(channels * kh * kw);
+    for c in 0..channels {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                rows.push([i(c * c_stride + ky * row + kx)?, ky as i32, kx as i32, i(c * w_stride)?]);
+            }
+        }
+    }
+    let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(&format!("{} tiled {pass} table", conv.name)),
+        size: (rows.len() * 16) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&rows));
+    Ok(buffer)
+}
+
+/// The im2col table of forward / backward_weight: (ci * H * W + ky * W + kx, ky, kx, 0).
+fn im2col_table(gpu: &Gpu, conv: &Conv2d, pass: &str) -> Result<wgpu::Buffer> {
+    let [_, ci, h, w] = conv.input_shape;
+    table(gpu, conv, pass, ci, h * w, w, 0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dispatch(gpu: &Gpu, conv: &Conv2d, entry: &str, constants: &[(&str, f64)], uniform: &wgpu::Buffer, tab: Option<&wgpu::Buffer>, bindings: &[(u32, &Tensor)], groups: [u32; 3]) -> Result<Dispatch> {
     let label = format!("{} {entry}", conv.name);
     let mut b: Vec<(u32, wgpu::BindingResource)> = vec![(0, uniform.as_entire_binding())];
+    if let Some(t) = tab {
+        b.push((9, t.as_entire_binding()));
+    }
     b.extend(bindings.iter().map(|(i, t)| (*i, t.binding())));
     Dispatch::new(gpu, &label, &CONV2D_TILED, entry, constants, &b, groups)
 }
@@ -189,12 +223,13 @@ pub fn forward_with(gpu: &Gpu, conv: &Conv2d, tiles: Tiles, x: &Tensor, w: &Tens
     let uniform = gpu.uniform(&format!("{name} tiled forward params"), &params(conv, [gm, gn, gk], gk, 1)?);
     let groups = fold_grid(gpu, conv, tiles, gm, gn, "conv2d_tiled_forward")?;
     let c = tiles.constants();
+    let tab = im2col_table(gpu, conv, "forward")?;
     let d = match (conv.cfg.bias, b) {
         (true, Some(b)) => {
             b.expect_shape(name, "bias", &[co])?;
-            dispatch(gpu, conv, "conv2d_tiled_forward_bias", &c, &uniform, &[(1, x), (2, w), (3, b), (4, y)], groups)?
+            dispatch(gpu, conv, "conv2d_tiled_forward_bias", &c, &uniform, Some(&tab), &[(1, x), (2, w), (3, b), (4, y)], groups)?
         }
-        (false, None) => dispatch(gpu, conv, "conv2d_tiled_forward", &c, &uniform, &[(1, x), (2, w), (4, y)], groups)?,
+        (false, None) => dispatch(gpu, conv, "conv2d_tiled_forward", &c, &uniform, Some(&tab), &[(1, x), (2, w), (4, y)], groups)?,
         (true, None) => bail!("layer {name}: configured with bias, but no bias tensor [{co}] was given"),
         (false, Some(_)) => bail!("layer {name}: configured without bias, but a bias tensor was given"),
     };
@@ -219,7 +254,10 @@ pub fn backward_input_with(gpu: &Gpu, conv: &Conv2d, tiles: Tiles, dx: &Tensor, 
     let (gm, gn, gk) = (ci, n * h * wd, co * kh * kw);
     let uniform = gpu.uniform(&format!("{name} tiled backward_input params"), &params(conv, [gm, gn, gk], gk, 1)?);
     let groups = fold_grid(gpu, conv, tiles, gm, gn, "conv2d_tiled_backward_input")?;
-    let d = dispatch(gpu, conv, "conv2d_tiled_backward_input", &tiles.constants(), &uniform, &[(6, dx), (5, dy), (2, w)], groups)?;
+    // (co * CI * KK + ky * KW + kx, ky, kx, co * OH * OW).
+    let [_, _, oh, ow] = conv.output_shape;
+    let tab = table(gpu, conv, "backward_input", co, ci * kh * kw, kw, oh * ow)?;
+    let d = dispatch(gpu, conv, "conv2d_tiled_backward_input", &tiles.constants(), &uniform, Some(&tab), &[(6, dx), (5, dy), (2, w)], groups)?;
     Ok(vec![d])
 }
 
@@ -279,16 +317,17 @@ pub fn backward_weight_with(gpu: &Gpu, conv: &Conv2d, tiles: Tiles, splits: Opti
     let uniform = gpu.uniform(&format!("{name} tiled backward_weight params"), &params(conv, [gm, gn, gk], kchunk, splits)?);
     let entry = "conv2d_tiled_backward_weight";
     let c = tiles.constants();
+    let tab = im2col_table(gpu, conv, "backward_weight")?;
     if splits == 1 {
         let c = [c[0], c[1], c[2], accumulate_constant(accumulate)];
-        let d = dispatch(gpu, conv, entry, &c, &uniform, &[(7, dw), (5, dy), (1, x)], groups)?;
+        let d = dispatch(gpu, conv, entry, &c, &uniform, Some(&tab), &[(7, dw), (5, dy), (1, x)], groups)?;
         return Ok(WeightGrad { dispatches: vec![d], scratch: None, splits });
     }
     let scratch = gpu.tensor(&format!("{name} tiled weight-gradient partials"), &[splits, dw.len()])?;
     u32_of(name, "weight-gradient partials", scratch.len())?;
     let cp = [c[0], c[1], c[2], accumulate_constant(false)];
-    let partial = dispatch(gpu, conv, entry, &cp, &uniform, &[(7, &scratch), (5, dy), (1, x)], groups)?;
+    let partial = dispatch(gpu, conv, entry, &cp, &uniform, Some(&tab), &[(7, &scratch), (5, dy), (1, x)], groups)?;
     let rg = gpu.groups_1d(&format!("layer {name} conv2d_tiled_reduce"), dw.len() as u64, WG)?;
-    let reduce = dispatch(gpu, conv, "conv2d_tiled_reduce", &[accumulate_constant(accumulate)], &uniform, &[(7, dw), (8, &scratch)], rg)?;
+    let reduce = dispatch(gpu, conv, "conv2d_tiled_reduce", &[accumulate_constant(accumulate)], &uniform, None, &[(7, dw), (8, &scratch)], rg)?;
     Ok(WeightGrad { dispatches: vec![partial, reduce], scratch: Some(scratch), splits })
 }
