@@ -181,7 +181,8 @@ fn errors_name_the_layer() {
 }
 
 /// More column tiles than one grid dimension holds (BN = 16, 1031 x 1031 pixels: 66 438
-/// tiles): the grid folds into z.
+/// tiles): the grid folds into z. Forward only (backward_input shares the fold; lavapipe
+/// takes ~2 s per pass of 66k workgroups).
 #[test]
 fn folded_grid() {
     let gpu = gpu!();
@@ -196,15 +197,11 @@ fn folded_grid() {
     let tw = up(gpu, "w", &[1, 1, 1, 1], &[0.75]);
     let tb = up(gpu, "b", &[1], &[-0.25]);
     let ty = zeros(gpu, "y", &shape);
-    let tdx = zeros(gpu, "dx", &shape);
-    let mut steps = tiled::forward_with(gpu, &layer, t, &tx, &tw, Some(&tb), &ty).unwrap();
+    let steps = tiled::forward_with(gpu, &layer, t, &tx, &tw, Some(&tb), &ty).unwrap();
     assert!(steps[0].groups()[2] > 1, "{:?}", steps[0].groups());
-    steps.extend(tiled::backward_input_with(gpu, &layer, t, &tdx, &tx, &tw).unwrap());
     gpu.run(&steps).unwrap();
     let want_y: Vec<f64> = x64.iter().map(|v| 0.75 * v - 0.25).collect();
-    let want_dx: Vec<f64> = x64.iter().map(|v| 0.75 * v).collect();
     assert_close("folded forward", &read(gpu, &ty), &want_y, ATOL, RTOL);
-    assert_close("folded backward_input", &read(gpu, &tdx), &want_dx, ATOL, RTOL);
 }
 
 /// Timing (not a check): GFLOP/s of the tiled kernels next to the current ones at the
