@@ -8,7 +8,8 @@
 // stepping over GK in BK slices staged in workgroup memory (ta [BK][BM], tb [BK][BN]);
 // invocation (tx, ty) of the (BN / 4) x (BM / 4) workgroup holds a 4 x 4 register block:
 // rows 4 ty + i, columns 4 tx + j (one vec4 load from each tile per depth step; neighbouring
-// lanes read neighbouring vec4s and write neighbouring outputs).
+// lanes read neighbouring vec4s and write neighbouring outputs). Tiles are filled a vec4 at
+// a time: 4 rows (A) or 4 columns (B) at one depth index per invocation and step.
 //   conv2d_tiled_forward[_bias]:  y  = b + w * im2col(x)    GM = CO, GN = N*OH*OW, GK = CI*KK.
 //                                  Overwrites y.
 //   conv2d_tiled_backward_input:   dx = w^T * col(dy)       GM = CI, GN = N*H*W,   GK = CO*KK.
@@ -23,8 +24,8 @@
 // Grid of the GEMM kernels: [tiles of GN folded as x + z * nwg.x (forward, backward_input) or
 // tiles of GN (backward_weight), ceil(GM / BM), 1 or splits].
 
-// Tile sizes: BM and BN multiples of 16 (BM / 4 * BN / 4 invocations must cover a BN-wide
-// row of tb), BK >= 1. Defaults: 256 invocations, 8.5 KiB of workgroup memory.
+// Tile sizes: BM and BN multiples of 4, BK >= 1. Defaults: 256 invocations, 8.5 KiB of
+// workgroup memory.
 override BM: u32 = 64u;
 override BN: u32 = 64u;
 override BK: u32 = 16u;
@@ -69,19 +70,18 @@ struct P {
 @group(0) @binding(9) var<storage, read> tab: array<vec4<i32>>;
 
 // ta [BK][BM], tb [BK][BN] as vec4 (4 consecutive rows / columns), each depth row padded by
-// one vec4 (BM / 4 + 1, BN / 4 + 1) so the depth-fastest stores of the A (and dW's B) tile
-// spread over banks.
+// one vec4 (BM / 4 + 1, BN / 4 + 1) so the depth-fastest stores spread over banks.
 var<workgroup> ta: array<vec4<f32>, BK * (BM / 4u + 1u)>;
 var<workgroup> tb: array<vec4<f32>, BK * (BN / 4u + 1u)>;
 // acc[i][j]: row 4 ty + i, column 4 tx + j of the tile.
 var<private> acc: array<vec4<f32>, 4>;
 
-fn put_a(k: u32, m: u32, v: f32) {
-    ta[k * (BM / 4u + 1u) + m / 4u][m % 4u] = v;
+fn put_a(k: u32, q: u32, v: vec4<f32>) {
+    ta[k * (BM / 4u + 1u) + q] = v;
 }
 
-fn put_b(k: u32, n: u32, v: f32) {
-    tb[k * (BN / 4u + 1u) + n / 4u][n % 4u] = v;
+fn put_b(k: u32, q: u32, v: vec4<f32>) {
+    tb[k * (BN / 4u + 1u) + q] = v;
 }
 
 // One BK slice: acc += ta^T tb over the register block (two 16-byte loads per 16 FMAs).
@@ -104,22 +104,56 @@ fn threads() -> u32 {
     return (BM / 4u) * (BN / 4u);
 }
 
-// x offset of the window origin (iy0, ix0) of sample nb (wrapping u32 arithmetic: negative
-// in the padding, but only in-bounds taps are read).
-fn origin(nb: u32, iy0: i32, ix0: i32) -> u32 {
-    return nb * p.ci * p.h * p.w + bitcast<u32>(iy0 * i32(p.w) + ix0);
+fn tile_n0(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.x + wid.z * nwg.x) * BN;
 }
 
-// im2col(x)[k, n] for k = (ci, ky, kx) and n = (nb, oy, ox) given as its window origin
-// (iy0, ix0) and origin offset xo; 0 in the padding.
-fn im2col(k: u32, xo: u32, iy0: i32, ix0: i32) -> f32 {
+// Guarded loads: 0 where `ok` is false (nothing is read there).
+fn ld_x(ok: bool, i: u32) -> f32 {
+    if (ok) { return x[i]; }
+    return 0.0;
+}
+
+fn ld_w(ok: bool, i: u32) -> f32 {
+    if (ok) { return w[i]; }
+    return 0.0;
+}
+
+fn ld_dy(ok: bool, i: u32) -> f32 {
+    if (ok) { return dy[i]; }
+    return 0.0;
+}
+
+fn ld_x4(ok: vec4<bool>, i: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(ld_x(ok.x, i.x), ld_x(ok.y, i.y), ld_x(ok.z, i.z), ld_x(ok.w, i.w));
+}
+
+// Output pixels n (4 columns) as window origins (iy0, ix0) and x offsets xo of the origins
+// (wrapping u32 arithmetic: "negative" in the padding, where nothing is read).
+struct Win4 {
+    ok: vec4<bool>,
+    iy0: vec4<i32>,
+    ix0: vec4<i32>,
+    xo: vec4<u32>,
+}
+
+fn windows(n: vec4<u32>) -> Win4 {
+    let ohw = p.oh * p.ow;
+    let nc = min(n, vec4<u32>(p.gn - 1u));
+    let pp = nc % ohw;
+    let iy0 = vec4<i32>((pp / p.ow) * p.sh) - i32(p.pt);
+    let ix0 = vec4<i32>((pp % p.ow) * p.sw) - i32(p.pl);
+    let xo = (nc / ohw) * (p.ci * p.h * p.w) + bitcast<vec4<u32>>(iy0 * i32(p.w) + ix0);
+    return Win4(n < vec4<u32>(p.gn), iy0, ix0, xo);
+}
+
+// im2col(x)[k, n] of depth k = (ci, ky, kx) for the 4 columns of `c`; 0 in the padding.
+fn im2col4(k: u32, c: Win4) -> vec4<f32> {
     let t = tab[k];
-    let iy = iy0 + t.y;
-    let ix = ix0 + t.z;
-    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
-        return 0.0;
-    }
-    return x[xo + u32(t.x)];
+    let iy = c.iy0 + t.y;
+    let ix = c.ix0 + t.z;
+    let ok = c.ok & (iy >= vec4<i32>(0)) & (ix >= vec4<i32>(0)) & (iy < vec4<i32>(i32(p.h))) & (ix < vec4<i32>(i32(p.w)));
+    return ld_x4(ok, c.xo + u32(t.x));
 }
 
 // Forward: acc = C[co, n] over the tile at (m0, n0). Callers return first (the whole
@@ -127,45 +161,32 @@ fn im2col(k: u32, xo: u32, iy0: i32, ix0: i32) -> f32 {
 fn forward_tile(lid: vec3<u32>, m0: u32, n0: u32) {
     let t = flat_lid(lid);
     let nt = threads();
-    let ohw = p.oh * p.ow;
-    // This invocation always loads column t % BN of tb: decode its output pixel once.
-    let col = t % BN;
-    let n = n0 + col;
-    let nok = n < p.gn;
-    let nc = min(n, p.gn - 1u);
-    let nb = nc / ohw;
-    let pp = nc % ohw;
-    let iy0 = i32((pp / p.ow) * p.sh) - i32(p.pt);
-    let ix0 = i32((pp % p.ow) * p.sw) - i32(p.pl);
-    let xo = origin(nb, iy0, ix0);
+    // This invocation always fills column quad cq of tb: decode its 4 pixels once.
+    let cq = t % (BN / 4u);
+    let c = windows(vec4<u32>(n0 + 4u * cq) + vec4<u32>(0u, 1u, 2u, 3u));
     acc = array<vec4<f32>, 4>();
     for (var k0 = 0u; k0 < p.gk; k0 += BK) {
-        // ta[k][m] = w[m0 + m, k0 + k] (w is [CO, GK] row-major): k fastest across lanes.
-        for (var e = t; e < BK * BM; e += nt) {
+        // ta[k][4q ..] = w[m0 + 4q + i, k0 + k] (w is [CO, GK] row-major): k fastest.
+        for (var e = t; e < BK * (BM / 4u); e += nt) {
             let k = k0 + e % BK;
-            let m = m0 + e / BK;
-            var v = 0.0;
-            if (k < p.gk && m < p.gm) {
-                v = w[m * p.gk + k];
-            }
-            put_a(e % BK, e / BK, v);
+            let m = m0 + 4u * (e / BK);
+            let i = m * p.gk + k;
+            let ok = k < p.gk;
+            put_a(e % BK, e / BK, vec4<f32>(ld_w(ok && m < p.gm, i), ld_w(ok && m + 1u < p.gm, i + p.gk),
+                                            ld_w(ok && m + 2u < p.gm, i + 2u * p.gk), ld_w(ok && m + 3u < p.gm, i + 3u * p.gk)));
         }
-        for (var r = t / BN; r < BK; r += nt / BN) {
+        for (var r = t / (BN / 4u); r < BK; r += nt / (BN / 4u)) {
             let k = k0 + r;
-            var v = 0.0;
-            if (nok && k < p.gk) {
-                v = im2col(k, xo, iy0, ix0);
+            var v = vec4<f32>(0.0);
+            if (k < p.gk) {
+                v = im2col4(k, c);
             }
-            put_b(r, col, v);
+            put_b(r, cq, v);
         }
         workgroupBarrier();
         mma(lid);
         workgroupBarrier();
     }
-}
-
-fn tile_n0(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return (wid.x + wid.z * nwg.x) * BN;
 }
 
 // bias[i]: the bias of row 4 lid.y + i (zeros without bias: a shared body that read
@@ -212,49 +233,47 @@ fn conv2d_tiled_backward_input(@builtin(local_invocation_id) lid: vec3<u32>, @bu
     let kk = p.kh * p.kw;
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
-    // Column t % BN of tb: the input pixel this invocation gathers dy for.
-    let col = t % BN;
-    let n = n0 + col;
-    let nok = n < p.gn;
-    let nc = min(n, p.gn - 1u);
-    let dyb = (nc / hw) * p.co * ohw;
+    // Column quad cq of tb: the 4 input pixels this invocation gathers dy for.
+    let cq = t % (BN / 4u);
+    let n = vec4<u32>(n0 + 4u * cq) + vec4<u32>(0u, 1u, 2u, 3u);
+    let nok = n < vec4<u32>(p.gn);
+    let nc = min(n, vec4<u32>(p.gn - 1u));
+    let dyb = (nc / hw) * (p.co * ohw);
     let pp = nc % hw;
-    let ty0 = i32(pp / p.w) + i32(p.pt);  // iy + PT = oy * SH + ky
-    let tx0 = i32(pp % p.w) + i32(p.pl);
+    let ty0 = vec4<i32>(pp / p.w) + i32(p.pt);  // iy + PT = oy * SH + ky
+    let tx0 = vec4<i32>(pp % p.w) + i32(p.pl);
+    let strided = p.sh != 1u || p.sw != 1u;
     acc = array<vec4<f32>, 4>();
     for (var k0 = 0u; k0 < p.gk; k0 += BK) {
-        // ta[k][m] = w[co, m0 + m, ky, kx] for k0 + k = (co, ky, kx).
-        for (var e = t; e < BK * BM; e += nt) {
+        // ta[k][4q ..] = w[co, m0 + 4q + i, ky, kx] for k0 + k = (co, ky, kx).
+        for (var e = t; e < BK * (BM / 4u); e += nt) {
             let k = k0 + e % BK;
-            let m = m0 + e / BK;
-            var v = 0.0;
-            if (k < p.gk && m < p.gm) {
-                v = w[u32(tab[k].x) + m * kk];
-            }
-            put_a(e % BK, e / BK, v);
+            let m = m0 + 4u * (e / BK);
+            let ok = k < p.gk;
+            let i = u32(tab[min(k, p.gk - 1u)].x) + m * kk;
+            put_a(e % BK, e / BK, vec4<f32>(ld_w(ok && m < p.gm, i), ld_w(ok && m + 1u < p.gm, i + kk),
+                                            ld_w(ok && m + 2u < p.gm, i + 2u * kk), ld_w(ok && m + 3u < p.gm, i + 3u * kk)));
         }
-        for (var r = t / BN; r < BK; r += nt / BN) {
+        for (var r = t / (BN / 4u); r < BK; r += nt / (BN / 4u)) {
             let k = k0 + r;
-            var v = 0.0;
-            if (nok && k < p.gk) {
+            var v = vec4<f32>(0.0);
+            if (k < p.gk) {
                 let tk = tab[k];
                 let sy = ty0 - tk.y;
                 let sx = tx0 - tk.z;
-                if (sy >= 0 && sx >= 0) {
-                    var oy = u32(sy);
-                    var ox = u32(sx);
-                    var hit = true;
-                    if (p.sh != 1u || p.sw != 1u) {
-                        hit = oy % p.sh == 0u && ox % p.sw == 0u;
-                        oy /= p.sh;
-                        ox /= p.sw;
-                    }
-                    if (hit && oy < p.oh && ox < p.ow) {
-                        v = dy[dyb + u32(tk.w) + oy * p.ow + ox];
-                    }
+                var ok = nok & (sy >= vec4<i32>(0)) & (sx >= vec4<i32>(0));
+                var oy = bitcast<vec4<u32>>(sy);
+                var ox = bitcast<vec4<u32>>(sx);
+                if (strided) {
+                    ok = ok & (oy % p.sh == vec4<u32>(0u)) & (ox % p.sw == vec4<u32>(0u));
+                    oy /= p.sh;
+                    ox /= p.sw;
                 }
+                ok = ok & (oy < vec4<u32>(p.oh)) & (ox < vec4<u32>(p.ow));
+                let i = dyb + u32(tk.w) + oy * p.ow + ox;
+                v = vec4<f32>(ld_dy(ok.x, i.x), ld_dy(ok.y, i.y), ld_dy(ok.z, i.z), ld_dy(ok.w, i.w));
             }
-            put_b(r, col, v);
+            put_b(r, cq, v);
         }
         workgroupBarrier();
         mma(lid);
@@ -283,41 +302,49 @@ fn conv2d_tiled_backward_weight(@builtin(local_invocation_id) lid: vec3<u32>, @b
     let ke = min(kb + p.kchunk, p.gk);
     acc = array<vec4<f32>, 4>();
     for (var k0 = kb; k0 < ke; k0 += BK) {
-        // ta[k][m] = dy[nb, m0 + m, oy, ox] for k0 + k = (nb, oy, ox): k fastest (contiguous).
-        // An invocation's k repeats when BK divides the workgroup: decode it once.
+        // ta[k][4q ..] = dy[nb, m0 + 4q + i, oy, ox] for k0 + k = (nb, oy, ox): k fastest
+        // (contiguous dy). An invocation's k repeats when BK divides the workgroup: decode
+        // it once.
         var lk = 0xffffffffu;
         var dyo = 0u;
-        for (var e = t; e < BK * BM; e += nt) {
+        for (var e = t; e < BK * (BM / 4u); e += nt) {
             let k = k0 + e % BK;
-            let m = m0 + e / BK;
-            var v = 0.0;
-            if (k < ke && m < p.gm) {
+            let m = m0 + 4u * (e / BK);
+            var v = vec4<f32>(0.0);
+            if (k < ke) {
                 if (k != lk) {
                     lk = k;
                     dyo = (k / ohw) * p.co * ohw + k % ohw;
                 }
-                v = dy[dyo + m * ohw];
+                let i = dyo + m * ohw;
+                v = vec4<f32>(ld_dy(m < p.gm, i), ld_dy(m + 1u < p.gm, i + ohw), ld_dy(m + 2u < p.gm, i + 2u * ohw), ld_dy(m + 3u < p.gm, i + 3u * ohw));
             }
             put_a(e % BK, e / BK, v);
         }
-        // tb[k][n] = im2col(x)[n, k]: k (output pixel) fastest so lanes read along x rows.
+        // tb[k][4q ..] = im2col(x)[n0 + 4q + j, k]: k (output pixel) fastest so lanes read
+        // along x rows; the pixel decoded once per k as above.
         lk = 0xffffffffu;
         var xo = 0u;
         var iy0 = 0;
         var ix0 = 0;
-        for (var e = t; e < BK * BN; e += nt) {
+        for (var e = t; e < BK * (BN / 4u); e += nt) {
             let k = k0 + e % BK;
-            let n = n0 + e / BK;
-            var v = 0.0;
-            if (k < ke && n < p.gn) {
+            let n = n0 + 4u * (e / BK);
+            var v = vec4<f32>(0.0);
+            if (k < ke) {
                 if (k != lk) {
                     lk = k;
                     let pp = k % ohw;
                     iy0 = i32((pp / p.ow) * p.sh) - i32(p.pt);
                     ix0 = i32((pp % p.ow) * p.sw) - i32(p.pl);
-                    xo = origin(k / ohw, iy0, ix0);
+                    xo = (k / ohw) * (p.ci * p.h * p.w) + bitcast<u32>(iy0 * i32(p.w) + ix0);
                 }
-                v = im2col(n, xo, iy0, ix0);
+                let nn = vec4<u32>(n) + vec4<u32>(0u, 1u, 2u, 3u);
+                let tn = array<vec4<i32>, 4>(tab[min(n, p.gn - 1u)], tab[min(n + 1u, p.gn - 1u)], tab[min(n + 2u, p.gn - 1u)], tab[min(n + 3u, p.gn - 1u)]);
+                let iy = vec4<i32>(tn[0].y, tn[1].y, tn[2].y, tn[3].y) + iy0;
+                let ix = vec4<i32>(tn[0].z, tn[1].z, tn[2].z, tn[3].z) + ix0;
+                let ok = (nn < vec4<u32>(p.gn)) & (iy >= vec4<i32>(0)) & (ix >= vec4<i32>(0)) & (iy < vec4<i32>(i32(p.h))) & (ix < vec4<i32>(i32(p.w)));
+                v = ld_x4(ok, vec4<u32>(xo) + bitcast<vec4<u32>>(vec4<i32>(tn[0].x, tn[1].x, tn[2].x, tn[3].x)));
             }
             put_b(e % BK, e / BK, v);
         }

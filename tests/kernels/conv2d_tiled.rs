@@ -104,7 +104,7 @@ fn other_tile_sizes() {
     for (i, t) in [Tiles { bm: 16, bn: 16, bk: 8 }, Tiles { bm: 32, bn: 64, bk: 5 }, Tiles { bm: 64, bn: 16, bk: 32 }, Tiles { bm: 128, bn: 32, bk: 8 }].into_iter().enumerate() {
         check([2, 8, 7, 5], c, t, 3, 20 + i as u64);
     }
-    check([1, 3, 13, 11], cfg(3, 5, (5, 5), (2, 2), Padding::Same, false), Tiles { bm: 16, bn: 32, bk: 7 }, 2, 30);
+    check([1, 3, 13, 11], cfg(3, 5, (5, 5), (2, 2), Padding::Same, false), Tiles { bm: 8, bn: 36, bk: 7 }, 2, 30);
 }
 
 /// ACCUMULATE of the weight gradient, direct (one split) and through the reduce (several):
@@ -168,7 +168,7 @@ fn errors_name_the_layer() {
         tiled::forward(gpu, &layer, &bad_x, &w, Some(&b), &y).err(),
         tiled::forward(gpu, &layer, &x, &bad_w, Some(&b), &y).err(),
         tiled::forward(gpu, &layer, &x, &w, None, &y).err(),
-        tiled::forward_with(gpu, &layer, Tiles { bm: 24, bn: 64, bk: 16 }, &x, &w, Some(&b), &y).err(),
+        tiled::forward_with(gpu, &layer, Tiles { bm: 18, bn: 64, bk: 16 }, &x, &w, Some(&b), &y).err(),
         tiled::forward_with(gpu, &layer, Tiles { bm: 256, bn: 256, bk: 16 }, &x, &w, Some(&b), &y).err(),
         tiled::backward_input(gpu, &layer, &bad_x, &y, &w).err(),
         tiled::backward_weight(gpu, &layer, &bad_w, &y, &x, false).err(),

@@ -35,12 +35,12 @@ impl Tiles {
     /// 64 x 64 x 16: 256 invocations, 8.5 KiB of workgroup memory.
     pub const DEFAULT: Tiles = Tiles { bm: 64, bn: 64, bk: 16 };
 
-    /// Error (naming the layer) unless BM and BN are positive multiples of 16, BK is
+    /// Error (naming the layer) unless BM and BN are positive multiples of 4, BK is
     /// positive, and the workgroup fits the adapter (invocations, size per dimension,
     /// workgroup storage).
     pub fn check(&self, gpu: &Gpu, name: &str) -> Result<()> {
         let Tiles { bm, bn, bk } = *self;
-        ensure!(bm >= 16 && bn >= 16 && bm % 16 == 0 && bn % 16 == 0 && bk >= 1, "layer {name}: tiles {self:?}: BM and BN must be positive multiples of 16 and BK positive");
+        ensure!(bm >= 4 && bn >= 4 && bm % 4 == 0 && bn % 4 == 0 && bk >= 1, "layer {name}: tiles {self:?}: BM and BN must be positive multiples of 4 and BK positive");
         let l = gpu.limits();
         let inv = (bm / 4) * (bn / 4);
         ensure!(
