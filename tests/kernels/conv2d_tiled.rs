@@ -105,6 +105,11 @@ fn other_tile_sizes() {
         check([2, 8, 7, 5], c, t, 3, 20 + i as u64);
     }
     check([1, 3, 13, 11], cfg(3, 5, (5, 5), (2, 2), Padding::Same, false), Tiles { bm: 8, bn: 36, bk: 7 }, 2, 30);
+    for (i, t) in tiled::CANDIDATES.into_iter().enumerate() {
+        let gpu = gpu!();
+        t.check(gpu, "candidate").unwrap();
+        check([1, 8, 5, 7], cfg(8, 33, (3, 3), (1, 1), Padding::Same, true), t, 2, 31 + i as u64);
+    }
 }
 
 /// ACCUMULATE of the weight gradient, direct (one split) and through the reduce (several):
@@ -206,7 +211,8 @@ fn folded_grid() {
 
 /// Timing (not a check): GFLOP/s of the tiled kernels next to the current ones at the
 /// seed-cnn shape (64 -> 64, 3x3 same, 48 x 48, batch 16). Run with
-/// `cargo test --release --test kernels conv2d_tiled::timing -- --ignored --nocapture`.
+/// `cargo test --release --test kernels conv2d_tiled::timing -- --ignored --nocapture`
+/// (MIEN_TIMING_REPS: repetitions, default 3).
 #[test]
 #[ignore]
 fn timing_seed_cnn_shape() {
@@ -238,4 +244,10 @@ fn timing_seed_cnn_shape() {
     time("current backward_weight", &layer.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap());
     let wg = tiled::backward_weight(gpu, &layer, &tdw, &tdy, &tx, false).unwrap();
     time(&format!("tiled backward_weight ({} splits)", wg.splits), &wg.dispatches);
+    // MIEN_TIMING_CANDIDATES=1: the forward of every candidate tile size too.
+    if std::env::var("MIEN_TIMING_CANDIDATES").as_deref() == Ok("1") {
+        for t in tiled::CANDIDATES {
+            time(&format!("tiled forward {}x{}x{}", t.bm, t.bn, t.bk), &tiled::forward_with(gpu, &layer, t, &tx, &tw, Some(&tb), &ty).unwrap());
+        }
+    }
 }

@@ -64,6 +64,17 @@ impl Tiles {
     }
 }
 
+/// Tile sizes worth timing per adapter (an autotuner's candidate list): the default, a
+/// half-height tile for layers with <= 32 output (or, in backward_input, input) channels, a
+/// wide one, and a tall one with a short depth slice for wide layers. All 256 invocations or
+/// fewer and <= 9 KiB of workgroup memory.
+pub const CANDIDATES: [Tiles; 4] = [
+    Tiles::DEFAULT,
+    Tiles { bm: 32, bn: 64, bk: 16 },
+    Tiles { bm: 32, bn: 128, bk: 8 },
+    Tiles { bm: 128, bn: 32, bk: 8 },
+];
+
 impl Default for Tiles {
     fn default() -> Self {
         Tiles::DEFAULT
