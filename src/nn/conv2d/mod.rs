@@ -11,6 +11,7 @@ use bytemuck::Zeroable;
 use std::sync::{Mutex, OnceLock};
 
 pub mod subgroup;
+pub mod tiled;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Conv2dConfig {
