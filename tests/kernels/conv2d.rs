@@ -57,6 +57,13 @@ fn check(x_shape: [usize; 4], cfg: Conv2dConfig, splits: usize, seed: u64) {
         steps.extend(l.backward_input_dispatches(gpu, &tdx3, &tdy, &tw).unwrap());
         steps.extend(l.backward_weight(gpu, &tdw3, &tdy, &tx, false).unwrap());
     }
+    // The tiled kernels through the layer's dispatch methods (their own tests cover tiles).
+    let tl = Conv2d::new(gpu, "conv tiled", cfg, &x_shape).unwrap().with_kernels(gpu, ConvKernels::Tiled).unwrap();
+    assert!(tl.uses_tiles());
+    let (ty4, tdx4, tdw4) = (zeros(gpu, "y (tiled)", &layer.output_shape), zeros(gpu, "dx (tiled)", &x_shape), zeros(gpu, "dw (tiled)", &layer.weight_shape()));
+    steps.extend(tl.forward_dispatches(gpu, &tx, &tw, bias, &ty4).unwrap());
+    steps.extend(tl.backward_input_dispatches(gpu, &tdx4, &tdy, &tw).unwrap());
+    steps.extend(tl.backward_weight(gpu, &tdw4, &tdy, &tx, false).unwrap());
     gpu.run(&steps).unwrap();
 
     let want_y = r::forward(&g, &x64, &w64, cfg.bias.then_some(&b64[..]));
@@ -70,6 +77,9 @@ fn check(x_shape: [usize; 4], cfg: Conv2dConfig, splits: usize, seed: u64) {
     if cfg.bias {
         assert_close(&format!("backward_bias {what}"), &read(gpu, &tdb), &want_db, ATOL, RTOL);
     }
+    assert_close(&format!("forward (tiled) {what}"), &read(gpu, &ty4), &want_y, ATOL, RTOL);
+    assert_close(&format!("backward_input (tiled) {what}"), &read(gpu, &tdx4), &want_dx, ATOL, RTOL);
+    assert_close(&format!("backward_weight (tiled) {what}"), &read(gpu, &tdw4), &want_dw, ATOL, RTOL);
     if sg.is_some() {
         assert_close(&format!("forward (subgroup) {what}"), &read(gpu, &ty3), &want_y, ATOL, RTOL);
         assert_close(&format!("backward_input (subgroup) {what}"), &read(gpu, &tdx3), &want_dx, ATOL, RTOL);

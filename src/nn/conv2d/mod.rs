@@ -100,17 +100,21 @@ pub enum ConvKernels {
     /// The subgroup kernels (subgroup::applicable must hold, else `with_kernels` fails) for
     /// forward, backward_input and backward_weight.
     Subgroup,
+    /// The workgroup-memory tiled implicit-GEMM kernels (`tiled`, any shape) for forward,
+    /// backward_input and backward_weight: what real GPUs usually prefer.
+    Tiled,
 }
 
 impl ConvKernels {
-    /// `MIEN_CONV_KERNELS=auto|fast|general|subgroup` (benchmarks, debugging; default auto).
+    /// `MIEN_CONV_KERNELS=auto|fast|general|tiled|subgroup` (benchmarks, debugging; default auto).
     /// `subgroup` still falls back per layer where those kernels do not apply.
     pub fn from_env() -> Result<ConvKernels> {
         Ok(match std::env::var("MIEN_CONV_KERNELS").as_deref() {
             Err(_) | Ok("") | Ok("auto") | Ok("subgroup") => ConvKernels::Auto,
             Ok("fast") => ConvKernels::Fast,
             Ok("general") => ConvKernels::General,
-            Ok(other) => bail!("MIEN_CONV_KERNELS={other:?}: expected auto, fast, general or subgroup"),
+            Ok("tiled") => ConvKernels::Tiled,
+            Ok(other) => bail!("MIEN_CONV_KERNELS={other:?}: expected auto, fast, general, tiled or subgroup"),
         })
     }
 }
@@ -327,6 +331,8 @@ pub struct Conv2d {
     scratch: OnceLock<Tensor>,
     /// Forward, backward_input and backward_weight through conv2d_subgroup.wgsl.
     sg: bool,
+    /// Forward, backward_input and backward_weight through conv2d_tiled.wgsl.
+    tiled: bool,
     /// Buffers the recorded dispatches bind (packed weights, partials), kept alive and
     /// counted in gpu.mem() for as long as the layer.
     keep: Mutex<Vec<Tensor>>,
@@ -374,6 +380,7 @@ impl Conv2d {
             fast: FastPlan { fwd: None, bin: None, bw: None, wgw: 64, ubo_fwd: None, ubo_bin: None, ubo_bw: None },
             scratch: OnceLock::new(),
             sg: false,
+            tiled: false,
             keep: Mutex::new(Vec::new()),
         };
         layer.plan(gpu, ConvKernels::from_env()?, None)?;
@@ -394,8 +401,9 @@ impl Conv2d {
                 true
             }
             ConvKernels::Auto => splits.is_none() && subgroup::applicable(gpu, self),
-            ConvKernels::General | ConvKernels::Fast => false,
+            ConvKernels::General | ConvKernels::Fast | ConvKernels::Tiled => false,
         };
+        self.tiled = kernels == ConvKernels::Tiled;
         let s3 = matches!(kernels, ConvKernels::Auto | ConvKernels::Fast) && self.cfg.kernel == (3, 3) && self.cfg.stride == (1, 1) && pl <= 2;
         // vec4 rows: the source width a multiple of 4 and every 4-column block of the
         // destination inside the source row.
@@ -485,6 +493,11 @@ impl Conv2d {
     /// Whether forward, backward_input and backward_weight use the subgroup kernels.
     pub fn uses_subgroups(&self) -> bool {
         self.sg
+    }
+
+    /// Whether forward, backward_input and backward_weight use the tiled kernels.
+    pub fn uses_tiles(&self) -> bool {
+        self.tiled
     }
 
     /// Keep `t` alive (and counted) as long as the layer: dispatches bind it.
@@ -611,6 +624,9 @@ impl Conv2d {
     /// plan, else `forward`'s single dispatch. Same contract as `forward`.
     pub fn forward_dispatches(&self, gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
         let single = self.forward(gpu, x, w, b, y)?;
+        if self.tiled {
+            return tiled::forward(gpu, self, x, w, b, y);
+        }
         if self.sg {
             let (d, packed) = subgroup::forward(gpu, self, x, w, if self.cfg.bias { b } else { None }, y)?;
             self.keep(packed);
@@ -625,6 +641,9 @@ impl Conv2d {
     /// `backward_input`.
     pub fn backward_input_dispatches(&self, gpu: &Gpu, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
         let single = self.backward_input(gpu, dx, dy, w)?;
+        if self.tiled {
+            return tiled::backward_input(gpu, self, dx, dy, w);
+        }
         if self.sg {
             let (d, packed) = subgroup::backward_input(gpu, self, dx, dy, w)?;
             self.keep(packed);
@@ -689,6 +708,13 @@ impl Conv2d {
         let (kh, kw) = self.cfg.kernel;
         let blocks = co.div_ceil(CB) * ci.div_ceil(PB) * kh * kw;
         let groups = self.groups(gpu, "conv2d_backward_weight", blocks * self.splits)?;
+        if self.tiled {
+            let g = tiled::backward_weight(gpu, self, dw, dy, x, accumulate)?;
+            if let Some(t) = g.scratch {
+                self.keep(t);
+            }
+            return Ok(g.dispatches);
+        }
         if self.sg {
             let (d, scratch) = subgroup::backward_weight(gpu, self, dw, dy, x, accumulate)?;
             if let Some(t) = scratch {
