@@ -276,3 +276,27 @@ fn batchnorm_backward_infer4(@builtin(global_invocation_id) gid: vec3<u32>, @bui
     let c = (i / (p.s / 4u)) % p.c;
     dx4[i] = dy4[i] * (gamma[c] / sqrt(infer_var[c] + p.eps));
 }
+
+// ---- inference BatchNorm folded into the preceding convolution ----
+// batchnorm_fold: with scale[co] = gamma[co] / sqrt(running_var[co] + eps),
+//   wf[co, k] = w[co, k] * scale[co]                     (k over CI*KH*KW; P.S = CI*KH*KW)
+//   bf[co]    = (b[co] - running_mean[co]) * scale[co] + beta[co]   (b = 0 when P.M == 0)
+// so conv(x, wf) + bf = BN_infer(conv(x, w) + b): inference runs one conv pass instead of a
+// conv and a BN pass over its output. P.N = CO*CI*KH*KW invocations (P.N >= P.C = CO).
+// Overwrites wf and bf; runs before the conv in every inference replay (weights change).
+@group(0) @binding(20) var<storage, read> fold_w: array<f32>;
+@group(0) @binding(21) var<storage, read> fold_b: array<f32>;
+@group(0) @binding(22) var<storage, read_write> folded_w: array<f32>;
+@group(0) @binding(23) var<storage, read_write> folded_b: array<f32>;
+
+@compute @workgroup_size(WG)
+fn batchnorm_fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let co = i / p.s;
+    folded_w[i] = fold_w[i] * (gamma[co] / sqrt(infer_var[co] + p.eps));
+    if (i < p.c) {
+        let b = select(0.0, fold_b[i], p.m != 0u);
+        folded_b[i] = (b - infer_mean[i]) * (gamma[i] / sqrt(infer_var[i] + p.eps)) + beta[i];
+    }
+}

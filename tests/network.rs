@@ -288,8 +288,9 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// Sharing activation memory changes no result bit: 3 Adam steps with dropout, then an
-/// evaluation pass (and a tail network from build_like), with and without reuse.
+/// Sharing activation memory changes no training bit: 3 Adam steps with dropout, with and
+/// without reuse. Evaluation (and a tail network from build_like) with reuse runs conv +
+/// BatchNorm as one conv on folded weights, which rounds differently: equal to 1e-5.
 #[test]
 fn reusing_activation_memory_gives_bit_identical_training() {
     let gpu = gpu!();
@@ -317,25 +318,32 @@ fn reusing_activation_memory_gives_bit_identical_training() {
             for (_, t) in &net.buffers {
                 out.push(bits(&gpu.read(t).unwrap()));
             }
+            let mut eval: Vec<Vec<f32>> = vec![];
             let (x, labels) = toy_batch(batch, 99);
             net.set_batch(gpu, &x, &labels).unwrap();
             gpu.run(net.eval_dispatches()).unwrap();
             for t in [net.stats(), net.probabilities(), net.logits(), net.per_sample().0, net.per_sample().1] {
-                out.push(bits(&gpu.read(t).unwrap()));
+                eval.push(gpu.read(t).unwrap());
             }
             let tail = net.build_like(gpu, 3, BuildOptions { input_grad: false, reuse }).unwrap();
             tail.set_batch(gpu, &x[..3 * HW * HW], &labels[..3]).unwrap();
             gpu.run(tail.eval_dispatches()).unwrap();
-            out.push(bits(&gpu.read(tail.probabilities()).unwrap()));
-            (out, net.activation_memory())
+            eval.push(gpu.read(tail.probabilities()).unwrap());
+            (out, eval, net.activation_memory(), net.forward_infer_dispatches().filter(|d| d.label.ends_with("batchnorm_fold")).count())
         };
-        let (plain, plain_mem) = run(false);
-        let (shared, shared_mem) = run(true);
+        let (plain, plain_eval, plain_mem, plain_infer) = run(false);
+        let (shared, shared_eval, shared_mem, shared_infer) = run(true);
         eprintln!("{}: without reuse {plain_mem:?}, with {shared_mem:?}", spec.name);
         assert_eq!(plain.len(), shared.len());
         for (k, (a, b)) in plain.iter().zip(&shared).enumerate() {
             assert!(a == b, "{}: result {k} differs with memory reuse", spec.name);
         }
+        for (k, (a, b)) in plain_eval.iter().zip(&shared_eval).enumerate() {
+            let want: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+            mien::reference::assert_close(&format!("{}: evaluation result {k} (folded BN)", spec.name), b, &want, 1e-5, 1e-5);
+        }
+        let has_conv_bn = spec.layers.windows(2).any(|w| matches!(w, [LayerSpec::Conv2d { .. }, LayerSpec::BatchNorm { .. }]));
+        assert_eq!((plain_infer, shared_infer > 0), (0, has_conv_bn), "{}: folded conv + BN pairs without / with reuse", spec.name);
         assert_eq!(plain_mem.allocated_bytes, plain_mem.unshared_bytes);
         assert_eq!((plain_mem.arenas, plain_mem.unshared_bytes), (0, shared_mem.unshared_bytes));
         assert!(shared_mem.allocated_bytes < plain_mem.allocated_bytes, "{}: {shared_mem:?}", spec.name);

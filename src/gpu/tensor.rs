@@ -38,6 +38,12 @@ impl Tensor {
         mem.add(bytes);
         Tensor { alloc: Arc::new(Alloc { buffer, bytes, align, mem }), offset: 0, shape: shape.to_vec(), label: label.into() }
     }
+    /// Whether `self` and `other` are views of the same GPU buffer (a kernel may not bind
+    /// one buffer both read-only and read-write).
+    pub fn same_buffer(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.alloc, &other.alloc)
+    }
+
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }

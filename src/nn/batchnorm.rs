@@ -183,6 +183,62 @@ impl BatchNorm {
         )
     }
 
+    /// Fold this layer's inference transform into the convolution before it: wf = w * scale,
+    /// bf = (b - running_mean) * scale + beta, scale = gamma / sqrt(running_var + eps), for
+    /// a conv weight `w` [C, ...] (and bias `b` [C], or none). Overwrites wf and bf.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fold_into(
+        &self,
+        gpu: &Gpu,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        gamma: &Tensor,
+        beta: &Tensor,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        wf: &Tensor,
+        bf: &Tensor,
+    ) -> Result<Dispatch> {
+        for (role, t) in [("gamma", gamma), ("beta", beta), ("running mean", running_mean), ("running variance", running_var), ("folded bias", bf)] {
+            self.per_channel(role, t)?;
+        }
+        ensure!(
+            w.shape().first() == Some(&self.c) && w.len() % self.c == 0,
+            "layer {}: folding needs a conv weight with {} output channels, got {:?}",
+            self.name,
+            self.c,
+            w.shape()
+        );
+        wf.expect_len(&self.name, "folded weight", w.len())?;
+        if let Some(b) = b {
+            self.per_channel("conv bias", b)?;
+        }
+        let p = Params {
+            n: u32_of(&self.name, "folded weight elements", w.len())?,
+            c: self.c as u32,
+            s: (w.len() / self.c) as u32,
+            m: b.is_some() as u32,
+            eps: self.cfg.eps,
+            momentum: 0.0,
+        };
+        let params = gpu.uniform(&format!("{} fold params", self.name), &p);
+        let label = format!("{} batchnorm_fold", self.name);
+        let groups = gpu.groups_1d(&label, w.len() as u64, WG)?;
+        let bias = b.unwrap_or(gamma);
+        let bindings = [
+            (0, params.as_entire_binding()),
+            (20, w.binding()),
+            (21, bias.binding()),
+            (3, gamma.binding()),
+            (4, beta.binding()),
+            (13, running_mean.binding()),
+            (14, running_var.binding()),
+            (22, wf.binding()),
+            (23, bf.binding()),
+        ];
+        Dispatch::new(gpu, &label, &BATCHNORM, "batchnorm_fold", &[], &bindings, groups)
+    }
+
     /// Inference-mode input gradient (running statistics held constant):
     /// dx = dy * gamma / sqrt(running_var + eps). Overwrites dx.
     pub fn backward_infer(&self, gpu: &Gpu, dx: &Tensor, dy: &Tensor, gamma: &Tensor, running_var: &Tensor) -> Result<Dispatch> {

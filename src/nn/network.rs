@@ -191,6 +191,9 @@ pub struct Network {
     /// Per layer: where a BatchNorm with no input gradient to write puts its dx (the BN
     /// backward always produces one; nothing reads it).
     sinks: Vec<Option<Tensor>>,
+    /// Inference: a conv + BatchNorm pair run as one conv on folded weights (reuse only):
+    /// the conv with a bias, its folded weight and bias, kept alive with the dispatches.
+    fused: Vec<(Conv2d, Tensor, Tensor)>,
     reuse: bool,
     /// Per acts / dacts index: does the tensor share memory with another (reuse)?
     act_shared: Vec<bool>,
@@ -655,13 +658,14 @@ impl Network {
             backward: vec![],
             probabilities,
             sinks,
+            fused: vec![],
             reuse: opts.reuse,
             act_shared,
             dact_shared,
             memory,
         };
-        net.forward_train = net.record_forward(gpu, true)?;
-        net.forward_infer = net.record_forward(gpu, false)?;
+        net.forward_train = net.record_forward(gpu, true)?.0;
+        (net.forward_infer, net.fused) = net.record_forward(gpu, false)?;
         net.backward = net.record_backward(gpu)?;
         Ok(net)
     }
@@ -676,9 +680,46 @@ impl Network {
         self.param(layer.params[k])
     }
 
-    fn record_forward(&self, gpu: &Gpu, train: bool) -> Result<Vec<Dispatch>> {
+    /// Inference with memory reuse (nothing reads intermediate activations afterwards) runs
+    /// a conv followed by BatchNorm as one conv with the BN folded into its weights (a small
+    /// batchnorm_fold dispatch first), writing the BN's output directly; not where the conv
+    /// input and the BN output share a buffer (a kernel cannot bind one buffer for both).
+    fn fold_conv_bn(&self, gpu: &Gpu, i: usize, out: &mut Vec<Dispatch>) -> Result<Option<(Conv2d, Tensor, Tensor)>> {
+        let (Some(layer), Some(next)) = (self.layers.get(i), self.layers.get(i + 1)) else { return Ok(None) };
+        let (Op::Conv(conv), Op::BatchNorm { op: bn, running_mean, running_var, .. }) = (&layer.op, &next.op) else { return Ok(None) };
+        let (x, y) = (&self.acts[i], &self.acts[i + 2]);
+        if !self.reuse || x.same_buffer(y) {
+            return Ok(None);
+        }
+        let w = self.layer_param(layer, 0)?.0;
+        let b = if conv.cfg.bias { Some(self.layer_param(layer, 1)?.0) } else { None };
+        let (gamma, beta) = (self.layer_param(next, 0)?.0, self.layer_param(next, 1)?.0);
+        let wf = gpu.tensor(&format!("{} folded weight", conv.name), &conv.weight_shape())?;
+        let bf = gpu.tensor(&format!("{} folded bias", conv.name), &conv.bias_shape())?;
+        out.push(bn.fold_into(gpu, &w, b.as_ref(), &gamma, &beta, running_mean, running_var, &wf, &bf)?);
+        let cfg = Conv2dConfig { bias: true, ..conv.cfg };
+        let fused = Conv2d::new(gpu, &format!("{}+{}", conv.name, bn.name), cfg, &conv.input_shape)?;
+        out.extend(fused.forward_dispatches(gpu, x, &wf, Some(&bf), y)?);
+        Ok(Some((fused, wf, bf)))
+    }
+
+    /// The forward pass (training or inference) and, for inference, the fused conv + BN
+    /// layers it records (see `fold_conv_bn`).
+    fn record_forward(&self, gpu: &Gpu, train: bool) -> Result<(Vec<Dispatch>, Vec<(Conv2d, Tensor, Tensor)>)> {
         let mut out = Vec::new();
+        let mut fused = Vec::new();
+        let mut skip = false;
         for (i, layer) in self.layers.iter().enumerate() {
+            if std::mem::take(&mut skip) {
+                continue;
+            }
+            if !train {
+                if let Some(f) = self.fold_conv_bn(gpu, i, &mut out)? {
+                    fused.push(f);
+                    skip = true;
+                    continue;
+                }
+            }
             let (x, y) = (&self.acts[i], &self.acts[i + 1]);
             match &layer.op {
                 Op::Conv(op) => {
@@ -709,7 +750,7 @@ impl Network {
                 }
             }
         }
-        Ok(out)
+        Ok((out, fused))
     }
 
     fn record_backward(&self, gpu: &Gpu) -> Result<Vec<Dispatch>> {
