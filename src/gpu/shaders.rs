@@ -31,6 +31,7 @@ shaders! {
     CONV2D = "conv2d";
     CONV2D_SUBGROUP = "conv2d_subgroup";
     DENSE = "dense";
+    DENSE_SUBGROUP = "dense_subgroup";
     DROPOUT = "dropout";
     LIME = "lime";
     OCCLUSION = "occlusion";
