@@ -106,6 +106,46 @@ fn ld_dy_rows(n: u32, o: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), v, n < p.n);
 }
 
+// y[n, c0 + (4g + e) WG] = v[e] + b (e < 4), in range only.
+fn st_y(n: u32, c0: u32, g: u32, v: vec4<f32>) {
+    if (n >= p.n) { return; }
+    let base = n * p.outf;
+    let o = c0 + 4u * g * WG;
+    if (o < p.outf) { y[base + o] = v.x + select(0.0, b[o], p.has_bias != 0u); }
+    if (o + WG < p.outf) { y[base + o + WG] = v.y + select(0.0, b[o + WG], p.has_bias != 0u); }
+    if (o + 2u * WG < p.outf) { y[base + o + 2u * WG] = v.z + select(0.0, b[o + 2u * WG], p.has_bias != 0u); }
+    if (o + 3u * WG < p.outf) { y[base + o + 3u * WG] = v.w + select(0.0, b[o + 3u * WG], p.has_bias != 0u); }
+}
+
+// dx[n, 4 cv .. 4 cv + 4] = v, in range only.
+fn st_dx(n: u32, cv: u32, v: vec4<f32>) {
+    if (n >= p.n) { return; }
+    let i = cv * 4u;
+    let q = n * p.inf + i;
+    if (i < p.inf) { dx[q] = v.x; }
+    if (i + 1u < p.inf) { dx[q + 1u] = v.y; }
+    if (i + 2u < p.inf) { dx[q + 2u] = v.z; }
+    if (i + 3u < p.inf) { dx[q + 3u] = v.w; }
+}
+
+// dW[o, 4 cv .. 4 cv + 4] (+)= v, in range only.
+fn st_dw(o: u32, cv: u32, v: vec4<f32>) {
+    if (o >= p.outf) { return; }
+    let i = cv * 4u;
+    let q = o * p.inf + i;
+    if (ACCUMULATE) {
+        if (i < p.inf) { dw[q] += v.x; }
+        if (i + 1u < p.inf) { dw[q + 1u] += v.y; }
+        if (i + 2u < p.inf) { dw[q + 2u] += v.z; }
+        if (i + 3u < p.inf) { dw[q + 3u] += v.w; }
+    } else {
+        if (i < p.inf) { dw[q] = v.x; }
+        if (i + 1u < p.inf) { dw[q + 1u] = v.y; }
+        if (i + 2u < p.inf) { dw[q + 2u] = v.z; }
+        if (i + 3u < p.inf) { dw[q + 3u] = v.w; }
+    }
+}
+
 // y[n, o] = b[o] + sum_i x[n, i] W[o, i]. Rows n, columns o = c0 + j * WG (j < TN),
 // reduction over i in steps of 4. Lane l < 8 loads x row r0 + l; broadcast k gives row
 // r0 + k. acc<r>_<g>[e] is column j = 4g + e.
@@ -206,18 +246,24 @@ fn dense_sg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
             if (TN > 4u) { acc7_1 = fma(vec4<f32>(a.x), t10, fma(vec4<f32>(a.y), t11, fma(vec4<f32>(a.z), t12, fma(vec4<f32>(a.w), t13, acc7_1)))); }
         }
     }
-    let acc = array<vec4<f32>, 16>(acc0_0, acc0_1, acc1_0, acc1_1, acc2_0, acc2_1, acc3_0, acc3_1, acc4_0, acc4_1, acc5_0, acc5_1, acc6_0, acc6_1, acc7_0, acc7_1);
-    for (var j = 0u; j < TN; j++) {
-        let o = c0 + j * WG;
-        if (o >= p.outf) { break; }
-        var bias = 0.0;
-        if (p.has_bias != 0u) { bias = b[o]; }
-        for (var r = 0u; r < 8u; r++) {
-            let n = r0 + r;
-            if (n >= p.n) { break; }
-            y[n * p.outf + o] = acc[r * 2u + j / 4u][j % 4u] + bias;
-        }
-    }
+    // Stores unrolled with constant accumulator names (a private array indexed in a loop
+    // is memory on lavapipe and made the epilogue dominate short reductions).
+    st_y(r0 + 0u, c0, 0u, acc0_0);
+    if (TN > 4u) { st_y(r0 + 0u, c0, 1u, acc0_1); }
+    st_y(r0 + 1u, c0, 0u, acc1_0);
+    if (TN > 4u) { st_y(r0 + 1u, c0, 1u, acc1_1); }
+    st_y(r0 + 2u, c0, 0u, acc2_0);
+    if (TN > 4u) { st_y(r0 + 2u, c0, 1u, acc2_1); }
+    st_y(r0 + 3u, c0, 0u, acc3_0);
+    if (TN > 4u) { st_y(r0 + 3u, c0, 1u, acc3_1); }
+    st_y(r0 + 4u, c0, 0u, acc4_0);
+    if (TN > 4u) { st_y(r0 + 4u, c0, 1u, acc4_1); }
+    st_y(r0 + 5u, c0, 0u, acc5_0);
+    if (TN > 4u) { st_y(r0 + 5u, c0, 1u, acc5_1); }
+    st_y(r0 + 6u, c0, 0u, acc6_0);
+    if (TN > 4u) { st_y(r0 + 6u, c0, 1u, acc6_1); }
+    st_y(r0 + 7u, c0, 0u, acc7_0);
+    if (TN > 4u) { st_y(r0 + 7u, c0, 1u, acc7_1); }
 }
 
 // dx[n, i] = sum_o dy[n, o] W[o, i]. Rows n, columns: TN / 4 vec4 blocks of 4 columns,
@@ -311,19 +357,22 @@ fn dense_sg_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
             if (TN > 4u) { acc7_1 = fma(vec4<f32>(a.x), t10, fma(vec4<f32>(a.y), t11, fma(vec4<f32>(a.z), t12, fma(vec4<f32>(a.w), t13, acc7_1)))); }
         }
     }
-    let acc = array<vec4<f32>, 16>(acc0_0, acc0_1, acc1_0, acc1_1, acc2_0, acc2_1, acc3_0, acc3_1, acc4_0, acc4_1, acc5_0, acc5_1, acc6_0, acc6_1, acc7_0, acc7_1);
-    for (var g = 0u; g < TN / 4u; g++) {
-        let cv = cv0 + g * WG;
-        if (cv >= ncv) { break; }
-        for (var r = 0u; r < 8u; r++) {
-            let n = r0 + r;
-            if (n >= p.n) { break; }
-            for (var e = 0u; e < 4u; e++) {
-                let i = cv * 4u + e;
-                if (i < p.inf) { dx[n * p.inf + i] = acc[r * 2u + g][e]; }
-            }
-        }
-    }
+    st_dx(r0 + 0u, cv0, acc0_0);
+    if (TN > 4u) { st_dx(r0 + 0u, cv0 + WG, acc0_1); }
+    st_dx(r0 + 1u, cv0, acc1_0);
+    if (TN > 4u) { st_dx(r0 + 1u, cv0 + WG, acc1_1); }
+    st_dx(r0 + 2u, cv0, acc2_0);
+    if (TN > 4u) { st_dx(r0 + 2u, cv0 + WG, acc2_1); }
+    st_dx(r0 + 3u, cv0, acc3_0);
+    if (TN > 4u) { st_dx(r0 + 3u, cv0 + WG, acc3_1); }
+    st_dx(r0 + 4u, cv0, acc4_0);
+    if (TN > 4u) { st_dx(r0 + 4u, cv0 + WG, acc4_1); }
+    st_dx(r0 + 5u, cv0, acc5_0);
+    if (TN > 4u) { st_dx(r0 + 5u, cv0 + WG, acc5_1); }
+    st_dx(r0 + 6u, cv0, acc6_0);
+    if (TN > 4u) { st_dx(r0 + 6u, cv0 + WG, acc6_1); }
+    st_dx(r0 + 7u, cv0, acc7_0);
+    if (TN > 4u) { st_dx(r0 + 7u, cv0 + WG, acc7_1); }
 }
 
 // dW[o, i] = sum_n dy[n, o] x[n, i]. Rows o, columns as in dense_sg_backward_input,
@@ -406,20 +455,20 @@ fn dense_sg_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
             if (TN > 4u) { acc7_1 = fma(vec4<f32>(s0.w), t10, fma(vec4<f32>(s1.w), t11, fma(vec4<f32>(s2.w), t12, fma(vec4<f32>(s3.w), t13, acc7_1)))); }
         }
     }
-    let acc = array<vec4<f32>, 16>(acc0_0, acc0_1, acc1_0, acc1_1, acc2_0, acc2_1, acc3_0, acc3_1, acc4_0, acc4_1, acc5_0, acc5_1, acc6_0, acc6_1, acc7_0, acc7_1);
-    for (var g = 0u; g < TN / 4u; g++) {
-        let cv = cv0 + g * WG;
-        if (cv >= ncv) { break; }
-        for (var r = 0u; r < 8u; r++) {
-            let o = r0 + r;
-            if (o >= p.outf) { break; }
-            for (var e = 0u; e < 4u; e++) {
-                let i = cv * 4u + e;
-                if (i < p.inf) {
-                    let q = o * p.inf + i;
-                    dw[q] = select(0.0, dw[q], ACCUMULATE) + acc[r * 2u + g][e];
-                }
-            }
-        }
-    }
+    st_dw(r0 + 0u, cv0, acc0_0);
+    if (TN > 4u) { st_dw(r0 + 0u, cv0 + WG, acc0_1); }
+    st_dw(r0 + 1u, cv0, acc1_0);
+    if (TN > 4u) { st_dw(r0 + 1u, cv0 + WG, acc1_1); }
+    st_dw(r0 + 2u, cv0, acc2_0);
+    if (TN > 4u) { st_dw(r0 + 2u, cv0 + WG, acc2_1); }
+    st_dw(r0 + 3u, cv0, acc3_0);
+    if (TN > 4u) { st_dw(r0 + 3u, cv0 + WG, acc3_1); }
+    st_dw(r0 + 4u, cv0, acc4_0);
+    if (TN > 4u) { st_dw(r0 + 4u, cv0 + WG, acc4_1); }
+    st_dw(r0 + 5u, cv0, acc5_0);
+    if (TN > 4u) { st_dw(r0 + 5u, cv0 + WG, acc5_1); }
+    st_dw(r0 + 6u, cv0, acc6_0);
+    if (TN > 4u) { st_dw(r0 + 6u, cv0 + WG, acc6_1); }
+    st_dw(r0 + 7u, cv0, acc7_0);
+    if (TN > 4u) { st_dw(r0 + 7u, cv0 + WG, acc7_1); }
 }

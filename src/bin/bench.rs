@@ -14,7 +14,7 @@ use mien::gpu::{Dispatch, Gpu, Tensor};
 use mien::nn::activation::{Activation, Kind};
 use mien::nn::batchnorm::{BatchNorm, BatchNormConfig};
 use mien::nn::conv2d::{Conv2d, Conv2dConfig};
-use mien::nn::dense::Dense;
+use mien::nn::dense::{Dense, DenseKernels, DenseVariant};
 use mien::nn::dropout::Dropout;
 use mien::nn::network::{BuildOptions, Network};
 use mien::nn::optim::{Optimizer, OptimizerConfig};
@@ -53,6 +53,10 @@ struct Args {
     /// Models of the step / inference / memory benchmarks.
     #[arg(long, value_delimiter = ',', default_values_t = vec!["small".to_string(), "seed-cnn".to_string(), "seed-dnn".to_string()])]
     models: Vec<String>,
+    /// Kernel-variant autotuning: on (cached per adapter), off (built-in defaults) or
+    /// refresh (time again). Default: $MIEN_AUTOTUNE, else on.
+    #[arg(long, value_name = "on|off|refresh")]
+    autotune: Option<mien::gpu::autotune::Mode>,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -185,15 +189,18 @@ impl Ctx<'_> {
         let dw = gpu.tensor("dw", &[o, i])?;
         let db = gpu.tensor("db", &[o])?;
         let flops = 2.0 * (n * i * o) as f64;
-        // The single-dispatch register-blocked kernels ("blocked"), then the dispatch lists
-        // the Network records (uniform-operand GEMMs where in_features % 4 == 0).
-        self.kernel(format!("{tag} forward blocked"), &[layer.forward(gpu, &x, &w, Some(&b), &y)?], flops, 0.0)?;
-        self.kernel(format!("{tag} backward_input blocked"), &[layer.backward_input(gpu, &dx, &dy, &w)?], flops, 0.0)?;
-        self.kernel(format!("{tag} backward_weight blocked"), &[layer.backward_weight(gpu, &dw, &dy, &x, false)?], flops, 0.0)?;
-        if layer.uniform_path() {
-            self.kernel(format!("{tag} forward uniform"), &layer.forward_dispatches(gpu, &x, &w, Some(&b), &y)?, flops, 0.0)?;
-            self.kernel(format!("{tag} backward_input uniform"), &layer.backward_input_dispatches(gpu, &dx, &dy, &w)?, flops, 0.0)?;
-            self.kernel(format!("{tag} backward_weight uniform"), &layer.backward_weight_dispatches(gpu, &dw, &dy, &x, false)?, flops, 0.0)?;
+        // Every variant this adapter supports, forced; the layer's own choice (the
+        // autotuner's, or the default with --autotune off) is printed first.
+        println!("{tag}: uses {}", layer.describe_variants());
+        for v in DenseVariant::ALL {
+            if !layer.supports(gpu, v) {
+                continue;
+            }
+            let vn = v.name();
+            let lv = Dense::new_with(gpu, &tag, i, o, true, &[n, i], DenseKernels::Only(v))?;
+            self.kernel(format!("{tag} forward {vn}"), &lv.forward_dispatches(gpu, &x, &w, Some(&b), &y)?, flops, 0.0)?;
+            self.kernel(format!("{tag} backward_input {vn}"), &lv.backward_input_dispatches(gpu, &dx, &dy, &w)?, flops, 0.0)?;
+            self.kernel(format!("{tag} backward_weight {vn}"), &lv.backward_weight_dispatches(gpu, &dw, &dy, &x, false)?, flops, 0.0)?;
         }
         self.kernel(format!("{tag} backward_bias"), &[layer.backward_bias(gpu, &db, &dy, false)?], 0.0, (n * o * 4) as f64)?;
         Ok(())
@@ -296,6 +303,7 @@ impl Ctx<'_> {
         let first = t0.elapsed().as_secs_f64();
         let inner = ((self.target_s / first).floor() as usize).clamp(1, 32);
         let mut samples = Vec::new();
+        let c0 = process_cpu_seconds();
         for _ in 0..self.reps {
             let t = Instant::now();
             let mut last = None;
@@ -306,6 +314,7 @@ impl Ctx<'_> {
             gpu.wait(last)?;
             samples.push(t.elapsed().as_secs_f64() / inner as f64);
         }
+        let cpu_ms = c0.zip(process_cpu_seconds()).map(|(a, b)| (b - a) / (self.reps * inner) as f64 * 1e3);
         let s = mien::bench::median(&samples);
         let min = samples.iter().cloned().fold(f64::INFINITY, f64::min);
         let row = Row {
@@ -314,7 +323,7 @@ impl Ctx<'_> {
             ms: s * 1e3,
             min_ms: min * 1e3,
             gpu_ms: None,
-            cpu_ms: None,
+            cpu_ms,
             gflops: None,
             gbps: None,
             images_per_s: Some(batch as f64 / s),
@@ -429,6 +438,9 @@ fn print_row(r: &Row) {
 fn main() -> Result<()> {
     let args = Args::parse();
     let gpu = Gpu::new()?;
+    if let Some(m) = args.autotune {
+        gpu.autotune().set_mode(m);
+    }
     println!("{}", gpu.describe());
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("cpu threads: {threads}; load average at start: {:?}", load_average());
