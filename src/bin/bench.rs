@@ -436,6 +436,8 @@ fn print_row(r: &Row) {
 }
 
 fn main() -> Result<()> {
+    // Warnings, and the variant each dense layer uses (RUST_LOG overrides).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,mien::nn::dense=info")).init();
     let args = Args::parse();
     let gpu = Gpu::new()?;
     if let Some(m) = args.autotune {

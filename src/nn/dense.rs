@@ -392,6 +392,7 @@ impl Dense {
                 }
             }
         }
+        log::info!("layer {}: {}", self.name, self.describe_variants());
         Ok(self)
     }
 
@@ -413,9 +414,7 @@ impl Dense {
             let refs: Vec<&Dispatch> = ds.iter().collect();
             time_candidate(gpu, &refs, best)
         });
-        let v = DenseVariant::from_name(&choice).unwrap_or(default);
-        log::info!("layer {}: dense {} uses {}", self.name, pass.name(), v.name());
-        v
+        DenseVariant::from_name(&choice).unwrap_or(default)
     }
 
     fn make_uplan(&self, gpu: &Gpu) -> Option<UPlan> {
