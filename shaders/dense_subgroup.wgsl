@@ -6,21 +6,22 @@
 // dense_sg_backward_input   dx = dy W                       overwrites dx
 // dense_sg_backward_weight  dW = dy^T x   (sum over n)      overwrites, or adds with ACCUMULATE
 //
-// A workgroup owns 8 output rows (r0 = workgroup_id.y * 8), so the row operand (x in
+// A workgroup owns TM (8 or 16) output rows (r0 = workgroup_id.y * TM), so the row operand (x in
 // forward, dy in dx and dW) is the same for every lane. Instead of each lane loading it
 // (on lavapipe a storage load is a per-lane loop), lanes 0..7 of each subgroup (lane =
 // subgroup_invocation_id % 8; needs subgroups of >= 8 lanes, any size) each load a
 // different vec4 of it and subgroupBroadcast(v, k), k constant, hands all 8 vec4s (32
 // values) to every lane. Each lane owns TN (4 or 8) output columns and loads its own
-// operand (W, or x in dW) as vec4s. Per 4 reduction steps: 1 + TN loads, 32 * TN FMAs.
-// Accumulators: acc<r>_<g> = rows r (0..8) x columns 4g..4g+4 of the lane's block.
+// operand (W, or x in dW) as vec4s. Per 4 reduction steps: TM / 8 + TN loads, 4 TM TN FMAs.
+// Accumulators: acc<r>_<g> = rows r (0..TM) x columns 4g..4g+4 of the lane's block
+// (TN = 8 with TM = 16 is not used: 128 accumulators).
 //
 // VEC (override): true when the operands' rows are 16-byte aligned (forward: I % 4 == 0;
 // dx, dW: I % 4 == 0 and O % 4 == 0): vec4 loads through the *4 bindings (bound to the
 // same tensors). False: four clamped scalar loads per vec4 (any shape; the *4 bindings
 // then hold a dummy). Reduction indices past the end read 0 from the row operand; row and
 // column indices past the end are clamped (in bounds) and their outputs not stored.
-// Grid: [column groups of WG lanes, ceil(rows / 8), 1].
+// Grid: [column groups of WG lanes, ceil(rows / TM), 1].
 
 struct Params {
     n: u32,         // N
@@ -32,6 +33,9 @@ struct Params {
 override WG: u32 = 64u;
 // Output columns per lane: 4 or 8.
 override TN: u32 = 4u;
+// Output rows per workgroup: 8, or 16 (two broadcast vec4s per reduction step: every
+// lane-operand load then feeds twice the FMAs).
+override TM: u32 = 8u;
 override VEC: bool = true;
 override ACCUMULATE: bool = false;
 
@@ -152,9 +156,10 @@ fn st_dw(o: u32, cv: u32, v: vec4<f32>) {
 @compute @workgroup_size(WG)
 fn dense_sg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
     let lane = sl % 8u;
-    let r0 = wid.y * 8u;
+    let r0 = wid.y * TM;
     let c0 = wid.x * WG * TN + lid.x;
     let xrow = min(r0 + lane, p.n - 1u) * p.inf;
+    let xrow2 = min(r0 + 8u + lane, p.n - 1u) * p.inf;
     let lo = p.outf - 1u;
     let wr0 = min(c0 + 0u * WG, lo) * p.inf;
     let wr1 = min(c0 + 1u * WG, lo) * p.inf;
@@ -180,8 +185,18 @@ fn dense_sg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     var acc6_1 = vec4<f32>();
     var acc7_0 = vec4<f32>();
     var acc7_1 = vec4<f32>();
+    var acc8_0 = vec4<f32>();
+    var acc9_0 = vec4<f32>();
+    var acc10_0 = vec4<f32>();
+    var acc11_0 = vec4<f32>();
+    var acc12_0 = vec4<f32>();
+    var acc13_0 = vec4<f32>();
+    var acc14_0 = vec4<f32>();
+    var acc15_0 = vec4<f32>();
     for (var k = 0u; k < p.inf; k += 4u) {
         let xv = ld_x_k(xrow, k);
+        var xv2 = vec4<f32>();
+        if (TM > 8u) { xv2 = ld_x_k(xrow2, k); }
         let b0 = ld_w_k(wr0, k);
         let b1 = ld_w_k(wr1, k);
         let b2 = ld_w_k(wr2, k);
@@ -245,6 +260,38 @@ fn dense_sg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
             acc7_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc7_0))));
             if (TN > 4u) { acc7_1 = fma(vec4<f32>(a.x), t10, fma(vec4<f32>(a.y), t11, fma(vec4<f32>(a.z), t12, fma(vec4<f32>(a.w), t13, acc7_1)))); }
         }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(xv2, 0u);
+            acc8_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc8_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(xv2, 1u);
+            acc9_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc9_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(xv2, 2u);
+            acc10_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc10_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(xv2, 3u);
+            acc11_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc11_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(xv2, 4u);
+            acc12_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc12_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(xv2, 5u);
+            acc13_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc13_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(xv2, 6u);
+            acc14_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc14_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(xv2, 7u);
+            acc15_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc15_0))));
+        }
     }
     // Stores unrolled with constant accumulator names (a private array indexed in a loop
     // is memory on lavapipe and made the epilogue dominate short reductions).
@@ -264,6 +311,14 @@ fn dense_sg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     if (TN > 4u) { st_y(r0 + 6u, c0, 1u, acc6_1); }
     st_y(r0 + 7u, c0, 0u, acc7_0);
     if (TN > 4u) { st_y(r0 + 7u, c0, 1u, acc7_1); }
+    if (TM > 8u) { st_y(r0 + 8u, c0, 0u, acc8_0); }
+    if (TM > 8u) { st_y(r0 + 9u, c0, 0u, acc9_0); }
+    if (TM > 8u) { st_y(r0 + 10u, c0, 0u, acc10_0); }
+    if (TM > 8u) { st_y(r0 + 11u, c0, 0u, acc11_0); }
+    if (TM > 8u) { st_y(r0 + 12u, c0, 0u, acc12_0); }
+    if (TM > 8u) { st_y(r0 + 13u, c0, 0u, acc13_0); }
+    if (TM > 8u) { st_y(r0 + 14u, c0, 0u, acc14_0); }
+    if (TM > 8u) { st_y(r0 + 15u, c0, 0u, acc15_0); }
 }
 
 // dx[n, i] = sum_o dy[n, o] W[o, i]. Rows n, columns: TN / 4 vec4 blocks of 4 columns,
@@ -272,12 +327,13 @@ fn dense_sg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 @compute @workgroup_size(WG)
 fn dense_sg_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
     let lane = sl % 8u;
-    let r0 = wid.y * 8u;
+    let r0 = wid.y * TM;
     let ncv = (p.inf + 3u) / 4u;
     let cv0 = wid.x * WG * (TN / 4u) + lid.x;
     let c0 = min(cv0, ncv - 1u) * 4u;
     let c1 = min(cv0 + WG, ncv - 1u) * 4u;
     let dyrow = min(r0 + lane, p.n - 1u) * p.outf;
+    let dyrow2 = min(r0 + 8u + lane, p.n - 1u) * p.outf;
     let lo = p.outf - 1u;
     var acc0_0 = vec4<f32>();
     var acc0_1 = vec4<f32>();
@@ -295,8 +351,18 @@ fn dense_sg_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     var acc6_1 = vec4<f32>();
     var acc7_0 = vec4<f32>();
     var acc7_1 = vec4<f32>();
+    var acc8_0 = vec4<f32>();
+    var acc9_0 = vec4<f32>();
+    var acc10_0 = vec4<f32>();
+    var acc11_0 = vec4<f32>();
+    var acc12_0 = vec4<f32>();
+    var acc13_0 = vec4<f32>();
+    var acc14_0 = vec4<f32>();
+    var acc15_0 = vec4<f32>();
     for (var k = 0u; k < p.outf; k += 4u) {
         let dv = ld_dy_k(dyrow, k);
+        var dv2 = vec4<f32>();
+        if (TM > 8u) { dv2 = ld_dy_k(dyrow2, k); }
         let o0 = min(k, lo);
         let o1 = min(k + 1u, lo);
         let o2 = min(k + 2u, lo);
@@ -356,6 +422,38 @@ fn dense_sg_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
             acc7_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc7_0))));
             if (TN > 4u) { acc7_1 = fma(vec4<f32>(a.x), t10, fma(vec4<f32>(a.y), t11, fma(vec4<f32>(a.z), t12, fma(vec4<f32>(a.w), t13, acc7_1)))); }
         }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(dv2, 0u);
+            acc8_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc8_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(dv2, 1u);
+            acc9_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc9_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(dv2, 2u);
+            acc10_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc10_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(dv2, 3u);
+            acc11_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc11_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(dv2, 4u);
+            acc12_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc12_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(dv2, 5u);
+            acc13_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc13_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(dv2, 6u);
+            acc14_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc14_0))));
+        }
+        if (TM > 8u) {
+            let a = subgroupBroadcast(dv2, 7u);
+            acc15_0 = fma(vec4<f32>(a.x), t00, fma(vec4<f32>(a.y), t01, fma(vec4<f32>(a.z), t02, fma(vec4<f32>(a.w), t03, acc15_0))));
+        }
     }
     st_dx(r0 + 0u, cv0, acc0_0);
     if (TN > 4u) { st_dx(r0 + 0u, cv0 + WG, acc0_1); }
@@ -373,6 +471,14 @@ fn dense_sg_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     if (TN > 4u) { st_dx(r0 + 6u, cv0 + WG, acc6_1); }
     st_dx(r0 + 7u, cv0, acc7_0);
     if (TN > 4u) { st_dx(r0 + 7u, cv0 + WG, acc7_1); }
+    if (TM > 8u) { st_dx(r0 + 8u, cv0, acc8_0); }
+    if (TM > 8u) { st_dx(r0 + 9u, cv0, acc9_0); }
+    if (TM > 8u) { st_dx(r0 + 10u, cv0, acc10_0); }
+    if (TM > 8u) { st_dx(r0 + 11u, cv0, acc11_0); }
+    if (TM > 8u) { st_dx(r0 + 12u, cv0, acc12_0); }
+    if (TM > 8u) { st_dx(r0 + 13u, cv0, acc13_0); }
+    if (TM > 8u) { st_dx(r0 + 14u, cv0, acc14_0); }
+    if (TM > 8u) { st_dx(r0 + 15u, cv0, acc15_0); }
 }
 
 // dW[o, i] = sum_n dy[n, o] x[n, i]. Rows o, columns as in dense_sg_backward_input,
@@ -382,7 +488,7 @@ fn dense_sg_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
 fn dense_sg_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
     let lane = sl % 8u;
     let kl = lane % 4u;
-    let r0 = wid.y * 8u;
+    let r0 = wid.y * TM;
     let orow = r0 + 4u * (lane / 4u);
     let ncv = (p.inf + 3u) / 4u;
     let cv0 = wid.x * WG * (TN / 4u) + lid.x;
@@ -405,8 +511,18 @@ fn dense_sg_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
     var acc6_1 = vec4<f32>();
     var acc7_0 = vec4<f32>();
     var acc7_1 = vec4<f32>();
+    var acc8_0 = vec4<f32>();
+    var acc9_0 = vec4<f32>();
+    var acc10_0 = vec4<f32>();
+    var acc11_0 = vec4<f32>();
+    var acc12_0 = vec4<f32>();
+    var acc13_0 = vec4<f32>();
+    var acc14_0 = vec4<f32>();
+    var acc15_0 = vec4<f32>();
     for (var k = 0u; k < p.n; k += 4u) {
         let dv = ld_dy_rows(k + kl, orow);
+        var dv2 = vec4<f32>();
+        if (TM > 8u) { dv2 = ld_dy_rows(k + kl, orow + 8u); }
         let n0 = min(k, ln);
         let n1 = min(k + 1u, ln);
         let n2 = min(k + 2u, ln);
@@ -454,6 +570,28 @@ fn dense_sg_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
             acc7_0 = fma(vec4<f32>(s0.w), t00, fma(vec4<f32>(s1.w), t01, fma(vec4<f32>(s2.w), t02, fma(vec4<f32>(s3.w), t03, acc7_0))));
             if (TN > 4u) { acc7_1 = fma(vec4<f32>(s0.w), t10, fma(vec4<f32>(s1.w), t11, fma(vec4<f32>(s2.w), t12, fma(vec4<f32>(s3.w), t13, acc7_1)))); }
         }
+        if (TM > 8u) {
+            {
+                let s0 = subgroupBroadcast(dv2, 0u);
+                let s1 = subgroupBroadcast(dv2, 1u);
+                let s2 = subgroupBroadcast(dv2, 2u);
+                let s3 = subgroupBroadcast(dv2, 3u);
+                acc8_0 = fma(vec4<f32>(s0.x), t00, fma(vec4<f32>(s1.x), t01, fma(vec4<f32>(s2.x), t02, fma(vec4<f32>(s3.x), t03, acc8_0))));
+                acc9_0 = fma(vec4<f32>(s0.y), t00, fma(vec4<f32>(s1.y), t01, fma(vec4<f32>(s2.y), t02, fma(vec4<f32>(s3.y), t03, acc9_0))));
+                acc10_0 = fma(vec4<f32>(s0.z), t00, fma(vec4<f32>(s1.z), t01, fma(vec4<f32>(s2.z), t02, fma(vec4<f32>(s3.z), t03, acc10_0))));
+                acc11_0 = fma(vec4<f32>(s0.w), t00, fma(vec4<f32>(s1.w), t01, fma(vec4<f32>(s2.w), t02, fma(vec4<f32>(s3.w), t03, acc11_0))));
+            }
+            {
+                let s0 = subgroupBroadcast(dv2, 4u);
+                let s1 = subgroupBroadcast(dv2, 5u);
+                let s2 = subgroupBroadcast(dv2, 6u);
+                let s3 = subgroupBroadcast(dv2, 7u);
+                acc12_0 = fma(vec4<f32>(s0.x), t00, fma(vec4<f32>(s1.x), t01, fma(vec4<f32>(s2.x), t02, fma(vec4<f32>(s3.x), t03, acc12_0))));
+                acc13_0 = fma(vec4<f32>(s0.y), t00, fma(vec4<f32>(s1.y), t01, fma(vec4<f32>(s2.y), t02, fma(vec4<f32>(s3.y), t03, acc13_0))));
+                acc14_0 = fma(vec4<f32>(s0.z), t00, fma(vec4<f32>(s1.z), t01, fma(vec4<f32>(s2.z), t02, fma(vec4<f32>(s3.z), t03, acc14_0))));
+                acc15_0 = fma(vec4<f32>(s0.w), t00, fma(vec4<f32>(s1.w), t01, fma(vec4<f32>(s2.w), t02, fma(vec4<f32>(s3.w), t03, acc15_0))));
+            }
+        }
     }
     st_dw(r0 + 0u, cv0, acc0_0);
     if (TN > 4u) { st_dw(r0 + 0u, cv0 + WG, acc0_1); }
@@ -471,4 +609,12 @@ fn dense_sg_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
     if (TN > 4u) { st_dw(r0 + 6u, cv0 + WG, acc6_1); }
     st_dw(r0 + 7u, cv0, acc7_0);
     if (TN > 4u) { st_dw(r0 + 7u, cv0 + WG, acc7_1); }
+    if (TM > 8u) { st_dw(r0 + 8u, cv0, acc8_0); }
+    if (TM > 8u) { st_dw(r0 + 9u, cv0, acc9_0); }
+    if (TM > 8u) { st_dw(r0 + 10u, cv0, acc10_0); }
+    if (TM > 8u) { st_dw(r0 + 11u, cv0, acc11_0); }
+    if (TM > 8u) { st_dw(r0 + 12u, cv0, acc12_0); }
+    if (TM > 8u) { st_dw(r0 + 13u, cv0, acc13_0); }
+    if (TM > 8u) { st_dw(r0 + 14u, cv0, acc14_0); }
+    if (TM > 8u) { st_dw(r0 + 15u, cv0, acc15_0); }
 }

@@ -276,9 +276,10 @@ fn process_cpu_ns() -> Option<u64> {
 /// Seconds per run of `dispatches` for `Autotune::choose`. On a CPU adapter (lavapipe:
 /// the kernels run on this process's threads) the cost is the process CPU time per run,
 /// which other processes competing for the cores do not inflate; elsewhere wall-clock
-/// time. One warm-up run; when it already took over 3x `best` (the fastest candidate so
-/// far) that is the answer (clearly slower, not worth more runs); else the fastest of 3
-/// runs (wall clock: of 3 short repetitions, `bench::time_dispatches`). The fastest, not
+/// time. One untimed warm-up run (it compiles), one timed run: when it took over 3x `best`
+/// (the fastest candidate so far) that is the answer (clearly slower, not worth more
+/// runs); else the fastest of 3 more runs (wall clock: of 3 short repetitions,
+/// `bench::time_dispatches`). The fastest, not
 /// the median: other work only ever adds time.
 pub fn time_candidate(gpu: &Gpu, dispatches: &[&Dispatch], best: f64) -> Result<f64> {
     let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu && process_cpu_ns().is_some();
@@ -290,12 +291,15 @@ pub fn time_candidate(gpu: &Gpu, dispatches: &[&Dispatch], best: f64) -> Result<
             _ => t0.elapsed().as_secs_f64(),
         })
     };
+    // Untimed: the first run of a pipeline includes the driver's shader compile (lavapipe:
+    // tens of ms), which would wrongly cut a fast candidate.
+    gpu.run(dispatches.iter().copied())?;
     let first = run()?;
     if first > 3.0 * best {
         return Ok(first);
     }
     if cpu {
-        let mut m = f64::INFINITY;
+        let mut m = first;
         for _ in 0..3 {
             m = m.min(run()?);
         }

@@ -38,6 +38,8 @@ pub enum DenseVariant {
     Subgroup,
     /// The same with 8 rows x 8 columns per lane.
     SubgroupWide,
+    /// The same with 16 rows x 4 columns per lane.
+    SubgroupTall,
     /// Workgroup-memory tiled GEMM (`dense_tiled`, 64 x 64 tiles, 16 x 16 invocations).
     Tiled,
 }
@@ -45,7 +47,7 @@ pub enum DenseVariant {
 impl DenseVariant {
     /// In the order the autotuner times them (fast ones first, so that clearly slower ones
     /// are cut after one run).
-    pub const ALL: [DenseVariant; 5] = [DenseVariant::SubgroupWide, DenseVariant::Subgroup, DenseVariant::Uniform, DenseVariant::Tiled, DenseVariant::Blocked];
+    pub const ALL: [DenseVariant; 6] = [DenseVariant::SubgroupTall, DenseVariant::SubgroupWide, DenseVariant::Subgroup, DenseVariant::Uniform, DenseVariant::Tiled, DenseVariant::Blocked];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -53,6 +55,7 @@ impl DenseVariant {
             DenseVariant::Uniform => "uniform",
             DenseVariant::Subgroup => "subgroup",
             DenseVariant::SubgroupWide => "subgroup-wide",
+            DenseVariant::SubgroupTall => "subgroup-tall",
             DenseVariant::Tiled => "tiled",
         }
     }
@@ -321,7 +324,7 @@ impl Dense {
         match variant {
             DenseVariant::Blocked => true,
             DenseVariant::Uniform => self.in_features % 4 == 0 && l.max_uniform_buffer_binding_size as usize >= CHUNK * 4,
-            DenseVariant::Subgroup | DenseVariant::SubgroupWide => gpu.subgroup_min_size() >= Some(8),
+            DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => gpu.subgroup_min_size() >= Some(8),
             DenseVariant::Tiled => l.max_compute_invocations_per_workgroup >= TILE_T * TILE_T && l.max_compute_workgroup_storage_size >= 8192,
         }
     }
@@ -518,7 +521,7 @@ impl Dense {
                 let groups = self.out_features.div_ceil(WG as usize * 2);
                 self.u_dispatches(gpu, &u.fwd, &params, "dense_u_dot", x, w, y, Some(bias), groups, false)
             }
-            DenseVariant::Subgroup | DenseVariant::SubgroupWide => {
+            DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => {
                 let vec = self.in_features % 4 == 0;
                 let b = [(0, self.params.as_entire_binding()), (1, x.binding()), (2, w.binding()), (3, bias.binding()), (4, y.binding()), (16, self.vec4(vec, x)), (17, self.vec4(vec, w))];
                 Ok(vec![self.sg(gpu, variant, "dense_sg_forward", self.out_features, self.batch, vec, false, &b)?])
@@ -541,7 +544,7 @@ impl Dense {
                 let groups = (self.in_features / 4).div_ceil(WG as usize);
                 self.u_dispatches(gpu, &u.bin, &params, "dense_u_axpy", dy, w, dx, None, groups, false)
             }
-            DenseVariant::Subgroup | DenseVariant::SubgroupWide => {
+            DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => {
                 let vec = self.in_features % 4 == 0 && self.out_features % 4 == 0;
                 let b = [(0, self.params.as_entire_binding()), (2, w.binding()), (5, dx.binding()), (8, dy.binding()), (17, self.vec4(vec, w)), (18, self.vec4(vec, dy))];
                 Ok(vec![self.sg(gpu, variant, "dense_sg_backward_input", self.in_features.div_ceil(4) * 4, self.batch, vec, false, &b)?])
@@ -564,7 +567,7 @@ impl Dense {
                 let groups = (self.in_features / 4).div_ceil(WG as usize);
                 self.u_dispatches(gpu, &u.bw, &params, "dense_u_axpy", dy, x, dw, None, groups, accumulate)
             }
-            DenseVariant::Subgroup | DenseVariant::SubgroupWide => {
+            DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => {
                 let vec = self.in_features % 4 == 0 && self.out_features % 4 == 0;
                 let b = [(0, self.params.as_entire_binding()), (1, x.binding()), (6, dw.binding()), (8, dy.binding()), (16, self.vec4(vec, x)), (18, self.vec4(vec, dy))];
                 Ok(vec![self.sg(gpu, variant, "dense_sg_backward_weight", self.in_features.div_ceil(4) * 4, self.out_features, vec, accumulate, &b)?])
@@ -586,15 +589,16 @@ impl Dense {
     }
 
     /// A subgroup GEMM over `cols` output columns (forward: O; dx, dW: I rounded up to 4)
-    /// and `rows` rows (8 per workgroup). Lanes per workgroup: 64, or 32 when that wastes
-    /// fewer lanes on the last column group. Grid: [column groups, ceil(rows / 8), 1].
+    /// and `rows` rows (8 or 16 per workgroup). Lanes per workgroup: 64, or 32 when that wastes
+    /// fewer lanes on the last column group. Grid: [column groups, ceil(rows / TM), 1].
     #[allow(clippy::too_many_arguments)]
     fn sg(&self, gpu: &Gpu, variant: DenseVariant, entry: &str, cols: usize, rows: usize, vec: bool, accumulate: bool, bindings: &[(u32, wgpu::BindingResource<'_>)]) -> Result<Dispatch> {
         let tn = if variant == DenseVariant::SubgroupWide { 8 } else { 4 };
+        let tm = if variant == DenseVariant::SubgroupTall { 16 } else { 8 };
         let wg = [64usize, 32].into_iter().min_by_key(|wg| cols.div_ceil(wg * tn) * wg * tn).unwrap();
         let gx = u32_of(&self.name, "column groups", cols.div_ceil(wg * tn))?;
-        let gy = u32_of(&self.name, "row blocks", rows.div_ceil(8))?;
-        let constants = [("WG", wg as f64), ("TN", tn as f64), ("VEC", vec as u32 as f64), accumulate_constant(accumulate)];
+        let gy = u32_of(&self.name, "row blocks", rows.div_ceil(tm))?;
+        let constants = [("WG", wg as f64), ("TN", tn as f64), ("TM", tm as f64), ("VEC", vec as u32 as f64), accumulate_constant(accumulate)];
         let label = format!("{} {entry} ({})", self.name, variant.name());
         Dispatch::new(gpu, &label, &DENSE_SUBGROUP, entry, &constants, bindings, [gx, gy, 1])
     }
