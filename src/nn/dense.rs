@@ -330,11 +330,16 @@ impl Dense {
     }
 
     /// The variant used without timing: subgroup where the adapter has subgroups of >= 8
-    /// lanes (the widest block when there are enough columns to fill the workgroups), else
-    /// the uniform-window GEMM where the shape allows, else the blocked kernels.
+    /// lanes (16 rows per workgroup from batch 16 on, the fastest on lavapipe at the
+    /// seed-dnn shapes; else 8), else the uniform-window GEMM where the shape allows, else
+    /// the blocked kernels.
     pub fn default_variant(&self, gpu: &Gpu) -> DenseVariant {
         if self.supports(gpu, DenseVariant::Subgroup) {
-            DenseVariant::Subgroup
+            if self.batch >= 16 {
+                DenseVariant::SubgroupTall
+            } else {
+                DenseVariant::Subgroup
+            }
         } else if self.supports(gpu, DenseVariant::Uniform) {
             DenseVariant::Uniform
         } else {
