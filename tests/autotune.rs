@@ -57,6 +57,9 @@ fn cache_round_trips_and_refresh_retimes() {
     let t4 = Autotune::new("dev A", Mode::Refresh, Some(path.clone()));
     assert_eq!(t4.choose("job 1", &["a", "b"], "a", fake(&calls)), "b");
     assert_eq!(calls.get(), 9);
+    // ... once per process.
+    assert_eq!(t4.choose("job 1", &["a", "b"], "a", fake(&calls)), "b");
+    assert_eq!(calls.get(), 9);
     // A candidate that fails is skipped.
     let t5 = Autotune::new("dev C", Mode::On, Some(path));
     let pick = t5.choose("job 2", &["a", "b"], "a", |v, _| if v == "b" { Err(mien::Error::new("no")) } else { Ok(1.0) });

@@ -84,6 +84,8 @@ struct State {
     memo: BTreeMap<String, Entry>,
     /// Whether the file has been read into `memo`.
     loaded: bool,
+    /// Keys timed by this process (Refresh times each key once per process).
+    timed: std::collections::BTreeSet<String>,
 }
 
 /// The autotuner of one device (`Gpu::autotune`).
@@ -111,7 +113,7 @@ impl Autotune {
     /// An autotuner for the device `device` (see `device_key`) with an explicit mode and
     /// cache file (None: keep answers in memory only).
     pub fn new(device: &str, mode: Mode, path: Option<PathBuf>) -> Autotune {
-        Autotune { device: device.to_string(), state: Mutex::new(State { mode, path, memo: BTreeMap::new(), loaded: false }) }
+        Autotune { device: device.to_string(), state: Mutex::new(State { mode, path, memo: BTreeMap::new(), loaded: false, timed: Default::default() }) }
     }
 
     /// Mode from `MIEN_AUTOTUNE` (unset: on), cache file from `default_path`.
@@ -173,7 +175,7 @@ impl Autotune {
     /// Off: `default`. On: the cached answer if it is a candidate, else time each candidate
     /// with `measure(variant, best_so_far_seconds)` (seconds per run; an error skips the
     /// candidate with a warning), cache and return the fastest. Refresh: time even when
-    /// cached. A single candidate is returned untimed.
+    /// cached (once per key and process). A single candidate is returned untimed.
     pub fn choose<F>(&self, key: &str, candidates: &[&str], default: &str, mut measure: F) -> String
     where
         F: FnMut(&str, f64) -> Result<f64>,
@@ -183,7 +185,8 @@ impl Autotune {
         if mode == Mode::Off || candidates.len() <= 1 {
             return default.to_string();
         }
-        if mode == Mode::On {
+        let timed_here = self.state.lock().unwrap().timed.contains(key);
+        if mode == Mode::On || timed_here {
             if let Some(e) = self.cached(key) {
                 if candidates.contains(&e.choice.as_str()) {
                     log::info!("autotune {key}: {} (cached)", e.choice);
@@ -221,6 +224,7 @@ impl Autotune {
         let mut s = self.state.lock().unwrap();
         self.load(&mut s);
         s.memo.insert(key.to_string(), entry.clone());
+        s.timed.insert(key.to_string());
         let Some(path) = s.path.clone() else { return };
         let mut file = read_file(&path);
         file.version = VERSION;
