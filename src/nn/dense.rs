@@ -205,7 +205,7 @@ fn upass(gpu: &Gpu, name: &str, pass: &str, rows: usize, cols: usize, red: usize
     let nkb = red.div_ceil(kb);
     let total = nrb * nkb * CHUNK;
     let bytes = (total * 4) as u64;
-    if bytes > l.max_buffer_size || bytes > l.max_storage_buffer_binding_size as u64 || total > u32::MAX as usize {
+    if bytes > l.max_buffer_size || bytes > l.max_storage_buffer_binding_size || total > u32::MAX as usize {
         return None;
     }
     let pack = gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -323,7 +323,7 @@ impl Dense {
         let l = gpu.limits();
         match variant {
             DenseVariant::Blocked => true,
-            DenseVariant::Uniform => self.in_features % 4 == 0 && l.max_uniform_buffer_binding_size as usize >= CHUNK * 4,
+            DenseVariant::Uniform => self.in_features.is_multiple_of(4) && l.max_uniform_buffer_binding_size as usize >= CHUNK * 4,
             DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => gpu.subgroup_min_size() >= Some(8),
             DenseVariant::Tiled => l.max_compute_invocations_per_workgroup >= TILE_T * TILE_T && l.max_compute_workgroup_storage_size >= 8192,
         }
@@ -527,7 +527,7 @@ impl Dense {
                 self.u_dispatches(gpu, &u.fwd, &params, "dense_u_dot", x, w, y, Some(bias), groups, false)
             }
             DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => {
-                let vec = self.in_features % 4 == 0;
+                let vec = self.in_features.is_multiple_of(4);
                 let b = [(0, self.params.as_entire_binding()), (1, x.binding()), (2, w.binding()), (3, bias.binding()), (4, y.binding()), (16, self.vec4(vec, x)), (17, self.vec4(vec, w))];
                 Ok(vec![self.sg(gpu, variant, "dense_sg_forward", self.out_features, self.batch, vec, false, &b)?])
             }
@@ -550,7 +550,7 @@ impl Dense {
                 self.u_dispatches(gpu, &u.bin, &params, "dense_u_axpy", dy, w, dx, None, groups, false)
             }
             DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => {
-                let vec = self.in_features % 4 == 0 && self.out_features % 4 == 0;
+                let vec = self.in_features.is_multiple_of(4) && self.out_features.is_multiple_of(4);
                 let b = [(0, self.params.as_entire_binding()), (2, w.binding()), (5, dx.binding()), (8, dy.binding()), (17, self.vec4(vec, w)), (18, self.vec4(vec, dy))];
                 Ok(vec![self.sg(gpu, variant, "dense_sg_backward_input", self.in_features.div_ceil(4) * 4, self.batch, vec, false, &b)?])
             }
@@ -573,7 +573,7 @@ impl Dense {
                 self.u_dispatches(gpu, &u.bw, &params, "dense_u_axpy", dy, x, dw, None, groups, accumulate)
             }
             DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => {
-                let vec = self.in_features % 4 == 0 && self.out_features % 4 == 0;
+                let vec = self.in_features.is_multiple_of(4) && self.out_features.is_multiple_of(4);
                 let b = [(0, self.params.as_entire_binding()), (1, x.binding()), (6, dw.binding()), (8, dy.binding()), (16, self.vec4(vec, x)), (18, self.vec4(vec, dy))];
                 Ok(vec![self.sg(gpu, variant, "dense_sg_backward_weight", self.in_features.div_ceil(4) * 4, self.out_features, vec, accumulate, &b)?])
             }

@@ -16,7 +16,7 @@ fn atol(len: usize) -> f64 {
 /// adapter with subgroups of >= 8 lanes, as lavapipe, both subgroup variants are in).
 fn variants(gpu: &Gpu, layer: &Dense) -> Vec<DenseVariant> {
     let v: Vec<DenseVariant> = DenseVariant::ALL.into_iter().filter(|&v| layer.supports(gpu, v)).collect();
-    assert_eq!(v.contains(&DenseVariant::Uniform), layer.in_features % 4 == 0);
+    assert_eq!(v.contains(&DenseVariant::Uniform), layer.in_features.is_multiple_of(4));
     assert_eq!(v.contains(&DenseVariant::Subgroup), gpu.subgroup_min_size() >= Some(8));
     assert!(v.contains(&DenseVariant::Tiled) && v.contains(&DenseVariant::Blocked));
     v
