@@ -156,3 +156,48 @@ fn avg_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     }
     dx[i] = acc;
 }
+
+// ---- 2x2 stride-2 max pooling without padding, H and W even ----
+// Every input element lies in exactly one window, so backward is a scatter of one window per
+// invocation with no overlap (no atomics, no gather loops). One invocation per output element;
+// each window row is one vec2 load / store (x2, dx2 index = element index / 2; W even keeps
+// the pairs aligned). Same argmax and tie rule as max_pool_forward. Overwrite y / dx.
+@group(0) @binding(7) var<storage, read> x2: array<vec2<f32>>;
+@group(0) @binding(8) var<storage, read_write> dx2: array<vec2<f32>>;
+
+@compute @workgroup_size(WG)
+fn max_pool2_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n_out) { return; }
+    let ohw = p.oh * p.ow;
+    let plane = i / ohw;
+    let o = i % ohw;
+    let oy = o / p.ow;
+    let ox = o % p.ow;
+    let top = (2u * oy) * p.w + 2u * ox;  // index of the window's first element in its plane
+    let base = plane * p.h * p.w;
+    let a = x2[(base + top) / 2u];
+    let b = x2[(base + top + p.w) / 2u];
+    var best = a.x;
+    var best_idx = top;
+    if (a.y > best) { best = a.y; best_idx = top + 1u; }
+    if (b.x > best) { best = b.x; best_idx = top + p.w; }
+    if (b.y > best) { best = b.y; best_idx = top + p.w + 1u; }
+    y[i] = best;
+    argmax_out[i] = best_idx;
+}
+
+@compute @workgroup_size(WG)
+fn max_pool2_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n_out) { return; }
+    let ohw = p.oh * p.ow;
+    let plane = i / ohw;
+    let o = i % ohw;
+    let top = (2u * (o / p.ow)) * p.w + 2u * (o % p.ow);
+    let base = plane * p.h * p.w;
+    let g = dy[i];
+    let k = argmax_in[i];
+    dx2[(base + top) / 2u] = vec2<f32>(select(0.0, g, k == top), select(0.0, g, k == top + 1u));
+    dx2[(base + top + p.w) / 2u] = vec2<f32>(select(0.0, g, k == top + p.w), select(0.0, g, k == top + p.w + 1u));
+}

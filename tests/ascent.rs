@@ -26,7 +26,7 @@ const SIDE: usize = 24;
 
 fn random_model(gpu: &Gpu, batch: usize) -> Model {
     let spec = ModelSpec::tiny_cnn(7);
-    let net = Network::build(gpu, &spec, [1, SIDE, SIDE], 7, batch, BuildOptions { input_grad: true }).unwrap();
+    let net = Network::build(gpu, &spec, [1, SIDE, SIDE], 7, batch, BuildOptions::EXPLAIN).unwrap();
     net.init(gpu, 11).unwrap();
     let info = CheckpointInfo { model: spec, input_chw: [1, SIDE, SIDE], class_names: mien::data::fer2013_class_names(), epoch: 0, optimizer_steps: 0 };
     Model::wrap(gpu, net, info, PathBuf::from("random tiny-cnn")).unwrap()

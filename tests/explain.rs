@@ -84,7 +84,7 @@ fn images(d: &Dataset, n: usize) -> Vec<f32> {
 /// A random-weight copy of a model's architecture (the randomization check's control).
 fn randomized(gpu: &Gpu, model: &Model, seed: u64) -> Model {
     let info = model.info.clone();
-    let net = Network::build(gpu, &info.model, info.input_chw, info.class_names.len(), model.batch(), BuildOptions { input_grad: true }).unwrap();
+    let net = Network::build(gpu, &info.model, info.input_chw, info.class_names.len(), model.batch(), BuildOptions::EXPLAIN).unwrap();
     net.init(gpu, seed).unwrap();
     Model::wrap(gpu, net, info, PathBuf::from("random")).unwrap()
 }
@@ -92,7 +92,7 @@ fn randomized(gpu: &Gpu, model: &Model, seed: u64) -> Model {
 /// A tiny random model (no training) for the pipeline-vs-reference and error tests.
 fn tiny(gpu: &Gpu, preset: &str, side: usize, batch: usize) -> Model {
     let spec = ModelSpec::preset(preset, 7).unwrap();
-    let net = Network::build(gpu, &spec, [1, side, side], 7, batch, BuildOptions { input_grad: true }).unwrap();
+    let net = Network::build(gpu, &spec, [1, side, side], 7, batch, BuildOptions::EXPLAIN).unwrap();
     net.init(gpu, 5).unwrap();
     let names = mien::data::FER2013_CLASSES.iter().map(|s| s.to_string()).collect();
     let info = CheckpointInfo { model: spec, input_chw: [1, side, side], class_names: names, epoch: 0, optimizer_steps: 0 };
@@ -573,7 +573,7 @@ fn errors_name_what_is_wrong() {
     // A model without convolutions has no Grad-CAM.
     let dnn = {
         let spec = ModelSpec { name: "dnn".into(), layers: vec![mien::nn::spec::LayerSpec::Flatten, mien::nn::spec::LayerSpec::Dense { units: 7, bias: true }] };
-        let net = Network::build(gpu, &spec, [1, 16, 16], 7, 2, BuildOptions { input_grad: true }).unwrap();
+        let net = Network::build(gpu, &spec, [1, 16, 16], 7, 2, BuildOptions::EXPLAIN).unwrap();
         let info = CheckpointInfo { model: spec, input_chw: [1, 16, 16], class_names: model.info.class_names.clone(), epoch: 0, optimizer_steps: 0 };
         Model::wrap(gpu, net, info, PathBuf::from("dnn")).unwrap()
     };

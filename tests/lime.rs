@@ -161,7 +161,7 @@ fn ridge_recovers_known_coefficients() {
 /// logits 0. Probability 0 rises with the quadrant's brightness, the others fall.
 fn quadrant_model(gpu: &mien::Gpu, batch: usize) -> Model {
     let spec = ModelSpec { name: "quadrant".into(), layers: vec![LayerSpec::Flatten, LayerSpec::Dense { units: 7, bias: true }] };
-    let net = Network::build(gpu, &spec, [1, SIDE, SIDE], 7, batch, BuildOptions { input_grad: true }).unwrap();
+    let net = Network::build(gpu, &spec, [1, SIDE, SIDE], 7, batch, BuildOptions::EXPLAIN).unwrap();
     let mut arena = vec![0.0f32; net.arena.len()];
     let weight = &net.params[net.layers[1].params[0]];
     assert_eq!(weight.shape, vec![7, SIDE * SIDE]);
@@ -349,7 +349,7 @@ fn report_time_for_1000_samples_at_48() {
     let gpu = gpu!();
     let batch: usize = std::env::var("MIEN_LIME_BATCH").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
     let spec = ModelSpec::preset("small", 7).unwrap();
-    let net = Network::build(gpu, &spec, [1, SIDE, SIDE], 7, batch, BuildOptions { input_grad: true }).unwrap();
+    let net = Network::build(gpu, &spec, [1, SIDE, SIDE], 7, batch, BuildOptions::EXPLAIN).unwrap();
     net.init(gpu, 1).unwrap();
     let info = CheckpointInfo { model: spec, input_chw: [1, SIDE, SIDE], class_names: mien::data::fer2013_class_names(), epoch: 0, optimizer_steps: 0 };
     let model = Model::wrap(gpu, net, info, "random".into()).unwrap();

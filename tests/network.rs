@@ -150,7 +150,7 @@ fn a_dnn_starting_with_flatten_trains_and_gives_input_gradients() {
         layers: vec![LayerSpec::Flatten, LayerSpec::Dense { units: 9, bias: true }, LayerSpec::Relu, LayerSpec::Dense { units: CLASSES, bias: true }],
     };
     let batch = 3;
-    let net = Network::build(gpu, &spec, [1, 5, 5], CLASSES, batch, BuildOptions { input_grad: true }).unwrap();
+    let net = Network::build(gpu, &spec, [1, 5, 5], CLASSES, batch, BuildOptions { input_grad: true, reuse: true }).unwrap();
     net.init(gpu, 1).unwrap();
     let (x, labels) = toy_batch(batch, 3);
     let x: Vec<f32> = x.chunks(HW * HW).flat_map(|img| img[..25].to_vec()).collect();
@@ -188,6 +188,13 @@ fn seed_presets_have_the_reports_parameter_counts() {
 /// and dropout.
 #[test]
 fn explain_backward_gives_the_input_gradient_of_a_class_score() {
+    // Explanations build without reuse; with it, a seed on the logits still works.
+    for opts in [BuildOptions::EXPLAIN, BuildOptions { input_grad: true, reuse: true }] {
+        explain_backward_matches_finite_differences(opts);
+    }
+}
+
+fn explain_backward_matches_finite_differences(opts: BuildOptions) {
     let gpu = gpu!();
     let spec = ModelSpec {
         name: "explain".into(),
@@ -202,7 +209,7 @@ fn explain_backward_gives_the_input_gradient_of_a_class_score() {
         ],
     };
     let (batch, side) = (2, 6);
-    let net = Network::build(gpu, &spec, [1, side, side], CLASSES, batch, BuildOptions { input_grad: true }).unwrap();
+    let net = Network::build(gpu, &spec, [1, side, side], CLASSES, batch, opts).unwrap();
     net.init(gpu, 4).unwrap();
     let mut rng = Rng::new(8);
     let x: Vec<f32> = rng.vec_f32(batch * side * side, 0.0, 1.0);
@@ -230,4 +237,165 @@ fn explain_backward_gives_the_input_gradient_of_a_class_score() {
         let numeric = (score(&xp) - score(&xm)) / 2e-2;
         assert!((numeric - grad[p] as f64).abs() <= 2e-3 + 2e-2 * numeric.abs(), "pixel {p}: gpu {} vs finite differences {numeric}", grad[p]);
     }
+}
+
+/// Every layer kind (a first-layer BatchNorm whose dx goes to a sink, max and average
+/// pooling, zero padding, PReLU, dropout, Flatten, dense) for the memory-reuse tests.
+fn mixed_cnn() -> ModelSpec {
+    use mien::nn::spec::{PaddingName, PaddingSpec, Pair};
+    let conv = |filters| LayerSpec::Conv2d { filters, kernel: Pair::Square(3), stride: Pair::Square(1), padding: PaddingSpec::Named(PaddingName::Same), bias: true };
+    let pool = |max| {
+        let (size, stride, padding) = (Pair::Square(2), None, PaddingSpec::Named(PaddingName::Valid));
+        if max { LayerSpec::MaxPool { size, stride, padding } } else { LayerSpec::AvgPool { size, stride, padding } }
+    };
+    ModelSpec {
+        name: "mixed".into(),
+        layers: vec![
+            LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 },
+            conv(4),
+            LayerSpec::Relu,
+            pool(true),
+            LayerSpec::ZeroPad { pad: [1, 0, 1, 0] },
+            conv(6),
+            LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 },
+            LayerSpec::Prelu { per_channel: false },
+            LayerSpec::Dropout { rate: 0.25 },
+            pool(false),
+            LayerSpec::Flatten,
+            LayerSpec::Dense { units: 10, bias: true },
+            LayerSpec::Prelu { per_channel: true },
+            LayerSpec::Dropout { rate: 0.5 },
+            LayerSpec::Dense { units: CLASSES, bias: true },
+        ],
+    }
+}
+
+fn dnn() -> ModelSpec {
+    ModelSpec {
+        name: "dnn".into(),
+        layers: vec![
+            LayerSpec::Flatten,
+            LayerSpec::Dense { units: 12, bias: true },
+            LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 },
+            LayerSpec::LeakyRelu { alpha: 0.1 },
+            LayerSpec::Dropout { rate: 0.3 },
+            LayerSpec::Dense { units: CLASSES, bias: true },
+        ],
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Sharing activation memory changes no result bit: 3 Adam steps with dropout, then an
+/// evaluation pass (and a tail network from build_like), with and without reuse.
+#[test]
+fn reusing_activation_memory_gives_bit_identical_training() {
+    let gpu = gpu!();
+    let batch = 4;
+    for (spec, input_grad) in [(ModelSpec::tiny_cnn(CLASSES), false), (mixed_cnn(), true), (mixed_cnn(), false), (dnn(), false)] {
+        let run = |reuse: bool| {
+            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad, reuse }).unwrap();
+            assert_eq!(net.reuses_memory(), reuse);
+            let mut opt = Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap();
+            net.init(gpu, 7).unwrap();
+            let mut out: Vec<Vec<u32>> = vec![];
+            for step in 1..=3u64 {
+                let (x, labels) = toy_batch(batch, 20 + step);
+                net.set_batch(gpu, &x, &labels).unwrap();
+                net.set_dropout_seed(gpu, step as u32);
+                let update = opt.step(gpu, 0.01);
+                gpu.run(net.train_dispatches().chain(std::iter::once(update))).unwrap();
+                out.push(bits(&gpu.read(net.stats()).unwrap()));
+                if let Some(g) = net.input_grad() {
+                    out.push(bits(&gpu.read(g).unwrap()));
+                }
+            }
+            out.push(bits(&gpu.read(&net.grads).unwrap()));
+            out.push(bits(&gpu.read(&net.arena).unwrap()));
+            for (_, t) in &net.buffers {
+                out.push(bits(&gpu.read(t).unwrap()));
+            }
+            let (x, labels) = toy_batch(batch, 99);
+            net.set_batch(gpu, &x, &labels).unwrap();
+            gpu.run(net.eval_dispatches()).unwrap();
+            for t in [net.stats(), net.probabilities(), net.logits(), net.per_sample().0, net.per_sample().1] {
+                out.push(bits(&gpu.read(t).unwrap()));
+            }
+            let tail = net.build_like(gpu, 3, BuildOptions { input_grad: false, reuse }).unwrap();
+            tail.set_batch(gpu, &x[..3 * HW * HW], &labels[..3]).unwrap();
+            gpu.run(tail.eval_dispatches()).unwrap();
+            out.push(bits(&gpu.read(tail.probabilities()).unwrap()));
+            (out, net.activation_memory())
+        };
+        let (plain, plain_mem) = run(false);
+        let (shared, shared_mem) = run(true);
+        eprintln!("{}: without reuse {plain_mem:?}, with {shared_mem:?}", spec.name);
+        assert_eq!(plain.len(), shared.len());
+        for (k, (a, b)) in plain.iter().zip(&shared).enumerate() {
+            assert!(a == b, "{}: result {k} differs with memory reuse", spec.name);
+        }
+        assert_eq!(plain_mem.allocated_bytes, plain_mem.unshared_bytes);
+        assert_eq!((plain_mem.arenas, plain_mem.unshared_bytes), (0, shared_mem.unshared_bytes));
+        assert!(shared_mem.allocated_bytes < plain_mem.allocated_bytes, "{}: {shared_mem:?}", spec.name);
+    }
+}
+
+/// seed-cnn's activations and gradients take much less memory with reuse (batch 2 here;
+/// the benchmark reports batch 128), and the GPU allocates exactly what the plan says.
+#[test]
+fn reuse_cuts_seed_cnn_activation_memory() {
+    let gpu = gpu!();
+    let spec = ModelSpec::preset("seed-cnn", CLASSES).unwrap();
+    let build = |reuse| Network::build(gpu, &spec, [1, 48, 48], CLASSES, 2, BuildOptions { input_grad: false, reuse }).unwrap();
+    let (plain, shared) = (build(false).activation_memory(), build(true).activation_memory());
+    eprintln!("seed-cnn batch 2: without reuse {plain:?}, with {shared:?}");
+    // Floor: after the second 64-channel PReLU's backward, the five 64x48x48 tensors the
+    // first block's backward still reads plus two gradients are alive: 7 of the 12 that
+    // block allocates without reuse, before counting the deeper blocks.
+    assert!((shared.allocated_bytes as f64) < 0.45 * plain.allocated_bytes as f64, "{shared:?} vs {plain:?}");
+    let per = 2 * 64 * 48 * 48 * 4u64;
+    assert!(shared.live_peak_bytes >= 7 * per && shared.allocated_bytes >= shared.live_peak_bytes, "{shared:?}");
+    // The greedy packing stays near the liveness floor.
+    assert!((shared.allocated_bytes as f64) < 1.4 * shared.live_peak_bytes as f64, "{shared:?}");
+}
+
+/// Peak bytes at batch 128 (what the memory benchmark reports, without parameters and
+/// optimizer state): `cargo test --release --test network -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn report_activation_memory_at_batch_128() {
+    let gpu = gpu!();
+    for model in ["small", "seed-cnn", "seed-dnn"] {
+        let spec = ModelSpec::preset(model, CLASSES).unwrap();
+        for reuse in [false, true] {
+            let m = Network::build(gpu, &spec, [1, 48, 48], CLASSES, 128, BuildOptions { input_grad: false, reuse }).unwrap().activation_memory();
+            let mib = |b: u64| b as f64 / (1 << 20) as f64;
+            eprintln!(
+                "{model} b128 reuse={reuse}: {} tensors, {:.1} MiB unshared, {:.1} MiB allocated in {} arenas, liveness floor {:.1} MiB",
+                m.tensors,
+                mib(m.unshared_bytes),
+                mib(m.allocated_bytes),
+                m.arenas,
+                mib(m.live_peak_bytes)
+            );
+        }
+    }
+}
+
+/// With reuse, `try_activation` refuses layers whose output shares memory; the logits never
+/// share; without reuse every activation is readable.
+#[test]
+fn try_activation_refuses_shared_tensors() {
+    let gpu = gpu!();
+    let spec = ModelSpec::tiny_cnn(CLASSES);
+    let shared = Network::build(gpu, &spec, [1, HW, HW], CLASSES, 2, BuildOptions::default()).unwrap();
+    let plain = Network::build(gpu, &spec, [1, HW, HW], CLASSES, 2, BuildOptions::EXPLAIN).unwrap();
+    let last = spec.layers.len() - 1;
+    let e = shared.try_activation(1).err().expect("a shared activation").to_string();
+    assert!(e.contains("shares memory") && e.contains(&shared.layers[1].name), "{e}");
+    assert!(shared.try_activation(last).is_ok());
+    assert!((0..=last).all(|i| plain.try_activation(i).is_ok()));
+    assert!(plain.try_activation(last + 1).is_err());
 }

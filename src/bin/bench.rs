@@ -303,7 +303,7 @@ impl Ctx<'_> {
         let first = t0.elapsed().as_secs_f64();
         let inner = ((self.target_s / first).floor() as usize).clamp(1, 32);
         let mut samples = Vec::new();
-        let c0 = process_cpu_seconds();
+        let cpu0 = mien::bench::process_cpu_seconds();
         for _ in 0..self.reps {
             let t = Instant::now();
             let mut last = None;
@@ -314,7 +314,8 @@ impl Ctx<'_> {
             gpu.wait(last)?;
             samples.push(t.elapsed().as_secs_f64() / inner as f64);
         }
-        let cpu_ms = c0.zip(process_cpu_seconds()).map(|(a, b)| (b - a) / (self.reps * inner) as f64 * 1e3);
+        // Process CPU time per step: on a CPU driver the robust cost figure under load.
+        let cpu_ms = cpu0.zip(mien::bench::process_cpu_seconds()).map(|(a, b)| (b - a) * 1e3 / (self.reps * inner) as f64);
         let s = mien::bench::median(&samples);
         let min = samples.iter().cloned().fold(f64::INFINITY, f64::min);
         let row = Row {

@@ -45,7 +45,7 @@ impl Model {
 
     fn from_checkpoint(gpu: &Gpu, file: &Path, info: CheckpointInfo, batch: usize) -> Result<Model> {
         ensure!(batch > 0, "explanations need a batch of at least 1");
-        let net = Network::build(gpu, &info.model, info.input_chw, info.class_names.len(), batch, BuildOptions { input_grad: true })?;
+        let net = Network::build(gpu, &info.model, info.input_chw, info.class_names.len(), batch, BuildOptions::EXPLAIN)?;
         checkpoint::load(gpu, file, &net, None)?;
         Self::wrap(gpu, net, info, file.to_path_buf())
     }

@@ -30,6 +30,7 @@ shaders! {
     BATCHNORM = "batchnorm";
     CONV2D = "conv2d";
     CONV2D_SUBGROUP = "conv2d_subgroup";
+    CONV2D_TILED = "conv2d_tiled";
     DENSE = "dense";
     DENSE_SUBGROUP = "dense_subgroup";
     DROPOUT = "dropout";

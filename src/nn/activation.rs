@@ -74,12 +74,39 @@ impl Activation {
         }
     }
 
+    /// Whether the vec4 kernels apply: every 4 consecutive elements share one slope index
+    /// pattern (see shaders/activation.wgsl).
+    fn vec4(&self) -> bool {
+        let n = self.len();
+        n % 4 == 0
+            && match self.kind {
+                Kind::PReluPerElement => (self.c * self.s) % 4 == 0,
+                _ => self.s % 4 == 0 || self.param_shape().is_none(),
+            }
+    }
+
+    /// One invocation per element, or per 4 with the vec4 kernel (`entry` + "4", each
+    /// binding moved to its vec4 twin; the slope bound as both `alpha` and `alpha4`).
     fn elementwise(&self, gpu: &Gpu, entry: &str, bindings: &[(u32, &Tensor)]) -> Result<Dispatch> {
+        let v4 = self.vec4();
+        let entry = if v4 { format!("{entry}4") } else { entry.to_string() };
         let label = format!("{} {entry}", self.name);
         let mut b: Vec<(u32, wgpu::BindingResource)> = vec![(0, self.params.as_entire_binding())];
-        b.extend(bindings.iter().map(|(i, t)| (*i, t.binding())));
-        let groups = gpu.groups_1d(&label, self.len() as u64, WG)?;
-        Dispatch::new(gpu, &label, &ACTIVATION, entry, &[], &b, groups)
+        // Per-channel slopes ([C], maybe < 16 bytes) are read as `alpha` only: `alpha4` gets
+        // a stand-in (the input) to satisfy the layout.
+        let stand_in = bindings.iter().find(|(i, _)| *i == 1).map(|(_, t)| *t);
+        for (i, t) in bindings {
+            match (v4, *i) {
+                (false, i) => b.push((i, t.binding())),
+                (true, 3) => {
+                    let a4 = if self.kind == Kind::PReluPerElement { *t } else { stand_in.unwrap_or(t) };
+                    b.extend([(3, t.binding()), (9, a4.binding())]);
+                }
+                (true, i) => b.push((i + 6, t.binding())),
+            }
+        }
+        let groups = gpu.groups_1d(&label, (if v4 { self.len() / 4 } else { self.len() }) as u64, WG)?;
+        Dispatch::new(gpu, &label, &ACTIVATION, &entry, &[], &b, groups)
     }
 
     /// y = act(x). Overwrites y.
@@ -117,13 +144,20 @@ impl Activation {
         dalpha.expect_shape(&self.name, "alpha gradient", &shape)?;
         dy.expect_len(&self.name, "output gradient", self.len())?;
         x.expect_len(&self.name, "saved input", self.len())?;
+        let v4 = self.vec4();
         let (entry, groups) = if self.kind == Kind::PRelu {
             ("prelu_backward_alpha", [u32_of(&self.name, "channels", self.c)?, 1, 1])
+        } else if v4 {
+            ("prelu_backward_alpha_elementwise4", gpu.groups_1d(&self.name, (self.c * self.s / 4) as u64, WG)?)
         } else {
             ("prelu_backward_alpha_elementwise", gpu.groups_1d(&self.name, (self.c * self.s) as u64, WG)?)
         };
         let label = format!("{} {entry}", self.name);
-        let b = [(0, self.params.as_entire_binding()), (6, dalpha.binding()), (5, dy.binding()), (1, x.binding())];
+        let b = if entry.ends_with('4') {
+            [(0, self.params.as_entire_binding()), (12, dalpha.binding()), (11, dy.binding()), (7, x.binding())]
+        } else {
+            [(0, self.params.as_entire_binding()), (6, dalpha.binding()), (5, dy.binding()), (1, x.binding())]
+        };
         Dispatch::new(gpu, &label, &ACTIVATION, entry, &[accumulate_constant(accumulate)], &b, groups)
     }
 }

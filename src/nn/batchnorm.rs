@@ -43,6 +43,8 @@ pub struct BatchNorm {
     /// Input (= output) shape, batch first.
     pub shape: Vec<usize>,
     c: usize,
+    /// Spatial size per channel (1 after a dense layer).
+    s: usize,
     params: wgpu::Buffer,
     /// [2, C]: (sum dy, sum dy * xhat) of the batch the last backward saw. dx needs the
     /// batch's own sums even when dgamma / dbeta accumulate over chunks.
@@ -69,7 +71,7 @@ impl BatchNorm {
         };
         let params = gpu.uniform(&format!("{name} params"), &p);
         let sums = gpu.tensor(&format!("{name} batch sums"), &[2, c])?;
-        Ok(BatchNorm { name: name.to_string(), cfg, shape: input_shape.to_vec(), c, params, sums })
+        Ok(BatchNorm { name: name.to_string(), cfg, shape: input_shape.to_vec(), c, s, params, sums })
     }
 
     pub fn channels(&self) -> usize {
@@ -84,15 +86,34 @@ impl BatchNorm {
         t.expect_shape(&self.name, role, &[self.c])
     }
 
+    /// The vec4 kernels apply when each channel's spatial run is a multiple of 4.
+    fn vec4(&self) -> bool {
+        self.s % 4 == 0
+    }
+
+    /// `entry`, or its vec4 twin (`entry` + "4") with x, y, dx, dy moved to their vec4
+    /// bindings (batchnorm_stats4 also reads x as scalars for its shift).
     fn dispatch(&self, gpu: &Gpu, entry: &str, constants: &[(&str, f64)], bindings: &[(u32, &Tensor)], groups: [u32; 3]) -> Result<Dispatch> {
+        let v4 = self.vec4();
+        let entry = if v4 { format!("{entry}4") } else { entry.to_string() };
         let label = format!("{} {entry}", self.name);
         let mut b: Vec<(u32, wgpu::BindingResource)> = vec![(0, self.params.as_entire_binding())];
-        b.extend(bindings.iter().map(|(i, t)| (*i, t.binding())));
-        Dispatch::new(gpu, &label, &BATCHNORM, entry, constants, &b, groups)
+        for (i, t) in bindings {
+            match (v4, *i) {
+                (true, 1) if entry == "batchnorm_stats4" => b.extend([(1, t.binding()), (16, t.binding())]),
+                (true, 1) => b.push((16, t.binding())),
+                (true, 2) => b.push((17, t.binding())),
+                (true, 8) => b.push((18, t.binding())),
+                (true, 9) => b.push((19, t.binding())),
+                (_, i) => b.push((i, t.binding())),
+            }
+        }
+        Dispatch::new(gpu, &label, &BATCHNORM, &entry, constants, &b, groups)
     }
 
     fn elementwise_groups(&self, gpu: &Gpu, entry: &str) -> Result<[u32; 3]> {
-        gpu.groups_1d(&format!("{} {entry}", self.name), self.len() as u64, WG)
+        let n = if self.vec4() { self.len() / 4 } else { self.len() };
+        gpu.groups_1d(&format!("{} {entry}", self.name), n as u64, WG)
     }
 
     fn channel_groups(&self) -> Result<[u32; 3]> {

@@ -1,6 +1,53 @@
 //! A `ModelSpec` built for one input shape and batch size: every op, activation and gradient
 //! buffer, and the flat parameter arena, allocated once; the forward (training and
 //! inference) and backward passes recorded once as `Dispatch` lists and replayed every step.
+//!
+//! # Activation memory (`BuildOptions::reuse`)
+//!
+//! The buffers planned here ("slots") are the layer outputs `acts[i]` (L layers: `acts[0]`
+//! the input [N, C, H, W], `acts[i + 1]` layer i's output), their gradients `dacts[i]`
+//! (same shapes), max-pool argmax indices (the pool's output shape, u32) and the dx sink of
+//! a first-layer BatchNorm (its input shape). Flatten outputs are views of their input's
+//! slot. Time is the recorded training sequence, one step per layer op:
+//!
+//! ```text
+//! step i          forward of layer i       reads acts[i]          writes acts[i+1] (+ argmax)
+//! step L          softmax cross-entropy    reads acts[L]          writes dacts[L]
+//! step 2L - i     backward of layer i      reads dacts[i+1], and  writes dacts[i] (or the sink)
+//!                                          acts[i] for conv, dense, BN and activations,
+//!                                          argmax for max pooling (dropout recomputes
+//!                                          its mask, pad and avg pool read nothing else)
+//! ```
+//!
+//! A slot lives from the first to the last step that touches it, both inclusive, so a
+//! kernel's inputs and outputs always overlap in time and never share memory. More: wgpu
+//! tracks read-only vs read-write storage use per buffer, not per range, so a step's inputs
+//! and outputs must lie in different buffers even at disjoint offsets (dropout checks this;
+//! other kernels would fail validation). With `reuse`, slots share "activation arena"
+//! buffers: sorted by size (largest first), each goes into the arena holding none of the
+//! slots it conflicts with (read while it is written or vice versa) where it grows the
+//! arena least, at the lowest 256-byte aligned offset that overlaps no placed slot alive at
+//! the same time (greedy interval packing). Slots with disjoint lifetimes thus share
+//! memory, and a forward chain alternates between at least two arenas. An arena holds at
+//! most max_storage_buffer_binding_size bytes (`Gpu::tensor` refuses more; 128 MiB on
+//! lavapipe, where one 64x48x48 activation at batch 128 is 72 MiB), so big nets get several. The input, the input gradient,
+//! the logits and their gradient are pinned (own buffers): the host and explanations write
+//! and read them outside the recorded passes.
+//!
+//! seed-cnn at batch 128 on 48x48x1 (a 64x48x48 activation is 72 MiB): 70 slots take
+//! 1568 MiB in their own buffers, 667 MiB in 7 arenas with reuse. The liveness floor is
+//! 658 MiB, reached when the third block's backward starts: every activation a backward
+//! still reads (per block the two conv outputs, the two BN outputs, the first PReLU output,
+//! the pool argmax and the dropout output the next conv reads; 5 x 72 + 2 x 18 MiB for the
+//! first block) plus two gradients. Going lower needs kernels that read less (e.g. BN
+//! backward from its output) or recomputation.
+//!
+//! The inference pass (forward_infer, then loss / probabilities) touches a subset of what
+//! the training pass touches in the same order, so the same plan serves it. Consequence of
+//! sharing: a shared activation or gradient holds its value only between the step writing
+//! it and its last reader; afterwards another tensor may overwrite it. `activation(i)` of a
+//! reuse network is therefore only meaningful inside that window (`try_activation` refuses
+//! shared slots); explanation networks build with `reuse: false`.
 
 use super::activation::{Activation, Kind};
 use super::batchnorm::{BatchNorm, BatchNormConfig};
@@ -45,6 +92,7 @@ impl Param {
 
 enum Op {
     Conv(Conv2d),
+    /// `argmax` (max pooling only) is assigned by the memory plan after `plan_layer`.
     Pool { op: Pool2d, argmax: Option<Tensor> },
     Pad(Pad2d),
     BatchNorm { op: BatchNorm, running_mean: Tensor, running_var: Tensor, saved: Tensor },
@@ -74,11 +122,43 @@ impl Layer {
 }
 
 /// Options for `Network::build`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct BuildOptions {
     /// Also compute the gradient with respect to the input images (saliency maps, filter
     /// ascent). Training does not need it.
     pub input_grad: bool,
+    /// Share GPU memory between activations and gradients whose lifetimes in the recorded
+    /// passes are disjoint (module docs). On by default (training, evaluation, prediction);
+    /// off for explanations, which read intermediate activations and gradients afterwards.
+    pub reuse: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions { input_grad: false, reuse: true }
+    }
+}
+
+impl BuildOptions {
+    /// What explanations build: input gradients, and every activation and gradient in its
+    /// own buffer (readable after any pass).
+    pub const EXPLAIN: BuildOptions = BuildOptions { input_grad: true, reuse: false };
+}
+
+/// What the memory plan allocated for activations, gradients, argmax indices and sinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivationMemory {
+    /// Distinct tensors planned (Flatten views not counted).
+    pub tensors: usize,
+    /// Bytes they would take each in its own buffer (what `reuse: false` allocates).
+    pub unshared_bytes: u64,
+    /// Bytes allocated: pinned and unshared tensors plus the activation arenas.
+    pub allocated_bytes: u64,
+    /// Activation arena buffers (0 without reuse).
+    pub arenas: usize,
+    /// The most bytes alive at one step (pinned slots counted throughout): a lower bound
+    /// for any sharing under this liveness; the packing's distance to it is its waste.
+    pub live_peak_bytes: u64,
 }
 
 pub struct Network {
@@ -108,9 +188,14 @@ pub struct Network {
     loss: Vec<Dispatch>,
     backward: Vec<Dispatch>,
     probabilities: Dispatch,
-    /// Gradient outputs nothing reads (a first-layer BatchNorm's dx), kept alive with the
-    /// dispatches that write them.
-    scratch: Vec<Tensor>,
+    /// Per layer: where a BatchNorm with no input gradient to write puts its dx (the BN
+    /// backward always produces one; nothing reads it).
+    sinks: Vec<Option<Tensor>>,
+    reuse: bool,
+    /// Per acts / dacts index: does the tensor share memory with another (reuse)?
+    act_shared: Vec<bool>,
+    dact_shared: Vec<bool>,
+    memory: ActivationMemory,
 }
 
 /// Point this build's BatchNorm layers at `other`'s running statistics (same names).
@@ -160,9 +245,7 @@ fn plan_layer(gpu: &Gpu, name: &str, spec: &LayerSpec, in_shape: &[usize]) -> Re
             let kind = if matches!(spec, LayerSpec::MaxPool { .. }) { PoolKind::Max } else { PoolKind::Avg };
             let cfg = PoolConfig { kind, window: size.hw(), stride: stride.unwrap_or(*size).hw(), padding: padding.resolve() };
             let op = Pool2d::new(gpu, name, cfg, in_shape)?;
-            let out_shape = op.output_shape.to_vec();
-            let argmax = if kind == PoolKind::Max { Some(gpu.tensor(&format!("{name}.argmax"), &out_shape)?) } else { None };
-            Planned { out_shape, op: Op::Pool { op, argmax }, params: vec![] }
+            Planned { out_shape: op.output_shape.to_vec(), op: Op::Pool { op, argmax: None }, params: vec![] }
         }
         LayerSpec::ZeroPad { pad } => {
             let op = Pad2d::new(gpu, name, (pad[0], pad[1], pad[2], pad[3]), in_shape)?;
@@ -203,6 +286,223 @@ fn plan_layer(gpu: &Gpu, name: &str, spec: &LayerSpec, in_shape: &[usize]) -> Re
             Planned { out_shape: op.output_shape().to_vec(), op: Op::Dense(op), params }
         }
     })
+}
+
+/// One buffer of the memory plan and the steps (module docs) it is alive, both inclusive.
+struct Slot {
+    label: String,
+    shape: Vec<usize>,
+    first: usize,
+    last: usize,
+    /// Its own buffer even with reuse (read or written outside the recorded passes).
+    pinned: bool,
+    /// Slots one of its steps writes while reading this one, or reads while writing it:
+    /// they must live in other buffers, even at disjoint offsets (wgpu tracks a buffer's
+    /// read-only / read-write storage use per dispatch for the whole buffer).
+    conflicts: Vec<usize>,
+}
+
+impl Slot {
+    fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// The slots of a build and which slot each acts / dacts index, argmax and sink uses.
+struct MemoryPlan {
+    slots: Vec<Slot>,
+    /// Shapes of acts[i] (and dacts[i]): a Flatten output views its input's slot.
+    shapes: Vec<Vec<usize>>,
+    act: Vec<usize>,
+    dact: Vec<Option<usize>>,
+    /// Per layer: max-pool argmax indices, BatchNorm dx sink.
+    argmax: Vec<Option<usize>>,
+    sink: Vec<Option<usize>>,
+}
+
+/// Does layer `op`'s training backward read its forward input `acts[i]`?
+fn backward_reads_input(op: &Op) -> bool {
+    match op {
+        // Weight gradients (conv, dense), normalised input (BN), the slope's argument.
+        Op::Conv(_) | Op::Dense(_) | Op::BatchNorm { .. } | Op::Act(_) => true,
+        // Max pooling reads its argmax, dropout recomputes its mask, pad and avg pool are
+        // linear in dy alone.
+        Op::Pool { .. } | Op::Pad(_) | Op::Dropout(_) | Op::Flatten => false,
+    }
+}
+
+fn plan_memory(names: &[String], planned: &[Planned], input_shape: &[usize], input_grad: bool) -> MemoryPlan {
+    fn add(slots: &mut Vec<Slot>, label: String, shape: &[usize]) -> usize {
+        slots.push(Slot { label, shape: shape.to_vec(), first: usize::MAX, last: 0, pinned: false, conflicts: vec![] });
+        slots.len() - 1
+    }
+    let l = planned.len();
+    let mut slots = Vec::new();
+    let mut shapes = vec![input_shape.to_vec()];
+    let mut act = vec![add(&mut slots, "input".into(), input_shape)];
+    let mut dact = vec![if input_grad { Some(add(&mut slots, "input.grad".into(), input_shape)) } else { None }];
+    for (name, pl) in names.iter().zip(planned) {
+        if matches!(pl.op, Op::Flatten) {
+            act.push(*act.last().unwrap());
+            dact.push(*dact.last().unwrap());
+        } else {
+            act.push(add(&mut slots, format!("{name}.out"), &pl.out_shape));
+            dact.push(Some(add(&mut slots, format!("{name}.out.grad"), &pl.out_shape)));
+        }
+        shapes.push(pl.out_shape.clone());
+    }
+    // A Flatten right after the input (a DNN) has no gradient buffer of its own: give its
+    // output one when later layers need it.
+    for i in 1..=l {
+        if dact[i].is_none() {
+            dact[i] = Some(add(&mut slots, format!("{}.out.grad", names[i - 1]), &shapes[i]));
+        }
+    }
+    let argmax: Vec<Option<usize>> = names
+        .iter()
+        .zip(planned)
+        .map(|(name, pl)| match &pl.op {
+            Op::Pool { op, .. } if op.cfg.kind == PoolKind::Max => Some(add(&mut slots, format!("{name}.argmax"), &pl.out_shape)),
+            _ => None,
+        })
+        .collect();
+    let sink: Vec<Option<usize>> = (0..l)
+        .map(|i| {
+            (matches!(planned[i].op, Op::BatchNorm { .. }) && dact[i].is_none())
+                .then(|| add(&mut slots, format!("{}.in.grad", names[i]), &shapes[i]))
+        })
+        .collect();
+
+    // What each step of the training sequence reads and writes (module docs).
+    let mut steps: Vec<(Vec<usize>, Vec<usize>)> = vec![(vec![], vec![]); 2 * l + 1];
+    for (i, pl) in planned.iter().enumerate() {
+        if matches!(pl.op, Op::Flatten) {
+            continue;
+        }
+        let fwd = &mut steps[i];
+        fwd.0.push(act[i]);
+        fwd.1.extend([Some(act[i + 1]), argmax[i]].into_iter().flatten());
+        let bwd = &mut steps[2 * l - i];
+        bwd.0.extend([dact[i + 1], backward_reads_input(&pl.op).then_some(act[i]), argmax[i]].into_iter().flatten());
+        bwd.1.extend([dact[i], sink[i]].into_iter().flatten());
+    }
+    steps[l] = (vec![act[l]], vec![dact[l].expect("logits gradient")]);
+    for (t, (reads, writes)) in steps.iter().enumerate() {
+        for &k in reads.iter().chain(writes) {
+            slots[k].first = slots[k].first.min(t);
+            slots[k].last = slots[k].last.max(t);
+        }
+        for &r in reads {
+            for &w in writes {
+                slots[r].conflicts.push(w);
+                slots[w].conflicts.push(r);
+            }
+        }
+    }
+    for k in [Some(act[0]), Some(act[l]), dact[0], dact[l]].into_iter().flatten() {
+        slots[k].pinned = true;
+    }
+    for s in slots.iter_mut().filter(|s| s.first == usize::MAX) {
+        s.pinned = true;
+    }
+    MemoryPlan { slots, shapes, act, dact, argmax, sink }
+}
+
+/// Allocate the plan's slots: each in its own buffer, or (`reuse`) unpinned ones packed into
+/// activation arenas by greedy interval packing (module docs). Returns one tensor per slot,
+/// whether it shares memory with another slot, and the totals.
+fn allocate(gpu: &Gpu, plan: &MemoryPlan, reuse: bool) -> Result<(Vec<Tensor>, Vec<bool>, ActivationMemory)> {
+    let slots = &plan.slots;
+    // 256 bytes: the largest min_storage_buffer_offset_alignment WebGPU allows.
+    let align = (gpu.limits().min_storage_buffer_offset_alignment as usize).max(256) / 4;
+    let limits = gpu.limits();
+    let cap = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size) as usize / 4 / align * align;
+    let padded = |k: usize| slots[k].len().div_ceil(align) * align;
+    // Slots over an arena's capacity keep their own buffer: Gpu::tensor then names them
+    // and the limit.
+    let own = |k: usize| !reuse || slots[k].pinned || padded(k) > cap;
+
+    let mut tensors: Vec<Option<Tensor>> = vec![None; slots.len()];
+    let mut allocated = 0u64;
+    for (k, s) in slots.iter().enumerate() {
+        if own(k) {
+            tensors[k] = Some(gpu.tensor(&s.label, &s.shape)?);
+            allocated += s.len() as u64 * 4;
+        }
+    }
+
+    struct Placed {
+        slot: usize,
+        start: usize,
+        end: usize,
+    }
+    let mut order: Vec<usize> = (0..slots.len()).filter(|&k| !own(k)).collect();
+    order.sort_by_key(|&k| (std::cmp::Reverse(padded(k)), slots[k].first, k));
+    let mut arenas: Vec<(usize, Vec<Placed>)> = Vec::new();
+    let mut arena_of: Vec<Option<usize>> = vec![None; slots.len()];
+    for &k in &order {
+        let (size, s) = (padded(k), &slots[k]);
+        let mut best: Option<(usize, usize, usize)> = None;
+        for (a, (extent, placed)) in arenas.iter().enumerate() {
+            if s.conflicts.iter().any(|&c| arena_of[c] == Some(a)) {
+                continue;
+            }
+            // Lowest offset clear of every placed slot alive at the same time.
+            let mut busy: Vec<(usize, usize)> = placed
+                .iter()
+                .filter(|p| slots[p.slot].first <= s.last && s.first <= slots[p.slot].last)
+                .map(|p| (p.start, p.end))
+                .collect();
+            busy.sort_unstable();
+            let mut off = 0;
+            for (start, end) in busy {
+                if off + size <= start {
+                    break;
+                }
+                off = off.max(end);
+            }
+            let growth = (off + size).saturating_sub(*extent);
+            if off + size <= cap && best.is_none_or(|b| growth < b.0) {
+                best = Some((growth, a, off));
+            }
+        }
+        let (a, off) = match best {
+            Some((_, a, off)) => (a, off),
+            None => {
+                arenas.push((0, Vec::new()));
+                (arenas.len() - 1, 0)
+            }
+        };
+        arena_of[k] = Some(a);
+        arenas[a].0 = arenas[a].0.max(off + size);
+        arenas[a].1.push(Placed { slot: k, start: off, end: off + size });
+    }
+
+    let mut shared = vec![false; slots.len()];
+    for (a, (extent, placed)) in arenas.iter().enumerate() {
+        let arena = gpu.tensor(&format!("activations {a}"), &[*extent])?;
+        allocated += *extent as u64 * 4;
+        for p in placed {
+            let s = &slots[p.slot];
+            tensors[p.slot] = Some(arena.view(&s.label, p.start, &s.shape)?);
+            shared[p.slot] = placed.iter().any(|q| q.slot != p.slot && q.start < p.end && p.start < q.end);
+        }
+    }
+    let steps = slots.iter().filter(|s| !s.pinned).map(|s| s.last + 1).max().unwrap_or(0);
+    let pinned: u64 = slots.iter().filter(|s| s.pinned).map(|s| s.len() as u64 * 4).sum();
+    let live_peak_bytes = pinned
+        + (0..steps)
+            .map(|t| slots.iter().filter(|s| !s.pinned && s.first <= t && t <= s.last).map(|s| s.len() as u64 * 4).sum::<u64>())
+            .max()
+            .unwrap_or(0);
+    let memory = ActivationMemory {
+        live_peak_bytes,
+        tensors: slots.len(),
+        unshared_bytes: slots.iter().map(|s| s.len() as u64 * 4).sum(),
+        allocated_bytes: allocated,
+        arenas: arenas.len(),
+    };
+    Ok((tensors.into_iter().map(|t| t.expect("every slot allocated")).collect(), shared, memory))
 }
 
 impl Network {
@@ -272,28 +572,23 @@ impl Network {
             share_running_stats(&mut planned, &names, other)?;
         }
 
-        // Activations and their gradients. Flatten is a view of its input.
-        let mut acts = vec![gpu.tensor("input", &[batch, input_chw[0], input_chw[1], input_chw[2]])?];
-        let mut dacts: Vec<Option<Tensor>> =
-            vec![if opts.input_grad { Some(gpu.tensor("input.grad", acts[0].shape())?) } else { None }];
-        for (name, pl) in names.iter().zip(&planned) {
-            let prev = acts.last().unwrap();
-            let (out, dout) = if matches!(pl.op, Op::Flatten) {
-                let d = dacts.last().unwrap().as_ref().map(|d| d.reshape(&pl.out_shape)).transpose()?;
-                (prev.reshape(&pl.out_shape)?, d)
-            } else {
-                (gpu.tensor(&format!("{name}.out"), &pl.out_shape)?, Some(gpu.tensor(&format!("{name}.out.grad"), &pl.out_shape)?))
-            };
-            acts.push(out);
-            dacts.push(dout);
-        }
-        // A Flatten right after the input (a DNN) has no gradient buffer of its own: give its
-        // output one when later layers need it.
-        for i in 1..dacts.len() {
-            if dacts[i].is_none() {
-                dacts[i] = Some(gpu.tensor(&format!("{}.out.grad", names[i - 1]), acts[i].shape())?);
+        // Activations, their gradients, argmax indices and sinks: planned, then allocated
+        // (shared where lifetimes are disjoint, with `reuse`; module docs).
+        let input_shape = [batch, input_chw[0], input_chw[1], input_chw[2]];
+        let plan = plan_memory(&names, &planned, &input_shape, opts.input_grad);
+        let (tensors, shared, memory) = allocate(gpu, &plan, opts.reuse)?;
+        let view = |k: usize, shape: &[usize]| tensors[k].reshape(shape);
+        let acts: Vec<Tensor> = plan.act.iter().zip(&plan.shapes).map(|(&k, sh)| view(k, sh)).collect::<Result<_>>()?;
+        let dacts: Vec<Option<Tensor>> =
+            plan.dact.iter().zip(&plan.shapes).map(|(k, sh)| k.map(|k| view(k, sh)).transpose()).collect::<Result<_>>()?;
+        let sinks: Vec<Option<Tensor>> = plan.sink.iter().map(|k| k.map(|k| tensors[k].clone())).collect();
+        for (pl, k) in planned.iter_mut().zip(&plan.argmax) {
+            if let Op::Pool { argmax, .. } = &mut pl.op {
+                *argmax = k.map(|k| tensors[k].clone());
             }
         }
+        let act_shared: Vec<bool> = plan.act.iter().map(|&k| shared[k]).collect();
+        let dact_shared: Vec<bool> = plan.dact.iter().map(|k| k.is_some_and(|k| shared[k])).collect();
 
         let layers: Vec<Layer> = names
             .into_iter()
@@ -359,13 +654,15 @@ impl Network {
             loss,
             backward: vec![],
             probabilities,
-            scratch: vec![],
+            sinks,
+            reuse: opts.reuse,
+            act_shared,
+            dact_shared,
+            memory,
         };
         net.forward_train = net.record_forward(gpu, true)?;
         net.forward_infer = net.record_forward(gpu, false)?;
-        let (backward, scratch) = net.record_backward(gpu)?;
-        net.backward = backward;
-        net.scratch = scratch;
+        net.backward = net.record_backward(gpu)?;
         Ok(net)
     }
 
@@ -415,9 +712,8 @@ impl Network {
         Ok(out)
     }
 
-    fn record_backward(&self, gpu: &Gpu) -> Result<(Vec<Dispatch>, Vec<Tensor>)> {
+    fn record_backward(&self, gpu: &Gpu) -> Result<Vec<Dispatch>> {
         let mut out = Vec::new();
-        let mut scratch = Vec::new();
         for (i, layer) in self.layers.iter().enumerate().rev() {
             let x = &self.acts[i];
             let dy = self.dacts[i + 1].as_ref().expect("output gradient");
@@ -445,15 +741,9 @@ impl Network {
                 }
                 Op::BatchNorm { op, saved, .. } => {
                     let ((gamma, dgamma), (_, dbeta)) = (self.layer_param(layer, 0)?, self.layer_param(layer, 1)?);
-                    // The BN backward always produces dx; without a consumer it goes to a scratch.
-                    let dx = match dx {
-                        Some(d) => d.clone(),
-                        None => {
-                            scratch.push(gpu.tensor(&format!("{}.in.grad", layer.name), x.shape())?);
-                            scratch.last().unwrap().clone()
-                        }
-                    };
-                    out.extend(op.backward(gpu, &dx, &dgamma, &dbeta, dy, x, &gamma, saved, false)?);
+                    // The BN backward always produces dx; without a consumer it goes to a sink.
+                    let dx = dx.or(self.sinks[i].as_ref()).expect("a BatchNorm dx or sink");
+                    out.extend(op.backward(gpu, dx, &dgamma, &dbeta, dy, x, &gamma, saved, false)?);
                 }
                 Op::Act(op) => {
                     let alpha = if layer.params.is_empty() { None } else { Some(self.layer_param(layer, 0)?) };
@@ -482,7 +772,7 @@ impl Network {
                 }
             }
         }
-        Ok((out, scratch))
+        Ok(out)
     }
 
     /// Inference-mode backward for explanations: from the gradient at layer `from`'s output
@@ -490,7 +780,10 @@ impl Network {
     /// the gradient at layer `down_to`'s input (`down_to` = 0: the input images, which needs
     /// `BuildOptions::input_grad`). BatchNorm uses its running statistics, dropout is the
     /// identity, and no parameter gradient is computed. Pooling reads the argmax of the last
-    /// forward pass, so record this after an inference forward.
+    /// forward pass, so record this after an inference forward. With `BuildOptions::reuse`
+    /// the gradients and activations it touches share memory with others as in training:
+    /// only the final input gradient is valid afterwards, and a seed on a layer other than
+    /// the last must be written after the forward pass. Explanations build with `reuse: false`.
     pub fn explain_backward(&self, gpu: &Gpu, from: usize, down_to: usize) -> Result<Vec<Dispatch>> {
         ensure!(from < self.layers.len() && down_to <= from, "explain_backward: layers {down_to}..={from} of {}", self.layers.len());
         let mut out = Vec::new();
@@ -627,9 +920,38 @@ impl Network {
     pub fn labels(&self) -> &Tensor {
         &self.labels
     }
-    /// Output of layer `i` and its gradient.
+    /// Output of layer `i` and its gradient. With `BuildOptions::reuse` (the default) most
+    /// of these share memory with other tensors: each holds its value only from the dispatch
+    /// writing it to its last reader in the recorded passes, and reading it afterwards gives
+    /// whatever reused the memory (the logits and their gradient never share). Explanations
+    /// build with `reuse: false`; `try_activation` checks.
     pub fn activation(&self, i: usize) -> (&Tensor, Option<&Tensor>) {
         (&self.acts[i + 1], self.dacts[i + 1].as_ref())
+    }
+
+    /// `activation(i)`, or an error when either tensor shares memory (`BuildOptions::reuse`)
+    /// and so may be overwritten before the caller reads it.
+    pub fn try_activation(&self, i: usize) -> Result<(&Tensor, Option<&Tensor>)> {
+        ensure!(i < self.layers.len(), "model {}: no layer {i} (it has {})", self.spec.name, self.layers.len());
+        ensure!(
+            !self.act_shared[i + 1] && !self.dact_shared[i + 1],
+            "model {}: the output of layer {} ({}) or its gradient shares memory with other tensors; build with \
+             BuildOptions {{ reuse: false, .. }} to read it after a pass",
+            self.spec.name,
+            i,
+            self.layers[i].name
+        );
+        Ok(self.activation(i))
+    }
+
+    /// Was this network built with `BuildOptions::reuse`?
+    pub fn reuses_memory(&self) -> bool {
+        self.reuse
+    }
+
+    /// What the activation memory plan allocated (tensors, bytes with and without sharing).
+    pub fn activation_memory(&self) -> ActivationMemory {
+        self.memory
     }
     /// Per-sample losses and correct flags of the last loss pass.
     pub fn per_sample(&self) -> (&Tensor, &Tensor) {

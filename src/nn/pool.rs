@@ -103,6 +103,14 @@ impl Pool2d {
         self.output_shape.iter().product()
     }
 
+    /// 2x2 stride-2 windows with no padding over an even H and W: every input element in
+    /// exactly one window, so the max_pool2 kernels (a window per invocation, vec2 rows) apply.
+    fn pairs(&self) -> bool {
+        let [_, _, h, w] = self.input_shape;
+        let [_, _, oh, ow] = self.output_shape;
+        self.cfg.window == (2, 2) && self.cfg.stride == (2, 2) && h % 2 == 0 && w % 2 == 0 && (oh, ow) == (h / 2, w / 2)
+    }
+
     /// The argmax tensor for Max (required, [N, C, OH, OW] elements), none for Avg.
     fn argmax<'a>(&self, argmax: Option<&'a Tensor>) -> Result<Option<&'a Tensor>> {
         match (self.cfg.kind, argmax) {
@@ -130,6 +138,7 @@ impl Pool2d {
         x.expect_shape(&self.name, "input", &self.input_shape)?;
         y.expect_len(&self.name, "output", self.n_out())?;
         match self.argmax(argmax)? {
+            Some(a) if self.pairs() => self.dispatch(gpu, "max_pool2_forward", self.n_out(), &[(7, x), (2, y), (3, a)]),
             Some(a) => self.dispatch(gpu, "max_pool_forward", self.n_out(), &[(1, x), (2, y), (3, a)]),
             None => self.dispatch(gpu, "avg_pool_forward", self.n_out(), &[(1, x), (2, y)]),
         }
@@ -140,6 +149,7 @@ impl Pool2d {
         dx.expect_len(&self.name, "input gradient", self.n_in())?;
         dy.expect_len(&self.name, "output gradient", self.n_out())?;
         match self.argmax(argmax)? {
+            Some(a) if self.pairs() => self.dispatch(gpu, "max_pool2_backward", self.n_out(), &[(8, dx), (5, dy), (6, a)]),
             Some(a) => self.dispatch(gpu, "max_pool_backward", self.n_in(), &[(4, dx), (5, dy), (6, a)]),
             None => self.dispatch(gpu, "avg_pool_backward", self.n_in(), &[(4, dx), (5, dy)]),
         }

@@ -5,8 +5,21 @@ use mien::reference::{activation as r, assert_close};
 use mien::rng::Rng;
 
 /// Shapes: batch 1, odd spatial, 1 / 3 / 64+ channels, dense-style [N, F], and one
-/// element count that is not a multiple of the 256-wide workgroup.
-const SHAPES: &[&[usize]] = &[&[1, 1, 1, 1], &[1, 3, 7, 5], &[2, 64, 3, 3], &[3, 65, 5, 7], &[5, 17], &[4, 1, 13, 11]];
+/// element count that is not a multiple of the 256-wide workgroup; the last four take the
+/// vec4 kernels (S % 4 == 0, or C*S % 4 == 0 for per-element slopes; [3, 7, 4, 12] has 252
+/// vec4s, not a multiple of the workgroup).
+const SHAPES: &[&[usize]] = &[
+    &[1, 1, 1, 1],
+    &[1, 3, 7, 5],
+    &[2, 64, 3, 3],
+    &[3, 65, 5, 7],
+    &[5, 17],
+    &[4, 1, 13, 11],
+    &[2, 3, 4, 4],
+    &[3, 5, 2, 6],
+    &[4, 20],
+    &[3, 7, 4, 12],
+];
 
 /// Inputs that stay clear of the kink at 0 so the f32 and f64 sides agree on the branch.
 fn inputs(rng: &mut Rng, n: usize) -> (Vec<f32>, Vec<f64>) {
@@ -124,4 +137,25 @@ fn prelu_alpha_gradient_accumulates_over_batch_chunks() {
     gpu.run(&steps).unwrap();
     let (_, want) = r::prelu_backward(&dy64, &x64, &a64, 12);
     assert_close("chunked dalpha", &read(gpu, &tda), &want, ATOL, RTOL);
+}
+
+/// Per-element slopes through the vec4 kernel (C*S = 60): ACCUMULATE adds a second pass to
+/// the first (twice the gradient).
+#[test]
+fn prelu_per_element_vec4_alpha_gradient_accumulates() {
+    let gpu = gpu!();
+    let mut rng = Rng::new(19);
+    let shape = [3usize, 5, 4, 3];
+    let n: usize = shape.iter().product();
+    let (x, x64) = inputs(&mut rng, n);
+    let (dy, dy64) = rand(&mut rng, n);
+    let layer = Activation::new(gpu, "per element", Kind::PReluPerElement, &shape).unwrap();
+    let (tx, tdy) = (up(gpu, "x", &shape, &x), up(gpu, "dy", &shape, &dy));
+    let tda = zeros(gpu, "dalpha", &[5, 4, 3]);
+    let steps = [layer.backward_alpha(gpu, &tda, &tdy, &tx, false).unwrap(), layer.backward_alpha(gpu, &tda, &tdy, &tx, true).unwrap()];
+    assert!(steps[0].label.ends_with("elementwise4"), "{}", steps[0].label);
+    gpu.run(&steps).unwrap();
+    let (_, da) = r::prelu_backward(&dy64, &x64, &[0.1; 60], 1);
+    let want: Vec<f64> = da.iter().map(|v| 2.0 * v).collect();
+    assert_close("per-element dalpha accumulated (vec4)", &read(gpu, &tda), &want, ATOL, RTOL);
 }

@@ -8,8 +8,12 @@ use mien::rng::Rng;
 /// Batch 1 with spatial > 1, odd spatial 7x5, dense [N, F] (S = 1), 1 / 3 / 64+ channels,
 /// per-channel counts (M = N*S) below, above and not a multiple of the 256-wide workgroup
 /// (572, 969), element counts that are not multiples of 256, and M = 1 ([1, F]: zero
-/// variance, y = beta, dx = 0).
+/// variance, y = beta, dx = 0). The last three take the vec4 kernels (S % 4 == 0): batch 1,
+/// M / 4 = 255 (not a multiple of the workgroup), 65 channels.
 const SHAPES: &[&[usize]] = &[
+    &[1, 3, 4, 4],
+    &[5, 2, 17, 12],
+    &[2, 65, 2, 4],
     &[1, 4],
     &[1, 3, 7, 5],
     &[2, 1, 7, 5],
@@ -283,10 +287,11 @@ fn wrong_shapes_and_configs_are_errors_naming_the_layer() {
 
 #[test]
 fn inference_forward_splits_a_huge_tensor_over_a_2d_grid() {
-    // 3 * 2400 * 2400 = 17.28M elements > 65535 * 256: groups_1d needs a second dimension.
+    // 3 * 2401 * 2401 = 17.29M elements > 65535 * 256: groups_1d needs a second dimension
+    // (an odd plane keeps the scalar kernel; a vec4 grid that large would pass 128 MiB).
     let gpu = gpu!();
     let mut rng = Rng::new(25);
-    let shape = [1usize, 3, 2400, 2400];
+    let shape = [1usize, 3, 2401, 2401];
     let n: usize = shape.iter().product();
     let x = rng.vec_f32(n, -1.0, 1.0);
     let (gamma, beta, rm, rv) = ([0.5f32, -1.0, 2.0], [0.1f32, 0.2, -0.3], [0.25f32, -0.5, 0.0], [0.5f32, 1.0, 2.0]);
@@ -296,7 +301,7 @@ fn inference_forward_splits_a_huge_tensor_over_a_2d_grid() {
     let d = bn.forward_infer(gpu, &tx, &tg, &tb, &tm, &tv, &ty).unwrap();
     assert!(d.groups()[1] > 1, "expected a 2-D grid, got {:?}", d.groups());
     gpu.run(&[d]).unwrap();
-    let want = r::forward_infer(&f64s(&x), &f64s(&gamma), &f64s(&beta), &f64s(&rm), &f64s(&rv), 2400 * 2400, 1e-3);
+    let want = r::forward_infer(&f64s(&x), &f64s(&gamma), &f64s(&beta), &f64s(&rm), &f64s(&rv), 2401 * 2401, 1e-3);
     assert_close("infer y (2-D grid)", &read(gpu, &ty), &want, ATOL, RTOL);
 }
 

@@ -1,6 +1,6 @@
 use crate::common::{rand, read, up, zeros, ATOL, RTOL};
 use crate::gpu;
-use mien::nn::conv2d::{Conv2d, Conv2dConfig};
+use mien::nn::conv2d::{subgroup, Conv2d, Conv2dConfig, ConvKernels};
 use mien::nn::Padding;
 use mien::reference::{assert_close, conv2d as r};
 use mien::rng::Rng;
@@ -14,11 +14,13 @@ const fn explicit(top: usize, bottom: usize, left: usize, right: usize) -> Paddi
 }
 
 /// Run forward and every backward kernel of `cfg` on `x_shape` once with the default
-/// weight-gradient split and once with `splits` forced, and compare with the reference.
+/// weight-gradient split and once with `splits` forced, and compare with the reference;
+/// the dispatch-list passes with the uniform-window / fast kernels (`ConvKernels::Fast`) and,
+/// where they apply, the subgroup kernels.
 fn check(x_shape: [usize; 4], cfg: Conv2dConfig, splits: usize, seed: u64) {
     let gpu = gpu!();
     let mut rng = Rng::new(seed);
-    let layer = Conv2d::new(gpu, "conv", cfg, &x_shape).unwrap();
+    let layer = Conv2d::new(gpu, "conv", cfg, &x_shape).unwrap().with_kernels(gpu, ConvKernels::Fast).unwrap();
     let split_layer = Conv2d::new(gpu, "conv split", cfg, &x_shape).unwrap().with_weight_splits(gpu, splits).unwrap();
     let g = layer.geom();
     let what = format!("{x_shape:?} {cfg:?} (splits {} / {}, fast {:?})", layer.weight_splits(), split_layer.weight_splits(), layer.fast_paths());
@@ -47,6 +49,14 @@ fn check(x_shape: [usize; 4], cfg: Conv2dConfig, splits: usize, seed: u64) {
     if cfg.bias {
         steps.push(layer.backward_bias(gpu, &tdb, &tdy, false).unwrap());
     }
+    let sg = Conv2d::new(gpu, "conv subgroup", cfg, &x_shape).unwrap();
+    let sg = sg.uses_subgroups().then_some(sg);
+    let (ty3, tdx3, tdw3) = (zeros(gpu, "y (subgroup)", &layer.output_shape), zeros(gpu, "dx (subgroup)", &x_shape), zeros(gpu, "dw (subgroup)", &layer.weight_shape()));
+    if let Some(l) = &sg {
+        steps.extend(l.forward_dispatches(gpu, &tx, &tw, bias, &ty3).unwrap());
+        steps.extend(l.backward_input_dispatches(gpu, &tdx3, &tdy, &tw).unwrap());
+        steps.extend(l.backward_weight(gpu, &tdw3, &tdy, &tx, false).unwrap());
+    }
     gpu.run(&steps).unwrap();
 
     let want_y = r::forward(&g, &x64, &w64, cfg.bias.then_some(&b64[..]));
@@ -59,6 +69,11 @@ fn check(x_shape: [usize; 4], cfg: Conv2dConfig, splits: usize, seed: u64) {
     assert_close(&format!("backward_weight split {what}"), &read(gpu, &tdw2), &want_dw, ATOL, RTOL);
     if cfg.bias {
         assert_close(&format!("backward_bias {what}"), &read(gpu, &tdb), &want_db, ATOL, RTOL);
+    }
+    if sg.is_some() {
+        assert_close(&format!("forward (subgroup) {what}"), &read(gpu, &ty3), &want_y, ATOL, RTOL);
+        assert_close(&format!("backward_input (subgroup) {what}"), &read(gpu, &tdx3), &want_dx, ATOL, RTOL);
+        assert_close(&format!("backward_weight (subgroup) {what}"), &read(gpu, &tdw3), &want_dw, ATOL, RTOL);
     }
 }
 
@@ -318,4 +333,70 @@ fn uniform_window_weight_gradient() {
     let (_, want_dw, _) = r::backward(&g, &dy64, &x64, &w64);
     let twice: Vec<f64> = want_dw.iter().map(|v| 2.0 * v).collect();
     assert_close("uniform-window dw accumulated", &read(gpu, &dw), &twice, ATOL, RTOL);
+}
+
+/// The subgroup kernels (3x3 'same', width a multiple of 4): batch 1 to 3, a single row and
+/// odd heights (a lone last row of a row pair), one column block (W = 4) and several
+/// (subgroup lanes holding different rows, so edge columns come from loads and shuffles), 1
+/// / 3 / 9 / 65 / 130 channels (partial 8-channel blocks, input channels not a multiple of
+/// 4, two 64-lane output-channel groups in the weight gradient), bias on and off; the weight
+/// gradient both with split partials + reduce (few channels) and direct (many).
+#[test]
+fn subgroup_3x3_kernels() {
+    let gpu = gpu!();
+    if gpu.info().name.contains("llvmpipe") {
+        assert!(gpu.subgroup_min_size() >= Some(8), "lavapipe offers 8-lane subgroups, but the device has {:?}", gpu.subgroup_min_size());
+    }
+    let cases: &[([usize; 4], Conv2dConfig)] = &[
+        ([1, 1, 7, 8], cfg(1, 4, (3, 3), (1, 1), Padding::Same, true)),
+        ([2, 3, 1, 4], cfg(3, 5, (3, 3), (1, 1), Padding::Same, false)),
+        ([3, 3, 13, 12], cfg(3, 9, (3, 3), (1, 1), Padding::Same, true)),
+        ([1, 9, 6, 20], cfg(9, 3, (3, 3), (1, 1), Padding::Same, true)),
+        ([2, 65, 3, 8], cfg(65, 130, (3, 3), (1, 1), Padding::Same, true)),
+        ([1, 130, 5, 4], cfg(130, 65, (3, 3), (1, 1), Padding::Same, false)),
+    ];
+    for (i, (shape, c)) in cases.iter().enumerate() {
+        let l = Conv2d::new(gpu, "subgroup", *c, shape).unwrap();
+        if gpu.subgroup_min_size() >= Some(subgroup::MIN_LANES) {
+            assert!(l.uses_subgroups(), "{shape:?} {c:?}: {:?}", subgroup::unsupported(gpu, &l));
+        }
+        check(*shape, *c, 2, 90 + i as u64);
+    }
+}
+
+/// ACCUMULATE of the subgroup weight gradient, direct (one split) and through the reduce:
+/// overwrite once, add once more, expect twice the gradient. Other shapes are refused by
+/// `with_kernels(Subgroup)` with the layer's name and the reason.
+#[test]
+fn subgroup_weight_gradient_accumulates_and_refuses_other_shapes() {
+    let gpu = gpu!();
+    if gpu.subgroup_min_size() < Some(subgroup::MIN_LANES) {
+        eprintln!("no subgroups of >= 8 lanes on {}: nothing to test", gpu.info().name);
+        return;
+    }
+    let mut rng = Rng::new(95);
+    for (shape, c) in [([2, 3, 5, 8], cfg(3, 5, (3, 3), (1, 1), Padding::Same, true)), ([1, 70, 3, 4], cfg(70, 64, (3, 3), (1, 1), Padding::Same, true))] {
+        let layer = Conv2d::new(gpu, "acc", c, &shape).unwrap().with_kernels(gpu, ConvKernels::Subgroup).unwrap();
+        let g = layer.geom();
+        let (x, x64) = rand(&mut rng, g.x_len());
+        let (_, w64) = rand(&mut rng, g.w_len());
+        let (dy, dy64) = rand(&mut rng, g.y_len());
+        let (tx, tdy) = (up(gpu, "x", &shape, &x), up(gpu, "dy", &layer.output_shape, &dy));
+        let dw = up(gpu, "dw", &layer.weight_shape(), &vec![3.0; g.w_len()]);
+        let mut steps = layer.backward_weight(gpu, &dw, &tdy, &tx, false).unwrap();
+        steps.extend(layer.backward_weight(gpu, &dw, &tdy, &tx, true).unwrap());
+        gpu.run(&steps).unwrap();
+        let (_, want_dw, _) = r::backward(&g, &dy64, &x64, &w64);
+        let twice: Vec<f64> = want_dw.iter().map(|v| 2.0 * v).collect();
+        assert_close(&format!("subgroup dw accumulated {shape:?}"), &read(gpu, &dw), &twice, ATOL, RTOL);
+    }
+    for (shape, c, why) in [
+        ([1, 3, 6, 6], cfg(3, 4, (3, 3), (1, 1), Padding::Same, true), "width 6 is not a multiple of 4"),
+        ([1, 3, 6, 8], cfg(3, 4, (3, 3), (1, 1), Padding::Valid, true), "padding is not 'same'"),
+        ([1, 3, 6, 8], cfg(3, 4, (5, 5), (1, 1), Padding::Same, true), "is not 3x3 stride 1"),
+    ] {
+        let e = Conv2d::new(gpu, "conv9", c, &shape).unwrap().with_kernels(gpu, ConvKernels::Subgroup).err().expect("refused");
+        let msg = e.to_string();
+        assert!(msg.contains("conv9") && msg.contains(why), "{msg}");
+    }
 }

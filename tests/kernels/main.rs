@@ -10,6 +10,7 @@ mod activation;
 mod augment;
 mod batchnorm;
 mod conv2d;
+mod conv2d_tiled;
 mod dense;
 mod dropout;
 mod optim;

@@ -26,6 +26,11 @@ const CASES: &[Case] = &[
     ([1, 3, 6, 9], (2, 3), (1, 2), Padding::Explicit { top: 1, bottom: 0, left: 2, right: 1 }),
     ([3, 5, 13, 11], (2, 2), (2, 2), Padding::Valid),
     ([2, 64, 6, 6], (6, 6), (1, 1), Padding::Valid),
+    // 2x2 stride 2 over even sizes: the max_pool2 kernels (batch 1 with one window; 'same'
+    // equal to 'valid'; 65 channels and 650 windows, not a multiple of the workgroup).
+    ([1, 1, 2, 2], (2, 2), (2, 2), Padding::Valid),
+    ([2, 3, 6, 8], (2, 2), (2, 2), Padding::Same),
+    ([1, 65, 4, 10], (2, 2), (2, 2), Padding::Valid),
 ];
 
 fn cfg(kind: PoolKind, case: &Case) -> PoolConfig {

@@ -8,7 +8,10 @@ use crate::gpu::{shaders::CONV2D, Dispatch, Gpu, Tensor};
 use crate::reference::conv2d::ConvGeom;
 use crate::{bail, ensure, Result};
 use bytemuck::Zeroable;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+
+pub mod subgroup;
+pub mod tiled;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Conv2dConfig {
@@ -87,9 +90,29 @@ struct FastParams {
 /// elsewhere; `General` always uses the general kernels (tests, benchmarks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvKernels {
+    /// Subgroup kernels where they apply, else `Fast`.
     #[default]
     Auto,
+    /// The general kernels only.
     General,
+    /// The uniform-window / fast 3x3 kernels where they apply, else the general ones.
+    Fast,
+    /// The subgroup kernels (subgroup::applicable must hold, else `with_kernels` fails) for
+    /// forward, backward_input and backward_weight.
+    Subgroup,
+}
+
+impl ConvKernels {
+    /// `MIEN_CONV_KERNELS=auto|fast|general|subgroup` (benchmarks, debugging; default auto).
+    /// `subgroup` still falls back per layer where those kernels do not apply.
+    pub fn from_env() -> Result<ConvKernels> {
+        Ok(match std::env::var("MIEN_CONV_KERNELS").as_deref() {
+            Err(_) | Ok("") | Ok("auto") | Ok("subgroup") => ConvKernels::Auto,
+            Ok("fast") => ConvKernels::Fast,
+            Ok("general") => ConvKernels::General,
+            Ok(other) => bail!("MIEN_CONV_KERNELS={other:?}: expected auto, fast, general or subgroup"),
+        })
+    }
 }
 
 /// Uniform buffers and overrides of the fast kernels, per pass; None where the shape does
@@ -302,6 +325,11 @@ pub struct Conv2d {
     fast: FastPlan,
     /// [splits, Cout*Cin*KH*KW] partial weight gradients, allocated on first use.
     scratch: OnceLock<Tensor>,
+    /// Forward, backward_input and backward_weight through conv2d_subgroup.wgsl.
+    sg: bool,
+    /// Buffers the recorded dispatches bind (packed weights, partials), kept alive and
+    /// counted in gpu.mem() for as long as the layer.
+    keep: Mutex<Vec<Tensor>>,
 }
 
 impl Conv2d {
@@ -345,8 +373,10 @@ impl Conv2d {
             params: gpu.uniform(&format!("{name} params"), &Params::zeroed()),
             fast: FastPlan { fwd: None, bin: None, bw: None, wgw: 64, ubo_fwd: None, ubo_bin: None, ubo_bw: None },
             scratch: OnceLock::new(),
+            sg: false,
+            keep: Mutex::new(Vec::new()),
         };
-        layer.plan(gpu, ConvKernels::Auto, None)?;
+        layer.plan(gpu, ConvKernels::from_env()?, None)?;
         Ok(layer)
     }
 
@@ -357,7 +387,16 @@ impl Conv2d {
         let [n, ci, h, w] = self.input_shape;
         let [_, co, oh, ow] = self.output_shape;
         let (pt, pl) = (self.pad_top, self.pad_left);
-        let s3 = kernels == ConvKernels::Auto && self.cfg.kernel == (3, 3) && self.cfg.stride == (1, 1) && pl <= 2;
+        self.sg = match kernels {
+            ConvKernels::Subgroup => {
+                let why = subgroup::unsupported(gpu, self);
+                ensure!(why.is_none(), "layer {}: the subgroup conv kernels do not apply: {}", self.name, why.unwrap_or_default());
+                true
+            }
+            ConvKernels::Auto => splits.is_none() && subgroup::applicable(gpu, self),
+            ConvKernels::General | ConvKernels::Fast => false,
+        };
+        let s3 = matches!(kernels, ConvKernels::Auto | ConvKernels::Fast) && self.cfg.kernel == (3, 3) && self.cfg.stride == (1, 1) && pl <= 2;
         // vec4 rows: the source width a multiple of 4 and every 4-column block of the
         // destination inside the source row.
         let fwd_ok = s3 && w % 4 == 0 && ow.div_ceil(4) * 4 <= w;
@@ -443,6 +482,16 @@ impl Conv2d {
         self.fast.ubo_bw.is_some()
     }
 
+    /// Whether forward, backward_input and backward_weight use the subgroup kernels.
+    pub fn uses_subgroups(&self) -> bool {
+        self.sg
+    }
+
+    /// Keep `t` alive (and counted) as long as the layer: dispatches bind it.
+    fn keep(&self, t: Tensor) {
+        self.keep.lock().unwrap().push(t);
+    }
+
     /// Which passes use the fast 3x3 stride-1 kernels: (forward, backward_input,
     /// backward_weight).
     pub fn fast_paths(&self) -> (bool, bool, bool) {
@@ -452,7 +501,7 @@ impl Conv2d {
     /// Use `splits` chunks of the batch rows for the weight gradient (clamped to [1, N*OH]);
     /// for tests and tuning. Call before building any dispatch.
     pub fn with_weight_splits(mut self, gpu: &Gpu, splits: usize) -> Result<Self> {
-        let kernels = if self.fast.fwd.is_some() || self.fast.bin.is_some() || self.fast.bw.is_some() { ConvKernels::Auto } else { ConvKernels::General };
+        let kernels = if self.fast.fwd.is_some() || self.fast.bin.is_some() || self.fast.bw.is_some() { ConvKernels::Fast } else { ConvKernels::General };
         self.plan(gpu, kernels, Some(splits))?;
         Ok(self)
     }
@@ -562,6 +611,11 @@ impl Conv2d {
     /// plan, else `forward`'s single dispatch. Same contract as `forward`.
     pub fn forward_dispatches(&self, gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
         let single = self.forward(gpu, x, w, b, y)?;
+        if self.sg {
+            let (d, packed) = subgroup::forward(gpu, self, x, w, if self.cfg.bias { b } else { None }, y)?;
+            self.keep(packed);
+            return Ok(d);
+        }
         let Some(u) = &self.fast.ubo_fwd else { return Ok(vec![single]) };
         let [n, _, oh, ow] = self.output_shape;
         self.ubo_dispatches(gpu, u, "forward", x, w, if self.cfg.bias { b } else { None }, y, n * oh * ow.div_ceil(4))
@@ -571,6 +625,11 @@ impl Conv2d {
     /// `backward_input`.
     pub fn backward_input_dispatches(&self, gpu: &Gpu, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
         let single = self.backward_input(gpu, dx, dy, w)?;
+        if self.sg {
+            let (d, packed) = subgroup::backward_input(gpu, self, dx, dy, w)?;
+            self.keep(packed);
+            return Ok(d);
+        }
         let Some(u) = &self.fast.ubo_bin else { return Ok(vec![single]) };
         let [n, _, h, wd] = self.input_shape;
         self.ubo_dispatches(gpu, u, "backward_input", dy, w, None, dx, n * h * wd.div_ceil(4))
@@ -630,6 +689,13 @@ impl Conv2d {
         let (kh, kw) = self.cfg.kernel;
         let blocks = co.div_ceil(CB) * ci.div_ceil(PB) * kh * kw;
         let groups = self.groups(gpu, "conv2d_backward_weight", blocks * self.splits)?;
+        if self.sg {
+            let (d, scratch) = subgroup::backward_weight(gpu, self, dw, dy, x, accumulate)?;
+            if let Some(t) = scratch {
+                self.keep(t);
+            }
+            return Ok(d);
+        }
         if let (Some(u), Some((fp, padl))) = (&self.fast.ubo_bw, &self.fast.bw) {
             let label = format!("{} conv2d_pack_dy", self.name);
             let groups = gpu.groups_1d(&label, u.total as u64, WG)?;

@@ -1,0 +1,344 @@
+//! Workgroup-memory tiled variant of the convolution kernels (shaders/conv2d_tiled.wgsl):
+//! every pass is an implicit GEMM (no materialized im2col) whose A and B tiles are staged in
+//! `var<workgroup>` arrays, each invocation accumulating a 4 x 4 register block. What real
+//! GPUs (NVIDIA / AMD / Apple) want; lavapipe runs it slower than the register-blocked
+//! kernels of conv2d.wgsl (workgroup barriers are expensive on a CPU), so an autotuner picks
+//! per adapter. Handles every geometry `Conv2d` accepts (any kernel, stride, padding).
+//!
+//! Free functions over a `Conv2d` (its shapes and resolved padding); each owns its uniform
+//! (and the weight-gradient partial buffer), so call them once when a network is built and
+//! replay the dispatches.
+//!
+//! GEMMs (rows x columns, depth):
+//! - forward:         CO x N*OH*OW, CI*KH*KW.
+//! - backward_input:  CI x N*H*W,   CO*KH*KW (gather over the taps that reach each input).
+//! - backward_weight: CO x CI*KH*KW, N*OH*OW, split over the depth into a partial buffer
+//!   [splits, CO*CI*KH*KW] and reduced (no float atomics).
+
+use super::Conv2d;
+use crate::gpu::{shaders::CONV2D_TILED, Dispatch, Gpu, Tensor};
+use crate::nn::{accumulate_constant, u32_of};
+use crate::{bail, ensure, Result};
+
+/// Tile sizes of the GEMM kernels (the BM / BN / BK overrides): a workgroup computes a BM x
+/// BN tile of the output in (BN / 4) x (BM / 4) invocations, stepping over the depth in
+/// slices of BK staged in workgroup memory ((BM + 4 + BN + 4) * BK floats: each depth row
+/// padded by a vec4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiles {
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+}
+
+impl Tiles {
+    /// 64 x 64 x 16: 256 invocations, 8.5 KiB of workgroup memory.
+    pub const DEFAULT: Tiles = Tiles { bm: 64, bn: 64, bk: 16 };
+
+    /// Error (naming the layer) unless BM and BN are positive multiples of 4, BK is
+    /// positive, and the workgroup fits the adapter (invocations, size per dimension,
+    /// workgroup storage).
+    pub fn check(&self, gpu: &Gpu, name: &str) -> Result<()> {
+        let Tiles { bm, bn, bk } = *self;
+        ensure!(bm >= 4 && bn >= 4 && bm % 4 == 0 && bn % 4 == 0 && bk >= 1, "layer {name}: tiles {self:?}: BM and BN must be positive multiples of 4 and BK positive");
+        let l = gpu.limits();
+        let inv = (bm / 4) * (bn / 4);
+        ensure!(
+            inv <= l.max_compute_invocations_per_workgroup && bn / 4 <= l.max_compute_workgroup_size_x && bm / 4 <= l.max_compute_workgroup_size_y,
+            "layer {name}: tiles {self:?} need a {}x{} workgroup, over this adapter's limits (max_compute_invocations_per_workgroup={})",
+            bn / 4,
+            bm / 4,
+            l.max_compute_invocations_per_workgroup
+        );
+        let bytes = (bm + 4 + bn + 4) * bk * 4;
+        ensure!(
+            bytes <= l.max_compute_workgroup_storage_size,
+            "layer {name}: tiles {self:?} need {bytes} bytes of workgroup memory, over max_compute_workgroup_storage_size={}",
+            l.max_compute_workgroup_storage_size
+        );
+        Ok(())
+    }
+
+    fn constants(&self) -> [(&'static str, f64); 3] {
+        [("BM", self.bm as f64), ("BN", self.bn as f64), ("BK", self.bk as f64)]
+    }
+}
+
+/// Tile sizes worth timing per adapter (an autotuner's candidate list): the default, a
+/// half-height tile for layers with <= 32 output (or, in backward_input, input) channels, a
+/// wide one, and a tall one with a short depth slice for wide layers. All 256 invocations or
+/// fewer and <= 9 KiB of workgroup memory.
+pub const CANDIDATES: [Tiles; 4] = [
+    Tiles::DEFAULT,
+    Tiles { bm: 32, bn: 64, bk: 16 },
+    Tiles { bm: 32, bn: 128, bk: 8 },
+    Tiles { bm: 128, bn: 32, bk: 8 },
+];
+
+impl Default for Tiles {
+    fn default() -> Self {
+        Tiles::DEFAULT
+    }
+}
+
+/// Mirror of `P` in shaders/conv2d_tiled.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    ci: u32,
+    h: u32,
+    w: u32,
+    co: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    pt: u32,
+    pl: u32,
+    oh: u32,
+    ow: u32,
+    gm: u32,
+    gn: u32,
+    gk: u32,
+    kchunk: u32,
+    splits: u32,
+    nw: u32,
+    _pad: u32,
+}
+
+/// Workgroup size of conv2d_tiled_reduce (WG in the shader).
+const WG: u32 = 64;
+/// Weight-gradient split heuristic: about this many workgroups in all (fills a big GPU
+/// twice over), but at least this many depth rows (output pixels) per split.
+const BW_TARGET_WORKGROUPS: usize = 256;
+const BW_MIN_CHUNK: usize = 512;
+
+/// Whether the tiled kernels handle `conv`: every geometry `Conv2d` accepts (any kernel,
+/// stride and padding; stride > 1 in backward_input gathers over taps that mostly miss, so
+/// it is correct but wasteful there). Grid limits are checked when dispatches are built.
+pub fn supports(conv: &Conv2d) -> bool {
+    let _ = conv;
+    true
+}
+
+/// The uniform of one pass: the layer geometry and the GEMM (gm, gn, gk) with its split.
+fn params(conv: &Conv2d, gemm: [usize; 3], kchunk: usize, splits: usize) -> Result<Params> {
+    let [n, ci, h, w] = conv.input_shape;
+    let [_, co, oh, ow] = conv.output_shape;
+    let (kh, kw) = conv.cfg.kernel;
+    let (sh, sw) = conv.cfg.stride;
+    let (pt, pl) = conv.padding();
+    let u = |what: &str, v: usize| u32_of(&conv.name, what, v);
+    Ok(Params {
+        n: u("batch", n)?,
+        ci: u("in_channels", ci)?,
+        h: u("height", h)?,
+        w: u("width", w)?,
+        co: u("out_channels", co)?,
+        kh: u("kernel height", kh)?,
+        kw: u("kernel width", kw)?,
+        sh: u("stride", sh)?,
+        sw: u("stride", sw)?,
+        pt: u("padding", pt)?,
+        pl: u("padding", pl)?,
+        oh: u("output height", oh)?,
+        ow: u("output width", ow)?,
+        gm: u("GEMM rows", gemm[0])?,
+        gn: u("GEMM columns", gemm[1])?,
+        gk: u("GEMM depth", gemm[2])?,
+        kchunk: u("GEMM depth per split", kchunk)?,
+        splits: u("weight-gradient splits", splits)?,
+        nw: u("weight elements", co * ci * kh * kw)?,
+        _pad: 0,
+    })
+}
+
+/// Grid of forward / backward_input: ceil(gn / BN) column tiles folded into x and z (x +
+/// z * nwg.x; the kernel skips tiles past the end), ceil(gm / BM) row tiles on y.
+fn fold_grid(gpu: &Gpu, conv: &Conv2d, tiles: Tiles, gm: usize, gn: usize, entry: &str) -> Result<[u32; 3]> {
+    let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
+    let tn = gn.div_ceil(tiles.bn as usize);
+    let gz = tn.div_ceil(max);
+    let gy = gm.div_ceil(tiles.bm as usize);
+    ensure!(
+        gz <= max && gy <= max,
+        "layer {}: {entry} needs {tn} x {gy} tiles, over this adapter's max_compute_workgroups_per_dimension={max} even folded; use a smaller batch",
+        conv.name
+    );
+    Ok([tn.div_ceil(gz) as u32, gy as u32, gz as u32])
+}
+
+/// The depth-index table `tab` of the shader: for k = (c, ky, kx) over `channels` x KH x KW,
+/// (c * c_stride + ky * row + kx, ky, kx, c * w_stride), built here once. A small raw storage buffer like the uniforms (16 bytes per depth index; not
+/// counted in gpu.mem()).
+fn table(gpu: &Gpu, conv: &Conv2d, pass: &str, channels: usize, c_stride: usize, row: usize, w_stride: usize) -> Result<wgpu::Buffer> {
+    let (kh, kw) = conv.cfg.kernel;
+    let i = |v: usize| i32::try_from(v).map_err(|_| crate::Error::new(format!("layer {}: tiled {pass} index {v} does not fit in 31 bits", conv.name)));
+    let mut rows = Vec::with_capacity(channels * kh * kw);
+    for c in 0..channels {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                rows.push([i(c * c_stride + ky * row + kx)?, ky as i32, kx as i32, i(c * w_stride)?]);
+            }
+        }
+    }
+    let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(&format!("{} tiled {pass} table", conv.name)),
+        size: (rows.len() * 16) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&rows));
+    Ok(buffer)
+}
+
+/// The im2col table of forward / backward_weight: (ci * H * W + ky * W + kx, ky, kx, 0).
+fn im2col_table(gpu: &Gpu, conv: &Conv2d, pass: &str) -> Result<wgpu::Buffer> {
+    let [_, ci, h, w] = conv.input_shape;
+    table(gpu, conv, pass, ci, h * w, w, 0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dispatch(gpu: &Gpu, conv: &Conv2d, entry: &str, constants: &[(&str, f64)], uniform: &wgpu::Buffer, tab: Option<&wgpu::Buffer>, bindings: &[(u32, &Tensor)], groups: [u32; 3]) -> Result<Dispatch> {
+    let label = format!("{} {entry}", conv.name);
+    let mut b: Vec<(u32, wgpu::BindingResource)> = vec![(0, uniform.as_entire_binding())];
+    if let Some(t) = tab {
+        b.push((9, t.as_entire_binding()));
+    }
+    b.extend(bindings.iter().map(|(i, t)| (*i, t.binding())));
+    Dispatch::new(gpu, &label, &CONV2D_TILED, entry, constants, &b, groups)
+}
+
+fn len(shape: &[usize; 4]) -> usize {
+    shape.iter().product()
+}
+
+/// y = conv(x, w) (+ b) with the default tiles. Overwrites y. `b` is required iff
+/// `cfg.bias`. One dispatch.
+pub fn forward(gpu: &Gpu, conv: &Conv2d, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
+    forward_with(gpu, conv, Tiles::DEFAULT, x, w, b, y)
+}
+
+/// `forward` with explicit tile sizes.
+pub fn forward_with(gpu: &Gpu, conv: &Conv2d, tiles: Tiles, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
+    let name = &conv.name;
+    tiles.check(gpu, name)?;
+    x.expect_shape(name, "input", &conv.input_shape)?;
+    w.expect_shape(name, "weight", &conv.weight_shape())?;
+    y.expect_len(name, "output", len(&conv.output_shape))?;
+    let [n, ci, _, _] = conv.input_shape;
+    let [_, co, oh, ow] = conv.output_shape;
+    let (kh, kw) = conv.cfg.kernel;
+    let (gm, gn, gk) = (co, n * oh * ow, ci * kh * kw);
+    let uniform = gpu.uniform(&format!("{name} tiled forward params"), &params(conv, [gm, gn, gk], gk, 1)?);
+    let groups = fold_grid(gpu, conv, tiles, gm, gn, "conv2d_tiled_forward")?;
+    let c = tiles.constants();
+    let tab = im2col_table(gpu, conv, "forward")?;
+    let d = match (conv.cfg.bias, b) {
+        (true, Some(b)) => {
+            b.expect_shape(name, "bias", &[co])?;
+            dispatch(gpu, conv, "conv2d_tiled_forward_bias", &c, &uniform, Some(&tab), &[(1, x), (2, w), (3, b), (4, y)], groups)?
+        }
+        (false, None) => dispatch(gpu, conv, "conv2d_tiled_forward", &c, &uniform, Some(&tab), &[(1, x), (2, w), (4, y)], groups)?,
+        (true, None) => bail!("layer {name}: configured with bias, but no bias tensor [{co}] was given"),
+        (false, Some(_)) => bail!("layer {name}: configured without bias, but a bias tensor was given"),
+    };
+    Ok(vec![d])
+}
+
+/// dx = conv_transpose(dy, w) with the default tiles. Overwrites dx. One dispatch.
+pub fn backward_input(gpu: &Gpu, conv: &Conv2d, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
+    backward_input_with(gpu, conv, Tiles::DEFAULT, dx, dy, w)
+}
+
+/// `backward_input` with explicit tile sizes.
+pub fn backward_input_with(gpu: &Gpu, conv: &Conv2d, tiles: Tiles, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
+    let name = &conv.name;
+    tiles.check(gpu, name)?;
+    dx.expect_len(name, "input gradient", len(&conv.input_shape))?;
+    dy.expect_len(name, "output gradient", len(&conv.output_shape))?;
+    w.expect_shape(name, "weight", &conv.weight_shape())?;
+    let [n, ci, h, wd] = conv.input_shape;
+    let co = conv.cfg.out_channels;
+    let (kh, kw) = conv.cfg.kernel;
+    let (gm, gn, gk) = (ci, n * h * wd, co * kh * kw);
+    let uniform = gpu.uniform(&format!("{name} tiled backward_input params"), &params(conv, [gm, gn, gk], gk, 1)?);
+    let groups = fold_grid(gpu, conv, tiles, gm, gn, "conv2d_tiled_backward_input")?;
+    // (co * CI * KK + ky * KW + kx, ky, kx, co * OH * OW).
+    let [_, _, oh, ow] = conv.output_shape;
+    let tab = table(gpu, conv, "backward_input", co, ci * kh * kw, kw, oh * ow)?;
+    let d = dispatch(gpu, conv, "conv2d_tiled_backward_input", &tiles.constants(), &uniform, Some(&tab), &[(6, dx), (5, dy), (2, w)], groups)?;
+    Ok(vec![d])
+}
+
+/// The weight-gradient dispatches and the partial buffer they write (when split).
+pub struct WeightGrad {
+    /// The GEMM, then (when split) the reduce.
+    pub dispatches: Vec<Dispatch>,
+    /// [splits, CO*CI*KH*KW] partial sums (a `gpu.tensor`, so it shows in gpu.mem()); None
+    /// with one split. Keep it as long as the dispatches (the bind groups keep the buffer
+    /// alive regardless, but dropping it uncounts the memory).
+    pub scratch: Option<Tensor>,
+    /// Depth splits used.
+    pub splits: usize,
+}
+
+/// Default number of depth splits of the weight gradient for `tiles`: enough workgroups to
+/// fill a big GPU (about BW_TARGET_WORKGROUPS), at least BW_MIN_CHUNK depth rows each.
+pub fn weight_splits(conv: &Conv2d, tiles: Tiles) -> usize {
+    let [n, ci, _, _] = conv.input_shape;
+    let [_, co, oh, ow] = conv.output_shape;
+    let (kh, kw) = conv.cfg.kernel;
+    let wgs = co.div_ceil(tiles.bm as usize) * (ci * kh * kw).div_ceil(tiles.bn as usize);
+    let gk = n * oh * ow;
+    BW_TARGET_WORKGROUPS.div_ceil(wgs).clamp(1, gk.div_ceil(BW_MIN_CHUNK).max(1))
+}
+
+/// dw[co,ci,ky,kx] = sum over n, oy, ox of dy * x with the default tiles and split.
+/// Overwrites dw, or adds to it when `accumulate`.
+pub fn backward_weight(gpu: &Gpu, conv: &Conv2d, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<WeightGrad> {
+    backward_weight_with(gpu, conv, Tiles::DEFAULT, None, dw, dy, x, accumulate)
+}
+
+/// `backward_weight` with explicit tiles and depth splits (None: `weight_splits`; clamped
+/// to [1, N*OH*OW / BK] and rounded so every split is a whole number of BK slices).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_weight_with(gpu: &Gpu, conv: &Conv2d, tiles: Tiles, splits: Option<usize>, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<WeightGrad> {
+    let name = &conv.name;
+    tiles.check(gpu, name)?;
+    dw.expect_shape(name, "weight gradient", &conv.weight_shape())?;
+    dy.expect_len(name, "output gradient", len(&conv.output_shape))?;
+    x.expect_len(name, "saved input", len(&conv.input_shape))?;
+    let [n, ci, _, _] = conv.input_shape;
+    let [_, co, oh, ow] = conv.output_shape;
+    let (kh, kw) = conv.cfg.kernel;
+    let (gm, gn, gk) = (co, ci * kh * kw, n * oh * ow);
+    let bk = tiles.bk as usize;
+    let want = splits.unwrap_or_else(|| weight_splits(conv, tiles)).clamp(1, gk.div_ceil(bk));
+    let kchunk = gk.div_ceil(want).div_ceil(bk) * bk;
+    let splits = gk.div_ceil(kchunk);
+    let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
+    let groups = [gn.div_ceil(tiles.bn as usize), gm.div_ceil(tiles.bm as usize), splits];
+    ensure!(
+        groups.iter().all(|&g| g <= max),
+        "layer {name}: conv2d_tiled_backward_weight needs a grid of {groups:?} workgroups, over max_compute_workgroups_per_dimension={max}"
+    );
+    let groups = groups.map(|g| g as u32);
+    let uniform = gpu.uniform(&format!("{name} tiled backward_weight params"), &params(conv, [gm, gn, gk], kchunk, splits)?);
+    let entry = "conv2d_tiled_backward_weight";
+    let c = tiles.constants();
+    let tab = im2col_table(gpu, conv, "backward_weight")?;
+    if splits == 1 {
+        let c = [c[0], c[1], c[2], accumulate_constant(accumulate)];
+        let d = dispatch(gpu, conv, entry, &c, &uniform, Some(&tab), &[(7, dw), (5, dy), (1, x)], groups)?;
+        return Ok(WeightGrad { dispatches: vec![d], scratch: None, splits });
+    }
+    let scratch = gpu.tensor(&format!("{name} tiled weight-gradient partials"), &[splits, dw.len()])?;
+    u32_of(name, "weight-gradient partials", scratch.len())?;
+    let cp = [c[0], c[1], c[2], accumulate_constant(false)];
+    let partial = dispatch(gpu, conv, entry, &cp, &uniform, Some(&tab), &[(7, &scratch), (5, dy), (1, x)], groups)?;
+    let rg = gpu.groups_1d(&format!("layer {name} conv2d_tiled_reduce"), dw.len() as u64, WG)?;
+    let reduce = dispatch(gpu, conv, "conv2d_tiled_reduce", &[accumulate_constant(accumulate)], &uniform, None, &[(7, dw), (8, &scratch)], rg)?;
+    Ok(WeightGrad { dispatches: vec![partial, reduce], scratch: Some(scratch), splits })
+}
