@@ -19,8 +19,9 @@
 // clamp load indices to the last row / column (in bounds, no branches in the inner loop)
 // and skip out-of-range stores. The accumulators are 4 vec4 (row r, column j) and the
 // `if (TM > r)` / `if (TN > j)` tests are constants once the pipeline resolves the
-// overrides (loops over private arrays ran 2x slower on lavapipe). No workgroup memory:
-// the CPU Vulkan driver runs barriers slowly; tiled variants can be added behind overrides.
+// overrides (loops over private arrays ran 2x slower on lavapipe). No workgroup memory
+// here (the CPU Vulkan driver runs barriers slowly); dense_tiled (end of file) is the
+// workgroup-memory variant, dense_subgroup.wgsl the subgroup-broadcast one.
 
 struct Params {
     n: u32,         // N
