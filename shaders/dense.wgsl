@@ -19,8 +19,9 @@
 // clamp load indices to the last row / column (in bounds, no branches in the inner loop)
 // and skip out-of-range stores. The accumulators are 4 vec4 (row r, column j) and the
 // `if (TM > r)` / `if (TN > j)` tests are constants once the pipeline resolves the
-// overrides (loops over private arrays ran 2x slower on lavapipe). No workgroup memory:
-// the CPU Vulkan driver runs barriers slowly; tiled variants can be added behind overrides.
+// overrides (loops over private arrays ran 2x slower on lavapipe). No workgroup memory
+// here (the CPU Vulkan driver runs barriers slowly); dense_tiled (end of file) is the
+// workgroup-memory variant, dense_subgroup.wgsl the subgroup-broadcast one.
 
 struct Params {
     n: u32,         // N
@@ -495,5 +496,99 @@ fn dense_u_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         store_dot(rl, 2u, o1, a12);
         store_dot(rl, 3u, o0, a03);
         store_dot(rl, 3u, o1, a13);
+    }
+}
+
+// ---- Workgroup-memory tiled GEMM (for GPUs with fast shared memory; slow on lavapipe) ----
+//
+// dense_tiled  C[r, c] (+)= sum_k A(r, k) B(k, c) (+ b[c] when has_bias), with
+//              A(r, k) = ta_src[r * SAR + k * SAK], B(k, c) = tb_src[k * SBK + c * SBC]:
+//   forward: C = y [N, O],  A = x (SAR = I, SAK = 1),  B(i, o) = W (SBK = 1, SBC = I), bias.
+//   dx:      C = dx [N, I], A = dy (SAR = O, SAK = 1), B(o, i) = W (SBK = I, SBC = 1).
+//   dW:      C = dW [O, I], A(o, n) = dy (SAR = 1, SAK = O), B(n, i) = x (SBK = I, SBC = 1).
+// A workgroup of TX x TY invocations (overrides, each <= 16) computes a (4 TY) x (4 TX)
+// tile of C: each K slab of TK = 16 reduction steps of A and B is staged in workgroup
+// memory (zero outside the matrices), then every invocation accumulates a 4 x 4 block,
+// rows ly + a TY and columns lx + j TX (a, j < 4). Overwrites C, or adds with ACCUMULATE.
+// Grid: [ceil(cols / (4 TX)), ceil(rows / (4 TY)), 1].
+
+struct Tiled {
+    rows: u32,
+    cols: u32,
+    red: u32,
+    sar: u32,
+    sak: u32,
+    sbk: u32,
+    sbc: u32,
+    has_bias: u32,
+}
+
+override TX: u32 = 16u;
+override TY: u32 = 16u;
+const TK: u32 = 16u;
+const TMAX: u32 = 64u;  // 4 * 16: the largest tile side
+
+@group(0) @binding(19) var<uniform> tp: Tiled;
+@group(0) @binding(20) var<storage, read> ta_src: array<f32>;
+@group(0) @binding(21) var<storage, read> tb_src: array<f32>;
+@group(0) @binding(22) var<storage, read_write> tc: array<f32>;
+
+var<workgroup> tile_a: array<f32, 1024>;  // [TK][TMAX]: tile_a[kk * TMAX + rr]
+var<workgroup> tile_b: array<f32, 1024>;  // [TK][TMAX]: tile_b[kk * TMAX + cc]
+
+@compute @workgroup_size(TX, TY)
+fn dense_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let bm = 4u * TY;
+    let bn = 4u * TX;
+    let rb = wid.y * bm;
+    let cb = wid.x * bn;
+    let nthreads = TX * TY;
+    var acc0 = vec4<f32>();
+    var acc1 = vec4<f32>();
+    var acc2 = vec4<f32>();
+    var acc3 = vec4<f32>();
+    for (var k0 = 0u; k0 < tp.red; k0 += TK) {
+        for (var e = li; e < bm * TK; e += nthreads) {
+            let kk = e / bm;
+            let rr = e % bm;
+            let r = rb + rr;
+            let k = k0 + kk;
+            var v = 0.0;
+            if (r < tp.rows && k < tp.red) { v = ta_src[r * tp.sar + k * tp.sak]; }
+            tile_a[kk * TMAX + rr] = v;
+        }
+        for (var e = li; e < bn * TK; e += nthreads) {
+            let kk = e / bn;
+            let cc = e % bn;
+            let c = cb + cc;
+            let k = k0 + kk;
+            var v = 0.0;
+            if (c < tp.cols && k < tp.red) { v = tb_src[k * tp.sbk + c * tp.sbc]; }
+            tile_b[kk * TMAX + cc] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let ab = kk * TMAX + lid.y;
+            let bb = kk * TMAX + lid.x;
+            let bv = vec4<f32>(tile_b[bb], tile_b[bb + TX], tile_b[bb + 2u * TX], tile_b[bb + 3u * TX]);
+            acc0 = fma(vec4<f32>(tile_a[ab]), bv, acc0);
+            acc1 = fma(vec4<f32>(tile_a[ab + TY]), bv, acc1);
+            acc2 = fma(vec4<f32>(tile_a[ab + 2u * TY]), bv, acc2);
+            acc3 = fma(vec4<f32>(tile_a[ab + 3u * TY]), bv, acc3);
+        }
+        workgroupBarrier();
+    }
+    let acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var a = 0u; a < 4u; a++) {
+        let r = rb + lid.y + a * TY;
+        if (r >= tp.rows) { break; }
+        for (var j = 0u; j < 4u; j++) {
+            let c = cb + lid.x + j * TX;
+            if (c >= tp.cols) { break; }
+            var v = acc[a][j];
+            if (tp.has_bias != 0u) { v += b[c]; }
+            let q = r * tp.cols + c;
+            tc[q] = select(0.0, tc[q], ACCUMULATE) + v;
+        }
     }
 }

@@ -14,7 +14,7 @@ use mien::gpu::{Dispatch, Gpu, Tensor};
 use mien::nn::activation::{Activation, Kind};
 use mien::nn::batchnorm::{BatchNorm, BatchNormConfig};
 use mien::nn::conv2d::{Conv2d, Conv2dConfig};
-use mien::nn::dense::Dense;
+use mien::nn::dense::{Dense, DenseKernels, DenseVariant};
 use mien::nn::dropout::Dropout;
 use mien::nn::network::{BuildOptions, Network};
 use mien::nn::optim::{Optimizer, OptimizerConfig};
@@ -53,6 +53,10 @@ struct Args {
     /// Models of the step / inference / memory benchmarks.
     #[arg(long, value_delimiter = ',', default_values_t = vec!["small".to_string(), "seed-cnn".to_string(), "seed-dnn".to_string()])]
     models: Vec<String>,
+    /// Kernel-variant autotuning: on (cached per adapter), off (built-in defaults) or
+    /// refresh (time again). Default: $MIEN_AUTOTUNE, else on.
+    #[arg(long, value_name = "on|off|refresh")]
+    autotune: Option<mien::gpu::autotune::Mode>,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -185,15 +189,18 @@ impl Ctx<'_> {
         let dw = gpu.tensor("dw", &[o, i])?;
         let db = gpu.tensor("db", &[o])?;
         let flops = 2.0 * (n * i * o) as f64;
-        // The single-dispatch register-blocked kernels ("blocked"), then the dispatch lists
-        // the Network records (uniform-operand GEMMs where in_features % 4 == 0).
-        self.kernel(format!("{tag} forward blocked"), &[layer.forward(gpu, &x, &w, Some(&b), &y)?], flops, 0.0)?;
-        self.kernel(format!("{tag} backward_input blocked"), &[layer.backward_input(gpu, &dx, &dy, &w)?], flops, 0.0)?;
-        self.kernel(format!("{tag} backward_weight blocked"), &[layer.backward_weight(gpu, &dw, &dy, &x, false)?], flops, 0.0)?;
-        if layer.uniform_path() {
-            self.kernel(format!("{tag} forward uniform"), &layer.forward_dispatches(gpu, &x, &w, Some(&b), &y)?, flops, 0.0)?;
-            self.kernel(format!("{tag} backward_input uniform"), &layer.backward_input_dispatches(gpu, &dx, &dy, &w)?, flops, 0.0)?;
-            self.kernel(format!("{tag} backward_weight uniform"), &layer.backward_weight_dispatches(gpu, &dw, &dy, &x, false)?, flops, 0.0)?;
+        // Every variant this adapter supports, forced; the layer's own choice (the
+        // autotuner's, or the default with --autotune off) is printed first.
+        println!("{tag}: uses {}", layer.describe_variants());
+        for v in DenseVariant::ALL {
+            if !layer.supports(gpu, v) {
+                continue;
+            }
+            let vn = v.name();
+            let lv = Dense::new_with(gpu, &tag, i, o, true, &[n, i], DenseKernels::Only(v))?;
+            self.kernel(format!("{tag} forward {vn}"), &lv.forward_dispatches(gpu, &x, &w, Some(&b), &y)?, flops, 0.0)?;
+            self.kernel(format!("{tag} backward_input {vn}"), &lv.backward_input_dispatches(gpu, &dx, &dy, &w)?, flops, 0.0)?;
+            self.kernel(format!("{tag} backward_weight {vn}"), &lv.backward_weight_dispatches(gpu, &dw, &dy, &x, false)?, flops, 0.0)?;
         }
         self.kernel(format!("{tag} backward_bias"), &[layer.backward_bias(gpu, &db, &dy, false)?], 0.0, (n * o * 4) as f64)?;
         Ok(())
@@ -430,8 +437,13 @@ fn print_row(r: &Row) {
 }
 
 fn main() -> Result<()> {
+    // Warnings, and the variant each dense layer uses (RUST_LOG overrides).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,mien::nn::dense=info")).init();
     let args = Args::parse();
     let gpu = Gpu::new()?;
+    if let Some(m) = args.autotune {
+        gpu.autotune().set_mode(m);
+    }
     println!("{}", gpu.describe());
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("cpu threads: {threads}; load average at start: {:?}", load_average());

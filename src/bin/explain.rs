@@ -45,6 +45,10 @@ struct Args {
     samples: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Kernel-variant autotuning: on (cached per adapter), off (built-in defaults) or
+    /// refresh (time again). Default: $MIEN_AUTOTUNE, else on.
+    #[arg(long, value_name = "on|off|refresh")]
+    autotune: Option<mien::gpu::autotune::Mode>,
 }
 
 fn copy_into(report: &Report, src: &Path, name: &str) -> Result<bool> {
@@ -115,6 +119,9 @@ fn comparison_section(report: &mut Report, runs: &[PathBuf]) -> Result<()> {
 
 fn run(args: Args) -> Result<()> {
     let gpu = Gpu::new()?;
+    if let Some(m) = args.autotune {
+        gpu.autotune().set_mode(m);
+    }
     let run = args.run.clone();
     let model = Model::load(&gpu, &run, 32)?;
     let cfg = read_config(&run)?;

@@ -42,6 +42,10 @@ struct Args {
     out: Option<PathBuf>,
     #[arg(long, default_value_t = 256)]
     batch: usize,
+    /// Kernel-variant autotuning: on (cached per adapter), off (built-in defaults) or
+    /// refresh (time again). Default: $MIEN_AUTOTUNE, else on.
+    #[arg(long, value_name = "on|off|refresh")]
+    autotune: Option<mien::gpu::autotune::Mode>,
 }
 
 fn pick(loaded: &mien::data::Loaded, part: Part, path: &Path) -> Result<Dataset> {
@@ -81,6 +85,9 @@ fn probabilities(gpu: &Gpu, run: &Path, which: &str, data: &Dataset, batch: usiz
 
 fn run(args: Args) -> Result<()> {
     let gpu = Gpu::new()?;
+    if let Some(m) = args.autotune {
+        gpu.autotune().set_mode(m);
+    }
     let runs: Vec<PathBuf> = std::iter::once(args.run.clone()).chain(args.ensemble.iter().cloned()).collect();
     let (_, first) = checkpoint::read(&runs[0].join(format!("{}.safetensors", args.checkpoint)))
         .map_err(|e| Error::new(format!("{e}\n(train a model first: cargo run --release --bin train)")))?;

@@ -71,6 +71,10 @@ struct Args {
     /// No progress bar or per-epoch lines.
     #[arg(long)]
     quiet: bool,
+    /// Kernel-variant autotuning: on (cached per adapter), off (built-in defaults) or
+    /// refresh (time again). Default: $MIEN_AUTOTUNE, else on.
+    #[arg(long, value_name = "on|off|refresh")]
+    autotune: Option<mien::gpu::autotune::Mode>,
 }
 
 fn config(args: &Args) -> mien::Result<TrainConfig> {
@@ -112,6 +116,9 @@ fn run(args: Args) -> mien::Result<()> {
         }
     };
     let gpu = mien::Gpu::new()?;
+    if let Some(m) = args.autotune {
+        gpu.autotune().set_mode(m);
+    }
     if !args.quiet {
         eprintln!("{}", gpu.describe());
     }

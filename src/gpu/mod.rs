@@ -5,6 +5,7 @@
 //! training step replays them into one encoder (`Gpu::submit`). Nothing here is created per
 //! step.
 
+pub mod autotune;
 mod dispatch;
 pub mod shaders;
 mod tensor;
@@ -53,6 +54,7 @@ pub struct Gpu {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     mem: Arc<MemStats>,
+    autotune: autotune::Autotune,
 }
 
 /// The message a user sees when wgpu finds no adapter at all.
@@ -100,6 +102,7 @@ impl Gpu {
         let adapter = pollster::block_on(instance.request_adapter(&options))
             .map_err(|e| Error::new(format!("{NO_ADAPTER_HELP} (wgpu: {e}; backends tried: {backends:?})")))?;
         let info = adapter.get_info();
+        let autotune = autotune::Autotune::from_env(&info)?;
         let limits = adapter.limits();
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
@@ -121,6 +124,7 @@ impl Gpu {
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             mem: Arc::new(MemStats::default()),
+            autotune,
         })
     }
 
@@ -132,6 +136,12 @@ impl Gpu {
     }
     pub fn mem(&self) -> &MemStats {
         &self.mem
+    }
+
+    /// The kernel-variant autotuner of this device (mode from `MIEN_AUTOTUNE`; the
+    /// binaries' `--autotune` calls `gpu.autotune().set_mode`).
+    pub fn autotune(&self) -> &autotune::Autotune {
+        &self.autotune
     }
 
     /// The smallest subgroup size of the device when it has subgroup operations (wgpu's

@@ -32,6 +32,7 @@ shaders! {
     CONV2D_SUBGROUP = "conv2d_subgroup";
     CONV2D_TILED = "conv2d_tiled";
     DENSE = "dense";
+    DENSE_SUBGROUP = "dense_subgroup";
     DROPOUT = "dropout";
     LIME = "lime";
     OCCLUSION = "occlusion";

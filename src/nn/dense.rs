@@ -5,7 +5,9 @@
 //! flatten is a view, so only the element count is checked.
 
 use super::{accumulate_constant, u32_of};
-use crate::gpu::{shaders::DENSE, Dispatch, Gpu, Tensor};
+use crate::gpu::autotune::time_candidate;
+use crate::gpu::shaders::{DENSE, DENSE_SUBGROUP};
+use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::{bail, ensure, Result};
 
 #[repr(C)]
@@ -22,15 +24,122 @@ const WG: u32 = 64;
 /// Largest register block side (the shader's `MAXT`): blocks are up to 4 x 4 outputs.
 const MAX_TILE: usize = 4;
 
-/// Which kernels the `*_dispatches` methods record. `Auto`: the uniform-operand GEMMs
-/// (batch rows in 64 KiB uniform windows, see shaders/dense.wgsl) where the shape allows
-/// (in_features a multiple of 4, 64 KiB uniform bindings), else the register-blocked
-/// single-dispatch kernels; `Blocked`: always the latter (tests, benchmarks).
+/// A kernel family for one GEMM pass (forward, dx or dW) of the `*_dispatches` methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenseVariant {
+    /// Register-blocked single dispatch (`dense_forward`, `dense_backward_input`,
+    /// `dense_backward_weight`): any shape, any adapter.
+    Blocked,
+    /// Uniform-window GEMMs (`dense_pack`, then `dense_u_dot` / `dense_u_axpy` per 64 KiB
+    /// chunk): in_features % 4 == 0 and 64 KiB uniform bindings.
+    Uniform,
+    /// Subgroup-broadcast GEMM (shaders/dense_subgroup.wgsl), 8 rows x 4 columns per lane:
+    /// subgroups of >= 8 lanes; any shape.
+    Subgroup,
+    /// The same with 8 rows x 8 columns per lane.
+    SubgroupWide,
+    /// The same with 16 rows x 4 columns per lane.
+    SubgroupTall,
+    /// Workgroup-memory tiled GEMM (`dense_tiled`, 64 x 64 tiles, 16 x 16 invocations).
+    Tiled,
+}
+
+impl DenseVariant {
+    /// In the order the autotuner times them (fast ones first, so that clearly slower ones
+    /// are cut after one run).
+    pub const ALL: [DenseVariant; 6] = [DenseVariant::SubgroupTall, DenseVariant::SubgroupWide, DenseVariant::Subgroup, DenseVariant::Uniform, DenseVariant::Tiled, DenseVariant::Blocked];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DenseVariant::Blocked => "blocked",
+            DenseVariant::Uniform => "uniform",
+            DenseVariant::Subgroup => "subgroup",
+            DenseVariant::SubgroupWide => "subgroup-wide",
+            DenseVariant::SubgroupTall => "subgroup-tall",
+            DenseVariant::Tiled => "tiled",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<DenseVariant> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+}
+
+/// The three GEMM passes of a dense layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DensePass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+impl DensePass {
+    pub const ALL: [DensePass; 3] = [DensePass::Forward, DensePass::BackwardInput, DensePass::BackwardWeight];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DensePass::Forward => "forward",
+            DensePass::BackwardInput => "backward_input",
+            DensePass::BackwardWeight => "backward_weight",
+        }
+    }
+}
+
+/// How `Dense` picks the variant of each pass. `Auto` (the default): the autotuner
+/// (`gpu.autotune()`, key "dense <pass> NxI->O") among the variants this adapter and shape
+/// support, for layers of at least `TUNE_MIN_FLOP` per pass; otherwise, and with the
+/// autotuner off, `Dense::default_variant`. `Blocked`: the register-blocked kernels.
+/// `Only(v)`: `v` for every pass (an error when the adapter or shape does not support it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DenseKernels {
     #[default]
     Auto,
     Blocked,
+    Only(DenseVariant),
+}
+
+/// Passes smaller than this (2 N I O multiply-adds) are not worth timing: they take the
+/// default variant.
+pub const TUNE_MIN_FLOP: usize = 1 << 24;
+
+/// Mirror of `Tiled` in shaders/dense.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TiledParams {
+    rows: u32,
+    cols: u32,
+    red: u32,
+    sar: u32,
+    sak: u32,
+    sbk: u32,
+    sbc: u32,
+    has_bias: u32,
+}
+
+/// Invocations per side of a `dense_tiled` workgroup (each computes 4 x 4 outputs).
+const TILE_T: u32 = 16;
+
+/// Random operands of a layer's shape, for timing candidates.
+struct Scratch {
+    x: Tensor,
+    w: Tensor,
+    b: Tensor,
+    y: Tensor,
+    dy: Tensor,
+    dx: Tensor,
+    dw: Tensor,
+}
+
+impl Scratch {
+    fn new(gpu: &Gpu, l: &Dense) -> Result<Scratch> {
+        let (n, i, o) = (l.batch, l.in_features, l.out_features);
+        let t = |label: &str, shape: &[usize]| -> Result<Tensor> {
+            let len: usize = shape.iter().product();
+            let v: Vec<f32> = (0..len).map(|k| ((k * 7919 % 1000) as f32) * 1e-3 - 0.5).collect();
+            gpu.upload(&format!("{} autotune {label}", l.name), shape, &v)
+        };
+        Ok(Scratch { x: t("x", &[n, i])?, w: t("w", &[o, i])?, b: t("b", &[o])?, y: t("y", &[n, o])?, dy: t("dy", &[n, o])?, dx: t("dx", &[n, i])?, dw: t("dw", &[o, i])? })
+    }
 }
 
 /// Mirror of `Pack` in shaders/dense.wgsl.
@@ -96,7 +205,7 @@ fn upass(gpu: &Gpu, name: &str, pass: &str, rows: usize, cols: usize, red: usize
     let nkb = red.div_ceil(kb);
     let total = nrb * nkb * CHUNK;
     let bytes = (total * 4) as u64;
-    if bytes > l.max_buffer_size || bytes > l.max_storage_buffer_binding_size as u64 || total > u32::MAX as usize {
+    if bytes > l.max_buffer_size || bytes > l.max_storage_buffer_binding_size || total > u32::MAX as usize {
         return None;
     }
     let pack = gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -147,12 +256,20 @@ pub struct Dense {
     pub bias: bool,
     params: wgpu::Buffer,
     uplan: Option<UPlan>,
+    /// Variant of forward, dx, dW (DensePass order).
+    variants: [DenseVariant; 3],
+    /// `dense_tiled` parameters of forward, dx, dW.
+    tiled: [wgpu::Buffer; 3],
+    /// 16 bytes bound to the vec4 bindings of the subgroup kernels when they use scalar
+    /// loads (unaligned shapes).
+    dummy: wgpu::Buffer,
 }
 
 impl Dense {
     /// `input_shape` is `[N, ...]` with the product of the dims after N equal to
-    /// `in_features` (`[N, I]`, or `[N, C, H, W]` flattened by view).
-    pub fn new(gpu: &Gpu, name: &str, in_features: usize, out_features: usize, bias: bool, input_shape: &[usize]) -> Result<Self> {
+    /// `in_features` (`[N, I]`, or `[N, C, H, W]` flattened by view). `kernels` picks the
+    /// variant of each pass of the `*_dispatches` methods (see `DenseKernels`).
+    pub fn new_with(gpu: &Gpu, name: &str, in_features: usize, out_features: usize, bias: bool, input_shape: &[usize], kernels: DenseKernels) -> Result<Self> {
         ensure!(in_features > 0 && out_features > 0, "layer {name}: in_features={in_features} and out_features={out_features} must be positive");
         ensure!(input_shape.len() >= 2, "layer {name}: input shape {input_shape:?} needs at least [N, features]");
         ensure!(input_shape.iter().all(|&d| d > 0), "layer {name}: input shape {input_shape:?} has a zero dimension");
@@ -168,9 +285,144 @@ impl Dense {
         u32_of(name, "out_features * in_features", out_features * in_features)?;
         let p = Params { n: batch as u32, inf: in_features as u32, outf: out_features as u32, has_bias: bias as u32 };
         let params = gpu.uniform(&format!("{name} params"), &p);
-        let mut layer = Dense { name: name.to_string(), batch, in_features, out_features, bias, params, uplan: None };
-        layer.uplan = layer.make_uplan(gpu);
-        Ok(layer)
+        let (n, i, o) = (batch as u32, in_features as u32, out_features as u32);
+        let tiled = [
+            TiledParams { rows: n, cols: o, red: i, sar: i, sak: 1, sbk: 1, sbc: i, has_bias: bias as u32 },
+            TiledParams { rows: n, cols: i, red: o, sar: o, sak: 1, sbk: i, sbc: 1, has_bias: 0 },
+            TiledParams { rows: o, cols: i, red: n, sar: 1, sak: o, sbk: i, sbc: 1, has_bias: 0 },
+        ]
+        .map(|t| gpu.uniform(&format!("{name} tiled params"), &t));
+        let dummy = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(&format!("{name} unused vec4 binding")),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let layer = Dense {
+            name: name.to_string(),
+            batch,
+            in_features,
+            out_features,
+            bias,
+            params,
+            uplan: None,
+            variants: [DenseVariant::Blocked; 3],
+            tiled,
+            dummy,
+        };
+        layer.with_kernels(gpu, kernels)
+    }
+
+    /// `new` with the variants picked by the autotuner (`DenseKernels::Auto`).
+    pub fn new(gpu: &Gpu, name: &str, in_features: usize, out_features: usize, bias: bool, input_shape: &[usize]) -> Result<Self> {
+        Self::new_with(gpu, name, in_features, out_features, bias, input_shape, DenseKernels::Auto)
+    }
+
+    /// Whether `variant` can run `pass` of this layer on `gpu`.
+    pub fn supports(&self, gpu: &Gpu, variant: DenseVariant) -> bool {
+        let l = gpu.limits();
+        match variant {
+            DenseVariant::Blocked => true,
+            DenseVariant::Uniform => self.in_features.is_multiple_of(4) && l.max_uniform_buffer_binding_size as usize >= CHUNK * 4,
+            DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => gpu.subgroup_min_size() >= Some(8),
+            DenseVariant::Tiled => l.max_compute_invocations_per_workgroup >= TILE_T * TILE_T && l.max_compute_workgroup_storage_size >= 8192,
+        }
+    }
+
+    /// The variant used without timing: subgroup where the adapter has subgroups of >= 8
+    /// lanes (16 rows per workgroup from batch 16 on, the fastest on lavapipe at the
+    /// seed-dnn shapes; else 8), else the uniform-window GEMM where the shape allows, else
+    /// the blocked kernels.
+    pub fn default_variant(&self, gpu: &Gpu) -> DenseVariant {
+        if self.supports(gpu, DenseVariant::Subgroup) {
+            if self.batch >= 16 {
+                DenseVariant::SubgroupTall
+            } else {
+                DenseVariant::Subgroup
+            }
+        } else if self.supports(gpu, DenseVariant::Uniform) {
+            DenseVariant::Uniform
+        } else {
+            DenseVariant::Blocked
+        }
+    }
+
+    /// The variants of forward, dx and dW (DensePass order).
+    pub fn variants(&self) -> [DenseVariant; 3] {
+        self.variants
+    }
+
+    /// "forward subgroup, backward_input subgroup-wide, backward_weight uniform".
+    pub fn describe_variants(&self) -> String {
+        DensePass::ALL.iter().zip(self.variants).map(|(p, v)| format!("{} {}", p.name(), v.name())).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Pick the variants again (`Auto`: autotuner; see `DenseKernels`).
+    pub fn with_kernels(mut self, gpu: &Gpu, kernels: DenseKernels) -> Result<Self> {
+        let default = self.default_variant(gpu);
+        self.variants = match kernels {
+            DenseKernels::Blocked => [DenseVariant::Blocked; 3],
+            DenseKernels::Only(v) => {
+                ensure!(
+                    self.supports(gpu, v),
+                    "layer {}: dense variant {} is not available here (uniform needs in_features % 4 == 0, subgroup needs subgroups of >= 8 lanes)",
+                    self.name,
+                    v.name()
+                );
+                [v; 3]
+            }
+            DenseKernels::Auto => {
+                let flop = 2 * self.batch * self.in_features * self.out_features;
+                if flop < TUNE_MIN_FLOP || gpu.autotune().mode() == crate::gpu::autotune::Mode::Off {
+                    [default; 3]
+                } else {
+                    let cands: Vec<DenseVariant> = DenseVariant::ALL.into_iter().filter(|&v| self.supports(gpu, v)).collect();
+                    // The uniform candidate needs its plan while it is timed.
+                    if cands.contains(&DenseVariant::Uniform) {
+                        self.uplan = self.make_uplan(gpu);
+                    }
+                    let mut scratch = None;
+                    let mut v = [default; 3];
+                    for (k, pass) in DensePass::ALL.into_iter().enumerate() {
+                        v[k] = self.tune(gpu, pass, &cands, default, &mut scratch);
+                    }
+                    v
+                }
+            }
+        };
+        self.uplan = if self.variants.contains(&DenseVariant::Uniform) { self.make_uplan(gpu) } else { None };
+        if self.uplan.is_none() {
+            // No plan (a buffer over the binding limit): the blocked kernels instead.
+            for v in &mut self.variants {
+                if *v == DenseVariant::Uniform {
+                    ensure!(kernels != DenseKernels::Only(DenseVariant::Uniform), "layer {}: the uniform-window GEMM does not fit this adapter's limits", self.name);
+                    *v = DenseVariant::Blocked;
+                }
+            }
+        }
+        log::info!("layer {}: {}", self.name, self.describe_variants());
+        Ok(self)
+    }
+
+    /// The autotuner's choice for `pass` among `cands`.
+    fn tune(&self, gpu: &Gpu, pass: DensePass, cands: &[DenseVariant], default: DenseVariant, scratch: &mut Option<Scratch>) -> DenseVariant {
+        let key = format!("dense {} {}x{}->{}", pass.name(), self.batch, self.in_features, self.out_features);
+        let names: Vec<&str> = cands.iter().map(|v| v.name()).collect();
+        let choice = gpu.autotune().choose(&key, &names, default.name(), |name, best| {
+            let v = DenseVariant::from_name(name).expect("a candidate name");
+            if scratch.is_none() {
+                *scratch = Some(Scratch::new(gpu, self)?);
+            }
+            let s = scratch.as_ref().unwrap();
+            let ds = match pass {
+                DensePass::Forward => self.forward_variant(gpu, v, &s.x, &s.w, self.bias.then_some(&s.b), &s.y)?,
+                DensePass::BackwardInput => self.backward_input_variant(gpu, v, &s.dx, &s.dy, &s.w)?,
+                DensePass::BackwardWeight => self.backward_weight_variant(gpu, v, &s.dw, &s.dy, &s.x, false)?,
+            };
+            let refs: Vec<&Dispatch> = ds.iter().collect();
+            time_candidate(gpu, &refs, best)
+        });
+        DenseVariant::from_name(&choice).unwrap_or(default)
     }
 
     fn make_uplan(&self, gpu: &Gpu) -> Option<UPlan> {
@@ -193,19 +445,9 @@ impl Dense {
         Some(UPlan { fwd, fwd_bias, bin, bw })
     }
 
-    /// Record only the register-blocked single-dispatch kernels (`DenseKernels::Blocked`)
-    /// or pick per shape (`Auto`, the default); for tests and benchmarks.
-    pub fn with_kernels(mut self, gpu: &Gpu, kernels: DenseKernels) -> Self {
-        self.uplan = match kernels {
-            DenseKernels::Auto => self.make_uplan(gpu),
-            DenseKernels::Blocked => None,
-        };
-        self
-    }
-
-    /// Whether the `*_dispatches` methods use the uniform-operand GEMMs.
+    /// Whether any pass uses the uniform-window GEMMs.
     pub fn uniform_path(&self) -> bool {
-        self.uplan.is_some()
+        self.variants.contains(&DenseVariant::Uniform)
     }
 
     /// The pack dispatch and one GEMM dispatch per chunk of a uniform-operand pass.
@@ -245,39 +487,134 @@ impl Dense {
         Ok(out)
     }
 
-    /// y = x W^T + b as a dispatch list: the uniform-operand GEMM (a pack of x, then one
-    /// dispatch per 64 KiB chunk) where the layer has that plan, else `forward`'s single
-    /// dispatch. Same contract as `forward`.
+    /// y = x W^T + b as a dispatch list, with the layer's forward variant (`variants`).
+    /// Same contract as `forward`.
     pub fn forward_dispatches(&self, gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
-        let single = self.forward(gpu, x, w, b, y)?;
-        let Some(u) = &self.uplan else { return Ok(vec![single]) };
-        let (params, bias): (Vec<&wgpu::Buffer>, _) = match b {
-            Some(b) => (u.fwd_bias.iter().collect(), Some(b)),
-            None => (u.fwd.chunks.iter().map(|c| &c.0).collect(), None),
-        };
-        let groups = self.out_features.div_ceil(WG as usize * 2);
-        // Without a bias the shader reads none but the binding must exist: alias W there.
-        self.u_dispatches(gpu, &u.fwd, &params, "dense_u_dot", x, w, y, Some(bias.unwrap_or(w)), groups, false)
+        self.forward_variant(gpu, self.variants[0], x, w, b, y)
     }
 
-    /// dx = dy W as a dispatch list (see `forward_dispatches`). Same contract as
+    /// dx = dy W as a dispatch list, with the layer's dx variant. Same contract as
     /// `backward_input`.
     pub fn backward_input_dispatches(&self, gpu: &Gpu, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
-        let single = self.backward_input(gpu, dx, dy, w)?;
-        let Some(u) = &self.uplan else { return Ok(vec![single]) };
-        let params: Vec<&wgpu::Buffer> = u.bin.chunks.iter().map(|c| &c.0).collect();
-        let groups = (self.in_features / 4).div_ceil(WG as usize);
-        self.u_dispatches(gpu, &u.bin, &params, "dense_u_axpy", dy, w, dx, None, groups, false)
+        self.backward_input_variant(gpu, self.variants[1], dx, dy, w)
     }
 
-    /// dW = dy^T x as a dispatch list (see `forward_dispatches`). Same contract as
+    /// dW = dy^T x as a dispatch list, with the layer's dW variant. Same contract as
     /// `backward_weight`: overwrites dW, or adds to it when `accumulate`.
     pub fn backward_weight_dispatches(&self, gpu: &Gpu, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<Vec<Dispatch>> {
+        self.backward_weight_variant(gpu, self.variants[2], dw, dy, x, accumulate)
+    }
+
+    fn uplan(&self, variant: DenseVariant) -> Result<&UPlan> {
+        self.uplan.as_ref().ok_or_else(|| crate::Error::new(format!("layer {}: dense variant {} has no plan for this shape", self.name, variant.name())))
+    }
+
+    /// `forward_dispatches` with an explicit variant (benchmarks, autotuning).
+    pub fn forward_variant(&self, gpu: &Gpu, variant: DenseVariant, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
+        // Validates every shape (and builds the blocked kernel's dispatch).
+        let single = self.forward(gpu, x, w, b, y)?;
+        // Without a bias the shaders read none but the binding must exist: alias W there.
+        let bias = b.unwrap_or(w);
+        match variant {
+            DenseVariant::Blocked => Ok(vec![single]),
+            DenseVariant::Uniform => {
+                let u = self.uplan(variant)?;
+                let params: Vec<&wgpu::Buffer> = match b {
+                    Some(_) => u.fwd_bias.iter().collect(),
+                    None => u.fwd.chunks.iter().map(|c| &c.0).collect(),
+                };
+                let groups = self.out_features.div_ceil(WG as usize * 2);
+                self.u_dispatches(gpu, &u.fwd, &params, "dense_u_dot", x, w, y, Some(bias), groups, false)
+            }
+            DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => {
+                let vec = self.in_features.is_multiple_of(4);
+                let b = [(0, self.params.as_entire_binding()), (1, x.binding()), (2, w.binding()), (3, bias.binding()), (4, y.binding()), (16, self.vec4(vec, x)), (17, self.vec4(vec, w))];
+                Ok(vec![self.sg(gpu, variant, "dense_sg_forward", self.out_features, self.batch, vec, false, &b)?])
+            }
+            DenseVariant::Tiled => {
+                let b = [(19, self.tiled[0].as_entire_binding()), (20, x.binding()), (21, w.binding()), (22, y.binding()), (3, bias.binding())];
+                Ok(vec![self.tiled_gemm(gpu, self.batch, self.out_features, false, &b)?])
+            }
+        }
+    }
+
+    /// `backward_input_dispatches` with an explicit variant.
+    pub fn backward_input_variant(&self, gpu: &Gpu, variant: DenseVariant, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
+        let single = self.backward_input(gpu, dx, dy, w)?;
+        match variant {
+            DenseVariant::Blocked => Ok(vec![single]),
+            DenseVariant::Uniform => {
+                let u = self.uplan(variant)?;
+                let params: Vec<&wgpu::Buffer> = u.bin.chunks.iter().map(|c| &c.0).collect();
+                let groups = (self.in_features / 4).div_ceil(WG as usize);
+                self.u_dispatches(gpu, &u.bin, &params, "dense_u_axpy", dy, w, dx, None, groups, false)
+            }
+            DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => {
+                let vec = self.in_features.is_multiple_of(4) && self.out_features.is_multiple_of(4);
+                let b = [(0, self.params.as_entire_binding()), (2, w.binding()), (5, dx.binding()), (8, dy.binding()), (17, self.vec4(vec, w)), (18, self.vec4(vec, dy))];
+                Ok(vec![self.sg(gpu, variant, "dense_sg_backward_input", self.in_features.div_ceil(4) * 4, self.batch, vec, false, &b)?])
+            }
+            DenseVariant::Tiled => {
+                let b = [(19, self.tiled[1].as_entire_binding()), (20, dy.binding()), (21, w.binding()), (22, dx.binding()), (3, w.binding())];
+                Ok(vec![self.tiled_gemm(gpu, self.batch, self.in_features, false, &b)?])
+            }
+        }
+    }
+
+    /// `backward_weight_dispatches` with an explicit variant.
+    pub fn backward_weight_variant(&self, gpu: &Gpu, variant: DenseVariant, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<Vec<Dispatch>> {
         let single = self.backward_weight(gpu, dw, dy, x, accumulate)?;
-        let Some(u) = &self.uplan else { return Ok(vec![single]) };
-        let params: Vec<&wgpu::Buffer> = u.bw.chunks.iter().map(|c| &c.0).collect();
-        let groups = (self.in_features / 4).div_ceil(WG as usize);
-        self.u_dispatches(gpu, &u.bw, &params, "dense_u_axpy", dy, x, dw, None, groups, accumulate)
+        match variant {
+            DenseVariant::Blocked => Ok(vec![single]),
+            DenseVariant::Uniform => {
+                let u = self.uplan(variant)?;
+                let params: Vec<&wgpu::Buffer> = u.bw.chunks.iter().map(|c| &c.0).collect();
+                let groups = (self.in_features / 4).div_ceil(WG as usize);
+                self.u_dispatches(gpu, &u.bw, &params, "dense_u_axpy", dy, x, dw, None, groups, accumulate)
+            }
+            DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => {
+                let vec = self.in_features.is_multiple_of(4) && self.out_features.is_multiple_of(4);
+                let b = [(0, self.params.as_entire_binding()), (1, x.binding()), (6, dw.binding()), (8, dy.binding()), (16, self.vec4(vec, x)), (18, self.vec4(vec, dy))];
+                Ok(vec![self.sg(gpu, variant, "dense_sg_backward_weight", self.in_features.div_ceil(4) * 4, self.out_features, vec, accumulate, &b)?])
+            }
+            DenseVariant::Tiled => {
+                let b = [(19, self.tiled[2].as_entire_binding()), (20, dy.binding()), (21, x.binding()), (22, dw.binding()), (3, x.binding())];
+                Ok(vec![self.tiled_gemm(gpu, self.out_features, self.in_features, accumulate, &b)?])
+            }
+        }
+    }
+
+    /// The tensor itself for a vec4 binding when `vec`, else the 16-byte dummy.
+    fn vec4<'a>(&'a self, vec: bool, t: &'a Tensor) -> wgpu::BindingResource<'a> {
+        if vec {
+            t.binding()
+        } else {
+            self.dummy.as_entire_binding()
+        }
+    }
+
+    /// A subgroup GEMM over `cols` output columns (forward: O; dx, dW: I rounded up to 4)
+    /// and `rows` rows (8 or 16 per workgroup). Lanes per workgroup: 64, or 32 when that wastes
+    /// fewer lanes on the last column group. Grid: [column groups, ceil(rows / TM), 1].
+    #[allow(clippy::too_many_arguments)]
+    fn sg(&self, gpu: &Gpu, variant: DenseVariant, entry: &str, cols: usize, rows: usize, vec: bool, accumulate: bool, bindings: &[(u32, wgpu::BindingResource<'_>)]) -> Result<Dispatch> {
+        let tn = if variant == DenseVariant::SubgroupWide { 8 } else { 4 };
+        let tm = if variant == DenseVariant::SubgroupTall { 16 } else { 8 };
+        let wg = [64usize, 32].into_iter().min_by_key(|wg| cols.div_ceil(wg * tn) * wg * tn).unwrap();
+        let gx = u32_of(&self.name, "column groups", cols.div_ceil(wg * tn))?;
+        let gy = u32_of(&self.name, "row blocks", rows.div_ceil(tm))?;
+        let constants = [("WG", wg as f64), ("TN", tn as f64), ("TM", tm as f64), ("VEC", vec as u32 as f64), accumulate_constant(accumulate)];
+        let label = format!("{} {entry} ({})", self.name, variant.name());
+        Dispatch::new(gpu, &label, &DENSE_SUBGROUP, entry, &constants, bindings, [gx, gy, 1])
+    }
+
+    /// `dense_tiled` over a `rows x cols` output. Grid: [ceil(cols / 64), ceil(rows / 64), 1].
+    fn tiled_gemm(&self, gpu: &Gpu, rows: usize, cols: usize, accumulate: bool, bindings: &[(u32, wgpu::BindingResource<'_>)]) -> Result<Dispatch> {
+        let side = 4 * TILE_T as usize;
+        let gx = u32_of(&self.name, "column tiles", cols.div_ceil(side))?;
+        let gy = u32_of(&self.name, "row tiles", rows.div_ceil(side))?;
+        let constants = [("TX", TILE_T as f64), ("TY", TILE_T as f64), accumulate_constant(accumulate)];
+        Dispatch::new(gpu, &format!("{} dense_tiled", self.name), &DENSE, "dense_tiled", &constants, bindings, [gx, gy, 1])
     }
 
     /// `[out_features, in_features]`.
