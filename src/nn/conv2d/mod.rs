@@ -4,6 +4,7 @@
 //! Layout: x [N, Cin, H, W], w [Cout, Cin, KH, KW], b [Cout], y [N, Cout, OH, OW].
 
 use super::{accumulate_constant, nchw, resolve_padding, u32_of, Padding};
+use crate::gpu::autotune::time_candidate;
 use crate::gpu::{shaders::CONV2D, Dispatch, Gpu, Tensor};
 use crate::reference::conv2d::ConvGeom;
 use crate::{bail, ensure, Result};
@@ -106,15 +107,15 @@ pub enum ConvKernels {
 }
 
 impl ConvKernels {
-    /// `MIEN_CONV_KERNELS=auto|fast|general|tiled|subgroup` (benchmarks, debugging; default auto).
-    /// `subgroup` still falls back per layer where those kernels do not apply.
+    /// `MIEN_CONV_KERNELS=auto|fast|general|tiled` (benchmarks, debugging; default auto: the
+    /// autotuner's choice).
     pub fn from_env() -> Result<ConvKernels> {
         Ok(match std::env::var("MIEN_CONV_KERNELS").as_deref() {
-            Err(_) | Ok("") | Ok("auto") | Ok("subgroup") => ConvKernels::Auto,
+            Err(_) | Ok("") | Ok("auto") => ConvKernels::Auto,
             Ok("fast") => ConvKernels::Fast,
             Ok("general") => ConvKernels::General,
             Ok("tiled") => ConvKernels::Tiled,
-            Ok(other) => bail!("MIEN_CONV_KERNELS={other:?}: expected auto, fast, general, tiled or subgroup"),
+            Ok(other) => bail!("MIEN_CONV_KERNELS={other:?}: expected auto, fast, general or tiled"),
         })
     }
 }
@@ -299,6 +300,10 @@ fn ubo_plan(gpu: &Gpu, name: &str, pass: &str, base: FastParams, nd: usize, ns: 
 /// Workgroup size of the 1-D kernels (WG in the shader; conv2d_backward_bias uses one
 /// workgroup of WG_BIAS per output channel).
 const WG: u32 = 64;
+/// Layers below this many FLOPs per forward pass take the default kernels untimed.
+const TUNE_MIN_FLOP: usize = 1 << 26;
+/// Batch of the layer copy the autotuner times (cost scales with the batch).
+const TUNE_BATCH: usize = 4;
 /// Register blocks (CB and PB in the shader, hard-wired as vec4 accumulators): CB channels x
 /// PB columns per forward / backward_input invocation, CB co x PB ci per weight-gradient
 /// invocation.
@@ -339,8 +344,14 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    /// Validate `cfg` against `input_shape` = [N, Cin, H, W] and write the uniform.
+    /// Validate `cfg` against `input_shape` = [N, Cin, H, W] and write the uniform; the
+    /// kernels from `MIEN_CONV_KERNELS` (default `Auto`: see `tune`).
     pub fn new(gpu: &Gpu, name: &str, cfg: Conv2dConfig, input_shape: &[usize]) -> Result<Self> {
+        Self::new_with(gpu, name, cfg, input_shape, ConvKernels::from_env()?)
+    }
+
+    /// `new` with the kernels given.
+    pub fn new_with(gpu: &Gpu, name: &str, cfg: Conv2dConfig, input_shape: &[usize], kernels: ConvKernels) -> Result<Self> {
         let [n, ci, h, w] = nchw(name, input_shape)?;
         ensure!(
             ci == cfg.in_channels,
@@ -383,7 +394,7 @@ impl Conv2d {
             tiled: false,
             keep: Mutex::new(Vec::new()),
         };
-        layer.plan(gpu, ConvKernels::from_env()?, None)?;
+        layer.plan(gpu, kernels, None)?;
         Ok(layer)
     }
 
@@ -391,6 +402,7 @@ impl Conv2d {
     /// weight-gradient split (`splits`, or the default for the chosen kernel) and write the
     /// uniforms.
     fn plan(&mut self, gpu: &Gpu, kernels: ConvKernels, splits: Option<usize>) -> Result<()> {
+        let kernels = if kernels == ConvKernels::Auto && splits.is_none() { self.tune(gpu)? } else { kernels };
         let [n, ci, h, w] = self.input_shape;
         let [_, co, oh, ow] = self.output_shape;
         let (pt, pl) = (self.pad_top, self.pad_left);
@@ -475,6 +487,51 @@ impl Conv2d {
         };
         self.scratch = OnceLock::new();
         Ok(())
+    }
+
+    /// `Auto`: the autotuner's variant (`gpu.autotune()`, key "conv NxCIxHxW->CO k.. s.. p..")
+    /// among subgroup (where it applies), fast and tiled, timed by the forward pass of a copy
+    /// of the layer at batch <= TUNE_BATCH (all three passes of a variant share its design);
+    /// layers under TUNE_MIN_FLOP and an autotuner that is off take the default: subgroup
+    /// where it applies, else fast.
+    fn tune(&self, gpu: &Gpu) -> Result<ConvKernels> {
+        let default = if subgroup::applicable(gpu, self) { ConvKernels::Subgroup } else { ConvKernels::Fast };
+        let [n, ci, h, w] = self.input_shape;
+        let [_, co, oh, ow] = self.output_shape;
+        let (kh, kw) = self.cfg.kernel;
+        let flop = 2 * n * oh * ow * co * ci * kh * kw;
+        if flop < TUNE_MIN_FLOP || gpu.autotune().mode() == crate::gpu::autotune::Mode::Off {
+            return Ok(default);
+        }
+        let mut cands = vec![];
+        if default == ConvKernels::Subgroup {
+            cands.push(("subgroup", ConvKernels::Subgroup));
+        }
+        cands.extend([("fast", ConvKernels::Fast), ("tiled", ConvKernels::Tiled)]);
+        let names: Vec<&str> = cands.iter().map(|c| c.0).collect();
+        let (pt, pl) = (self.pad_top, self.pad_left);
+        let key = format!("conv {n}x{ci}x{h}x{w}->{co} k{kh}x{kw} s{}x{} p{pt}x{pl}", self.cfg.stride.0, self.cfg.stride.1);
+        let shape = [n.min(TUNE_BATCH), ci, h, w];
+        let scratch: OnceLock<(Tensor, Tensor, Tensor, Tensor)> = OnceLock::new();
+        let choice = gpu.autotune().choose(&key, &names, if default == ConvKernels::Subgroup { "subgroup" } else { "fast" }, |name, best| {
+            let kernels = cands.iter().find(|c| c.0 == name).expect("a candidate").1;
+            let twin = Conv2d::new_with(gpu, &format!("{} (autotune {name})", self.name), self.cfg, &shape, kernels)?;
+            let (x, wt, b, y) = match scratch.get() {
+                Some(t) => t,
+                None => {
+                    let t = |label: &str, shape: &[usize]| -> Result<Tensor> {
+                        let len: usize = shape.iter().product();
+                        let v: Vec<f32> = (0..len).map(|k| ((k * 7919 % 1000) as f32) * 1e-3 - 0.5).collect();
+                        gpu.upload(&format!("{} autotune {label}", self.name), shape, &v)
+                    };
+                    let made = (t("x", &shape)?, t("w", &self.weight_shape())?, t("b", &self.bias_shape())?, gpu.tensor("autotune y", &twin.output_shape)?);
+                    scratch.get_or_init(|| made)
+                }
+            };
+            let ds = twin.forward_dispatches(gpu, x, wt, self.cfg.bias.then_some(b), y)?;
+            time_candidate(gpu, &ds.iter().collect::<Vec<_>>(), best)
+        });
+        Ok(cands.iter().find(|c| c.0 == choice).map_or(default, |c| c.1))
     }
 
     /// Record the general kernels only (`ConvKernels::General`) or pick per pass (`Auto`,
