@@ -416,7 +416,7 @@ impl Conv2d {
             ConvKernels::General | ConvKernels::Fast | ConvKernels::Tiled => false,
         };
         self.tiled = kernels == ConvKernels::Tiled;
-        let s3 = matches!(kernels, ConvKernels::Auto | ConvKernels::Fast) && self.cfg.kernel == (3, 3) && self.cfg.stride == (1, 1) && pl <= 2;
+        let s3 = matches!(kernels, ConvKernels::Auto | ConvKernels::Fast | ConvKernels::Subgroup) && self.cfg.kernel == (3, 3) && self.cfg.stride == (1, 1) && pl <= 2;
         // vec4 rows: the source width a multiple of 4 and every 4-column block of the
         // destination inside the source row.
         let fwd_ok = s3 && w % 4 == 0 && ow.div_ceil(4) * 4 <= w;
