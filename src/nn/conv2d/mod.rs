@@ -552,6 +552,20 @@ impl Conv2d {
         self.sg
     }
 
+    /// The kernel variant of the layer's passes: "subgroup", "tiled", "fast" (some pass on
+    /// the uniform-window / fast 3x3 kernels) or "general".
+    pub fn variant_name(&self) -> &'static str {
+        if self.sg {
+            "subgroup"
+        } else if self.tiled {
+            "tiled"
+        } else if self.fast.fwd.is_some() || self.fast.bin.is_some() || self.fast.bw.is_some() {
+            "fast"
+        } else {
+            "general"
+        }
+    }
+
     /// Whether forward, backward_input and backward_weight use the tiled kernels.
     pub fn uses_tiles(&self) -> bool {
         self.tiled
