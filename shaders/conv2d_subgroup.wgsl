@@ -24,6 +24,10 @@
 //   loaded; 576 FMAs. Grid [X, blocks, Z] over ceil(N * H / 2) * W / 4 invocations (past
 //   max_compute_workgroups_per_dimension into z). No early return: the last invocations
 //   repeat the last block and only their stores are skipped. Overwrites dst (+ bias[co]).
+// conv2d_sg_3x3_bias_act: conv2d_sg_3x3_bias with an activation applied before the store
+//   (inference: a conv, its folded BatchNorm and the activation in one pass). ACT: 1 ReLU,
+//   2 LeakyReLU (S.SLOPE), 3 PReLU with one slope per channel (alpha [CD]), 4 PReLU with one
+//   slope per element of a sample (alpha4 [CD, H, W / 4] vec4s).
 // conv2d_sg_weight: dw[co,ci,ky,kx] = sum_{n,oy,ox} dy[n,co,oy,ox] x[n,ci,oy+ky-1,ox+kx-1].
 //   Lanes are output channels (workgroup_id.x: block of WG), 4 input channels per
 //   workgroup_id.y, the (n, 4-column) blocks split over workgroup_id.z. An invocation walks
@@ -45,7 +49,7 @@ struct Sg {
     cps: u32,     // column blocks per split
     splits: u32,  // SPLITS
     nw: u32,      // CD * CS * 9 (weight gradient: CD = CO, CS = CI)
-    _pad: u32,
+    slope: f32,   // LeakyReLU slope of the ACT = 2 epilogue
 }
 
 const WG: u32 = 64u;
@@ -190,6 +194,57 @@ fn conv2d_sg_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     let r = block2(q, wid.y, sid, sgs);
     if (q0 < s.total) {
         store2(q, wid.y, r, vec4<f32>(0.0), vec4<f32>(0.0));
+    }
+}
+
+override ACT: u32 = 1u;
+@group(0) @binding(9) var<storage, read> alpha4: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read> alpha: array<f32>;
+
+// The epilogue activation of 4 columns of channel d, row oy, column block owb.
+fn act4(v: vec4<f32>, d: u32, oy: u32, owb: u32) -> vec4<f32> {
+    var a = vec4<f32>(0.0);
+    if (ACT == 2u) {
+        a = vec4<f32>(s.slope);
+    } else if (ACT == 3u) {
+        a = vec4<f32>(alpha[d]);
+    } else if (ACT == 4u) {
+        a = alpha4[(d * s.h + oy) * s.owb + owb];
+    }
+    return select(a * v, v, v > vec4<f32>(0.0));
+}
+
+fn store_row_act(n: u32, oy: u32, owb: u32, blk: u32, a: Acc, blo: vec4<f32>, bhi: vec4<f32>) {
+    if (oy >= s.h) {
+        return;
+    }
+    let c = array<vec4<f32>, 8>(a.c0 + blo.x, a.c1 + blo.y, a.c2 + blo.z, a.c3 + blo.w, a.c4 + bhi.x, a.c5 + bhi.y, a.c6 + bhi.z, a.c7 + bhi.w);
+    let plane = s.h * s.owb;
+    for (var j = 0u; j < 8u; j++) {
+        let d = blk * 8u + j;
+        if (d >= s.cd) {
+            break;
+        }
+        dst4[(n * s.cd + d) * plane + oy * s.owb + owb] = act4(c[j], d, oy, owb);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn conv2d_sg_3x3_bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
+    let q0 = gid.x + wid.z * nwg.x * WG;
+    let q = min(q0, s.total - 1u);
+    let r = block2(q, wid.y, sid, sgs);
+    let d0 = wid.y * 8u;
+    let last = s.cd - 1u;
+    let blo = vec4<f32>(bias[min(d0, last)], bias[min(d0 + 1u, last)], bias[min(d0 + 2u, last)], bias[min(d0 + 3u, last)]);
+    let bhi = vec4<f32>(bias[min(d0 + 4u, last)], bias[min(d0 + 5u, last)], bias[min(d0 + 6u, last)], bias[min(d0 + 7u, last)]);
+    if (q0 < s.total) {
+        let owb = q % s.owb;
+        let t = q / s.owb;
+        let oy0 = (t % s.hp) * 2u;
+        let n = t / s.hp;
+        store_row_act(n, oy0, owb, wid.y, r[0], blo, bhi);
+        store_row_act(n, oy0 + 1u, owb, wid.y, r[1], blo, bhi);
     }
 }
 

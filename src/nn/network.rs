@@ -51,7 +51,7 @@
 
 use super::activation::{Activation, Kind};
 use super::batchnorm::{BatchNorm, BatchNormConfig};
-use super::conv2d::{Conv2d, Conv2dConfig};
+use super::conv2d::{subgroup::Epilogue, Conv2d, Conv2dConfig};
 use super::dense::Dense;
 use super::dropout::Dropout;
 use super::pad::Pad2d;
@@ -682,13 +682,17 @@ impl Network {
 
     /// Inference with memory reuse (nothing reads intermediate activations afterwards) runs
     /// a conv followed by BatchNorm as one conv with the BN folded into its weights (a small
-    /// batchnorm_fold dispatch first), writing the BN's output directly; not where the conv
-    /// input and the BN output share a buffer (a kernel cannot bind one buffer for both).
-    fn fold_conv_bn(&self, gpu: &Gpu, i: usize, out: &mut Vec<Dispatch>) -> Result<Option<(Conv2d, Tensor, Tensor)>> {
+    /// batchnorm_fold dispatch first), writing the BN's output directly, and with an
+    /// activation after the BN (ReLU, LeakyReLU, PReLU) applied in the conv's epilogue where
+    /// the conv uses the subgroup kernels. Returns the fused conv and its folded tensors, and
+    /// how many layers after `i` it covered (1 or 2); None where nothing fuses, or where the
+    /// conv input and the fused output share a buffer (a kernel cannot bind one buffer for
+    /// both).
+    fn fold_conv_bn(&self, gpu: &Gpu, i: usize, out: &mut Vec<Dispatch>) -> Result<Option<((Conv2d, Tensor, Tensor), usize)>> {
         let (Some(layer), Some(next)) = (self.layers.get(i), self.layers.get(i + 1)) else { return Ok(None) };
         let (Op::Conv(conv), Op::BatchNorm { op: bn, running_mean, running_var, .. }) = (&layer.op, &next.op) else { return Ok(None) };
-        let (x, y) = (&self.acts[i], &self.acts[i + 2]);
-        if !self.reuse || x.same_buffer(y) {
+        let x = &self.acts[i];
+        if !self.reuse || x.same_buffer(&self.acts[i + 2]) {
             return Ok(None);
         }
         let w = self.layer_param(layer, 0)?.0;
@@ -699,8 +703,27 @@ impl Network {
         out.push(bn.fold_into(gpu, &w, b.as_ref(), &gamma, &beta, running_mean, running_var, &wf, &bf)?);
         let cfg = Conv2dConfig { bias: true, ..conv.cfg };
         let fused = Conv2d::new(gpu, &format!("{}+{}", conv.name, bn.name), cfg, &conv.input_shape)?;
-        out.extend(fused.forward_dispatches(gpu, x, &wf, Some(&bf), y)?);
-        Ok(Some((fused, wf, bf)))
+        // The activation after the BN, in the conv's epilogue.
+        if let Some(act_layer) = self.layers.get(i + 2) {
+            if let (Op::Act(act), false) = (&act_layer.op, x.same_buffer(&self.acts[i + 3])) {
+                let alpha = if act_layer.params.is_empty() { None } else { Some(self.layer_param(act_layer, 0)?.0) };
+                let epilogue = match (act.kind, alpha.as_ref()) {
+                    (Kind::Relu, _) => Some(Epilogue::Relu),
+                    (Kind::LeakyRelu(a), _) => Some(Epilogue::LeakyRelu(a)),
+                    (Kind::PRelu, Some(a)) => Some(Epilogue::PRelu(a)),
+                    (Kind::PReluPerElement, Some(a)) => Some(Epilogue::PReluPerElement(a)),
+                    _ => None,
+                };
+                if let Some(e) = epilogue {
+                    if let Some(d) = fused.forward_act_dispatches(gpu, x, &wf, &bf, &self.acts[i + 3], e)? {
+                        out.extend(d);
+                        return Ok(Some(((fused, wf, bf), 2)));
+                    }
+                }
+            }
+        }
+        out.extend(fused.forward_dispatches(gpu, x, &wf, Some(&bf), &self.acts[i + 2])?);
+        Ok(Some(((fused, wf, bf), 1)))
     }
 
     /// The forward pass (training or inference) and, for inference, the fused conv + BN
@@ -708,15 +731,16 @@ impl Network {
     fn record_forward(&self, gpu: &Gpu, train: bool) -> Result<(Vec<Dispatch>, Vec<(Conv2d, Tensor, Tensor)>)> {
         let mut out = Vec::new();
         let mut fused = Vec::new();
-        let mut skip = false;
+        let mut skip = 0;
         for (i, layer) in self.layers.iter().enumerate() {
-            if std::mem::take(&mut skip) {
+            if skip > 0 {
+                skip -= 1;
                 continue;
             }
             if !train {
-                if let Some(f) = self.fold_conv_bn(gpu, i, &mut out)? {
+                if let Some((f, covered)) = self.fold_conv_bn(gpu, i, &mut out)? {
                     fused.push(f);
-                    skip = true;
+                    skip = covered;
                     continue;
                 }
             }

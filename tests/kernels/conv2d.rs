@@ -410,3 +410,42 @@ fn subgroup_weight_gradient_accumulates_and_refuses_other_shapes() {
         assert!(msg.contains("conv9") && msg.contains(why), "{msg}");
     }
 }
+
+/// The subgroup conv's activation epilogue (inference: conv + folded BN + activation in one
+/// pass) against the reference conv followed by the reference activation: ReLU, LeakyReLU,
+/// PReLU per channel and per element; odd height, 65 output channels (a partial block).
+#[test]
+fn subgroup_conv_activation_epilogue() {
+    use mien::nn::conv2d::subgroup::Epilogue;
+    use mien::reference::activation as ra;
+    let gpu = gpu!();
+    if gpu.subgroup_min_size() < Some(subgroup::MIN_LANES) {
+        eprintln!("no subgroups of >= 8 lanes on {}: nothing to test", gpu.info().name);
+        return;
+    }
+    let mut rng = Rng::new(97);
+    let (shape, c) = ([2, 3, 5, 8], cfg(3, 65, (3, 3), (1, 1), Padding::Same, true));
+    let layer = Conv2d::new(gpu, "conv+act", c, &shape).unwrap().with_kernels(gpu, ConvKernels::Subgroup).unwrap();
+    let g = layer.geom();
+    let plane = g.oh * g.ow;
+    let (x, x64) = rand(&mut rng, g.x_len());
+    let (w, w64) = rand(&mut rng, g.w_len());
+    let (b, b64) = rand(&mut rng, g.cout);
+    let (a1, a164) = rand(&mut rng, g.cout);
+    let (ae, ae64) = rand(&mut rng, g.cout * plane);
+    let (tx, tw, tb) = (up(gpu, "x", &shape, &x), up(gpu, "w", &layer.weight_shape(), &w), up(gpu, "b", &[g.cout], &b));
+    let (ta1, tae) = (up(gpu, "alpha", &[g.cout], &a1), up(gpu, "alpha per element", &[g.cout, g.oh, g.ow], &ae));
+    let conv = r::forward(&g, &x64, &w64, Some(&b64));
+    let cases: [(Epilogue, Vec<f64>); 4] = [
+        (Epilogue::Relu, ra::relu_forward(&conv)),
+        (Epilogue::LeakyRelu(0.2), ra::leaky_relu_forward(&conv, 0.2f32 as f64)),
+        (Epilogue::PRelu(&ta1), ra::prelu_forward(&conv, &a164, plane)),
+        (Epilogue::PReluPerElement(&tae), ra::prelu_forward(&conv, &ae64, 1)),
+    ];
+    for (act, want) in cases {
+        let ty = zeros(gpu, "y", &layer.output_shape);
+        let d = layer.forward_act_dispatches(gpu, &tx, &tw, &tb, &ty, act).unwrap().expect("subgroup layer");
+        gpu.run(&d).unwrap();
+        assert_close(&format!("conv + {act:?}"), &read(gpu, &ty), &want, ATOL, RTOL);
+    }
+}

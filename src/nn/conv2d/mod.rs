@@ -708,6 +708,21 @@ impl Conv2d {
         self.ubo_dispatches(gpu, u, "forward", x, w, if self.cfg.bias { b } else { None }, y, n * oh * ow.div_ceil(4))
     }
 
+    /// y = act(conv(x, w) + b) in one pass where the layer uses the subgroup kernels (their
+    /// epilogue applies the activation), else None: run `forward_dispatches` and the
+    /// activation separately. Overwrites y.
+    pub fn forward_act_dispatches(&self, gpu: &Gpu, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, act: subgroup::Epilogue) -> Result<Option<Vec<Dispatch>>> {
+        if !self.sg {
+            return Ok(None);
+        }
+        x.expect_shape(&self.name, "input", &self.input_shape)?;
+        w.expect_shape(&self.name, "weight", &self.weight_shape())?;
+        y.expect_len(&self.name, "output", Self::len(&self.output_shape))?;
+        let (d, packed) = subgroup::forward_act(gpu, self, x, w, b, y, act)?;
+        self.keep(packed);
+        Ok(Some(d))
+    }
+
     /// The dispatches of backward_input (see `forward_dispatches`). Same contract as
     /// `backward_input`.
     pub fn backward_input_dispatches(&self, gpu: &Gpu, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {

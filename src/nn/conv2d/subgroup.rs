@@ -29,7 +29,7 @@ struct SgParams {
     cps: u32,
     splits: u32,
     nw: u32,
-    _pad: u32,
+    slope: f32,
 }
 
 /// Weight-gradient workgroups wanted before splitting the columns further (lavapipe runs
@@ -83,7 +83,7 @@ fn sg_params(conv: &Conv2d, cs: usize, cd: usize, splits: usize) -> Result<SgPar
         cps: cols.div_ceil(splits) as u32,
         splits: cols.div_ceil(cols.div_ceil(splits)) as u32,
         nw: u32_of(name, "weight elements", cs * cd * 9)?,
-        _pad: 0,
+        slope: 0.0,
     })
 }
 
@@ -135,6 +135,62 @@ pub fn forward(gpu: &Gpu, conv: &Conv2d, x: &Tensor, w: &Tensor, b: Option<&Tens
     let (ci, co) = (conv.cfg.in_channels, conv.cfg.out_channels);
     let (packed, pk) = pack(gpu, conv, "forward", w, co, ci, false)?;
     let main = run3x3(gpu, conv, "forward", x, &packed, b, y, ci, co)?;
+    Ok((vec![pk, main], packed))
+}
+
+/// The activation applied by `forward_act` before the store.
+#[derive(Debug, Clone, Copy)]
+pub enum Epilogue<'a> {
+    Relu,
+    LeakyRelu(f32),
+    /// One slope per output channel: [CO].
+    PRelu(&'a Tensor),
+    /// One slope per element of a sample: [CO, H, W].
+    PReluPerElement(&'a Tensor),
+}
+
+/// y = act(conv(x, w) + b) in one pass (inference: a conv with its BatchNorm folded in and
+/// the activation after it). Overwrites y; returns the dispatches and the packed weights.
+pub fn forward_act(gpu: &Gpu, conv: &Conv2d, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, act: Epilogue) -> Result<(Vec<Dispatch>, Tensor)> {
+    check(gpu, conv)?;
+    let (ci, co) = (conv.cfg.in_channels, conv.cfg.out_channels);
+    let [_, _, h, wd] = conv.output_shape;
+    b.expect_shape(&conv.name, "bias", &[co])?;
+    let (packed, pk) = pack(gpu, conv, "forward", w, co, ci, false)?;
+    let mut p = sg_params(conv, ci, co, 1)?;
+    let (code, slopes) = match act {
+        Epilogue::Relu => (1, None),
+        Epilogue::LeakyRelu(a) => {
+            p.slope = a;
+            (2, None)
+        }
+        Epilogue::PRelu(a) => {
+            a.expect_shape(&conv.name, "activation slopes", &[co])?;
+            (3, Some(a))
+        }
+        Epilogue::PReluPerElement(a) => {
+            a.expect_len(&conv.name, "activation slopes", co * h * wd)?;
+            (4, Some(a))
+        }
+    };
+    let uni = gpu.uniform(&format!("{} forward+activation subgroup params", conv.name), &p);
+    let label = format!("{} conv2d_sg_3x3_bias_act", conv.name);
+    let [gx, gz, _] = gpu.groups_1d(&label, p.total as u64, WG)?;
+    let groups = [gx, u32_of(&conv.name, "channel blocks", co.div_ceil(8))?, gz];
+    // Unused slope bindings get stand-ins (the packed weights: >= 16 bytes, read-only here).
+    let a4 = if code == 4 { slopes.unwrap_or(&packed) } else { &packed };
+    let a1 = if code == 3 { slopes.unwrap_or(&packed) } else { &packed };
+    let bindings = [
+        (0, uni.as_entire_binding()),
+        (1, x.binding()),
+        (2, x.binding()),
+        (3, packed.binding()),
+        (4, b.binding()),
+        (5, y.binding()),
+        (9, a4.binding()),
+        (10, a1.binding()),
+    ];
+    let main = Dispatch::new(gpu, &label, &CONV2D_SUBGROUP, "conv2d_sg_3x3_bias_act", &[("ACT", code as f64)], &bindings, groups)?;
     Ok((vec![pk, main], packed))
 }
 
