@@ -18,7 +18,7 @@ struct Args {
     /// Model: a preset (small, seed-cnn, seed-dnn, tiny-cnn) or a TOML / JSON model file.
     #[arg(long, default_value = "small")]
     model: String,
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 10)]
     epochs: usize,
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -57,7 +57,7 @@ struct Args {
     #[arg(long, default_value_t = 0.1)]
     val_split: f64,
     /// Number of training images of the built-in dataset (validation: a quarter of it).
-    #[arg(long, default_value_t = 4000)]
+    #[arg(long, default_value_t = 8000)]
     synthetic: usize,
     /// Side images are resized to (image folders); CSV files keep their own size.
     #[arg(long, default_value_t = 48)]

@@ -111,12 +111,12 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
-    /// The `train` binary's defaults: `small` on 4000 built-in faces, 7 epochs, Adam 2e-3
+    /// The `train` binary's defaults: `small` on 8000 built-in faces, 10 epochs, Adam 2e-3
     /// with a cosine schedule, batch 64, no augmentation.
     fn default() -> Self {
         TrainConfig {
             model: "small".into(),
-            epochs: 7,
+            epochs: 10,
             batch: 64,
             lr: 2e-3,
             optimizer: OptimizerChoice::Adam,
@@ -130,7 +130,7 @@ impl Default for TrainConfig {
             augment: AugmentConfig::none(),
             val_split: 0.1,
             data: None,
-            synthetic: 4000,
+            synthetic: 8000,
             image_size: 48,
         }
     }
