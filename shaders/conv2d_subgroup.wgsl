@@ -16,18 +16,19 @@
 // Measured at 64->64 48x48: 15.8 GFLOP/s with the weights in uniform windows, 31 with
 // broadcast weights, 51 with two output rows per invocation and shuffled row edges.
 //
-// conv2d_sg_3x3, conv2d_sg_3x3_bias: one invocation per (n, pair of rows oy0 = 2k, 2k + 1,
+// conv2d_sg_3x3: one invocation per (n, pair of rows oy0 = 2k, 2k + 1,
 //   4 columns) and 8 destination channels (block = workgroup_id.y): 64 accumulators. Per
 //   source channel: 3 per-lane vec4 weight loads, broadcast to the 72 weights of the block;
 //   4 source rows, each one vec4 per lane, the columns left and right of it shuffled from the
 //   neighbouring lanes (checked to hold the neighbouring column block) or, at subgroup edges,
 //   loaded; 576 FMAs. Grid [X, blocks, Z] over ceil(N * H / 2) * W / 4 invocations (past
 //   max_compute_workgroups_per_dimension into z). No early return: the last invocations
-//   repeat the last block and only their stores are skipped. Overwrites dst (+ bias[co]).
-// conv2d_sg_3x3_bias_act: conv2d_sg_3x3_bias with an activation applied before the store
-//   (inference: a conv, its folded BatchNorm and the activation in one pass). ACT: 1 ReLU,
-//   2 LeakyReLU (S.SLOPE), 3 PReLU with one slope per channel (alpha [CD]), 4 PReLU with one
-//   slope per element of a sample (alpha4 [CD, H, W / 4] vec4s).
+//   repeat the last block and only their stores are skipped. Overwrites dst; the epilogue
+//   adds bias[co] (override HAS_BIAS) and applies an activation (override ACT: 0 none,
+//   1 ReLU, 2 LeakyReLU with S.SLOPE, 3 PReLU with one slope per channel, alpha [CD], 4 PReLU
+//   with one slope per element of a sample, alpha4 [CD, H, W / 4] vec4s): inference runs a
+//   conv, its folded BatchNorm and the activation in one pass. Bindings 4, 9, 10 are always
+//   bound (stand-ins where unused).
 // conv2d_sg_weight: dw[co,ci,ky,kx] = sum_{n,oy,ox} dy[n,co,oy,ox] x[n,ci,oy+ky-1,ox+kx-1].
 //   Lanes are output channels (workgroup_id.x: block of WG), 4 input channels per
 //   workgroup_id.y, the (n, 4-column) blocks split over workgroup_id.z. An invocation walks
@@ -162,47 +163,21 @@ fn block2(q: u32, blk: u32, sid: u32, sgs: u32) -> array<Acc, 2> {
     return array<Acc, 2>(a, b);
 }
 
-// Store row oy (if inside the image) of block `blk`, plus the bias of each channel.
-fn store_row(n: u32, oy: u32, owb: u32, blk: u32, a: Acc, blo: vec4<f32>, bhi: vec4<f32>) {
-    if (oy >= s.h) {
-        return;
-    }
-    let c = array<vec4<f32>, 8>(a.c0 + blo.x, a.c1 + blo.y, a.c2 + blo.z, a.c3 + blo.w, a.c4 + bhi.x, a.c5 + bhi.y, a.c6 + bhi.z, a.c7 + bhi.w);
-    let plane = s.h * s.owb;
-    for (var j = 0u; j < 8u; j++) {
-        let d = blk * 8u + j;
-        if (d >= s.cd) {
-            break;
-        }
-        dst4[(n * s.cd + d) * plane + oy * s.owb + owb] = c[j];
-    }
-}
-
-fn store2(q: u32, blk: u32, r: array<Acc, 2>, blo: vec4<f32>, bhi: vec4<f32>) {
-    let owb = q % s.owb;
-    let t = q / s.owb;
-    let oy0 = (t % s.hp) * 2u;
-    let n = t / s.hp;
-    store_row(n, oy0, owb, blk, r[0], blo, bhi);
-    store_row(n, oy0 + 1u, owb, blk, r[1], blo, bhi);
-}
-
-@compute @workgroup_size(WG)
-fn conv2d_sg_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
-    let q0 = gid.x + wid.z * nwg.x * WG;
-    let q = min(q0, s.total - 1u);
-    let r = block2(q, wid.y, sid, sgs);
-    if (q0 < s.total) {
-        store2(q, wid.y, r, vec4<f32>(0.0), vec4<f32>(0.0));
-    }
-}
-
-override ACT: u32 = 1u;
+override HAS_BIAS: bool = false;
+override ACT: u32 = 0u;
 @group(0) @binding(9) var<storage, read> alpha4: array<vec4<f32>>;
 @group(0) @binding(10) var<storage, read> alpha: array<f32>;
 
-// The epilogue activation of 4 columns of channel d, row oy, column block owb.
-fn act4(v: vec4<f32>, d: u32, oy: u32, owb: u32) -> vec4<f32> {
+// The epilogue of 4 columns v of channel d, row oy, column block owb: + bias[d], then the
+// activation ACT.
+fn epilogue(v: vec4<f32>, d: u32, oy: u32, owb: u32) -> vec4<f32> {
+    var r = v;
+    if (HAS_BIAS) {
+        r += bias[d];
+    }
+    if (ACT == 0u) {
+        return r;
+    }
     var a = vec4<f32>(0.0);
     if (ACT == 2u) {
         a = vec4<f32>(s.slope);
@@ -211,54 +186,37 @@ fn act4(v: vec4<f32>, d: u32, oy: u32, owb: u32) -> vec4<f32> {
     } else if (ACT == 4u) {
         a = alpha4[(d * s.h + oy) * s.owb + owb];
     }
-    return select(a * v, v, v > vec4<f32>(0.0));
+    return select(a * r, r, r > vec4<f32>(0.0));
 }
 
-fn store_row_act(n: u32, oy: u32, owb: u32, blk: u32, a: Acc, blo: vec4<f32>, bhi: vec4<f32>) {
+// Store row oy (if inside the image) of block `blk` through the epilogue.
+fn store_row(n: u32, oy: u32, owb: u32, blk: u32, a: Acc) {
     if (oy >= s.h) {
         return;
     }
-    let c = array<vec4<f32>, 8>(a.c0 + blo.x, a.c1 + blo.y, a.c2 + blo.z, a.c3 + blo.w, a.c4 + bhi.x, a.c5 + bhi.y, a.c6 + bhi.z, a.c7 + bhi.w);
+    let c = array<vec4<f32>, 8>(a.c0, a.c1, a.c2, a.c3, a.c4, a.c5, a.c6, a.c7);
     let plane = s.h * s.owb;
     for (var j = 0u; j < 8u; j++) {
         let d = blk * 8u + j;
         if (d >= s.cd) {
             break;
         }
-        dst4[(n * s.cd + d) * plane + oy * s.owb + owb] = act4(c[j], d, oy, owb);
+        dst4[(n * s.cd + d) * plane + oy * s.owb + owb] = epilogue(c[j], d, oy, owb);
     }
 }
 
 @compute @workgroup_size(WG)
-fn conv2d_sg_3x3_bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
+fn conv2d_sg_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
     let q0 = gid.x + wid.z * nwg.x * WG;
     let q = min(q0, s.total - 1u);
     let r = block2(q, wid.y, sid, sgs);
-    let d0 = wid.y * 8u;
-    let last = s.cd - 1u;
-    let blo = vec4<f32>(bias[min(d0, last)], bias[min(d0 + 1u, last)], bias[min(d0 + 2u, last)], bias[min(d0 + 3u, last)]);
-    let bhi = vec4<f32>(bias[min(d0 + 4u, last)], bias[min(d0 + 5u, last)], bias[min(d0 + 6u, last)], bias[min(d0 + 7u, last)]);
     if (q0 < s.total) {
         let owb = q % s.owb;
         let t = q / s.owb;
         let oy0 = (t % s.hp) * 2u;
         let n = t / s.hp;
-        store_row_act(n, oy0, owb, wid.y, r[0], blo, bhi);
-        store_row_act(n, oy0 + 1u, owb, wid.y, r[1], blo, bhi);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn conv2d_sg_3x3_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
-    let q0 = gid.x + wid.z * nwg.x * WG;
-    let q = min(q0, s.total - 1u);
-    let r = block2(q, wid.y, sid, sgs);
-    let d0 = wid.y * 8u;
-    let last = s.cd - 1u;
-    let blo = vec4<f32>(bias[min(d0, last)], bias[min(d0 + 1u, last)], bias[min(d0 + 2u, last)], bias[min(d0 + 3u, last)]);
-    let bhi = vec4<f32>(bias[min(d0 + 4u, last)], bias[min(d0 + 5u, last)], bias[min(d0 + 6u, last)], bias[min(d0 + 7u, last)]);
-    if (q0 < s.total) {
-        store2(q, wid.y, r, blo, bhi);
+        store_row(n, oy0, owb, wid.y, r[0]);
+        store_row(n, oy0 + 1u, owb, wid.y, r[1]);
     }
 }
 

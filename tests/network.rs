@@ -329,7 +329,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
             tail.set_batch(gpu, &x[..3 * HW * HW], &labels[..3]).unwrap();
             gpu.run(tail.eval_dispatches()).unwrap();
             eval.push(gpu.read(tail.probabilities()).unwrap());
-            let fused_act = net.forward_infer_dispatches().filter(|d| d.label.ends_with("conv2d_sg_3x3_bias_act")).count();
+            let fused_act = net.forward_infer_dispatches().filter(|d| d.label.contains("conv2d_sg_3x3 (forward+activation)")).count();
             if spec.name == "tiny-cnn" && reuse && gpu.subgroup_min_size() >= Some(8) {
                 // conv(12x12) + BN + ReLU: one pass with the activation in the epilogue.
                 assert_eq!(fused_act, 1, "tiny-cnn: conv + BN + ReLU should fuse");

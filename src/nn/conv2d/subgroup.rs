@@ -102,23 +102,46 @@ fn pack(gpu: &Gpu, conv: &Conv2d, pass: &str, w: &Tensor, nd: usize, ns: usize, 
     Ok((packed, d))
 }
 
-/// The main 3x3 dispatch from `src` (cs channels) to `dst` (cd channels).
+/// The main 3x3 dispatch from `src` (cs channels) to `dst` (cd channels), with the bias and
+/// activation epilogue (`act`: None, or the activation and its code / slope tensor).
 #[allow(clippy::too_many_arguments)]
-fn run3x3(gpu: &Gpu, conv: &Conv2d, pass: &str, src: &Tensor, packed: &Tensor, bias: Option<&Tensor>, dst: &Tensor, cs: usize, cd: usize) -> Result<Dispatch> {
-    let p = sg_params(conv, cs, cd, 1)?;
+fn run3x3(gpu: &Gpu, conv: &Conv2d, pass: &str, src: &Tensor, packed: &Tensor, bias: Option<&Tensor>, dst: &Tensor, cs: usize, cd: usize, act: Option<Epilogue>) -> Result<Dispatch> {
+    let [_, _, h, wd] = conv.output_shape;
+    let mut p = sg_params(conv, cs, cd, 1)?;
+    let (code, slopes) = match act {
+        None => (0, None),
+        Some(Epilogue::Relu) => (1, None),
+        Some(Epilogue::LeakyRelu(a)) => {
+            p.slope = a;
+            (2, None)
+        }
+        Some(Epilogue::PRelu(a)) => {
+            a.expect_shape(&conv.name, "activation slopes", &[cd])?;
+            (3, Some(a))
+        }
+        Some(Epilogue::PReluPerElement(a)) => {
+            a.expect_len(&conv.name, "activation slopes", cd * h * wd)?;
+            (4, Some(a))
+        }
+    };
     let uni = gpu.uniform(&format!("{} {pass} subgroup params", conv.name), &p);
     let label = format!("{} conv2d_sg_3x3 ({pass})", conv.name);
     let [x, z, _] = gpu.groups_1d(&label, p.total as u64, WG)?;
     let groups = [x, u32_of(&conv.name, "channel blocks", cd.div_ceil(8))?, z];
-    let mut b = vec![(0, uni.as_entire_binding()), (1, src.binding()), (2, src.binding()), (3, packed.binding()), (5, dst.binding())];
-    let entry = match bias {
-        Some(t) => {
-            b.push((4, t.binding()));
-            "conv2d_sg_3x3_bias"
-        }
-        None => "conv2d_sg_3x3",
-    };
-    Dispatch::new(gpu, &label, &CONV2D_SUBGROUP, entry, &[], &b, groups)
+    // Unused bias / slope bindings get stand-ins (the packed weights: >= 16 bytes, read-only).
+    let (bias_t, a4, a1) = (bias.unwrap_or(packed), if code == 4 { slopes.unwrap_or(packed) } else { packed }, if code == 3 { slopes.unwrap_or(packed) } else { packed });
+    let b = [
+        (0, uni.as_entire_binding()),
+        (1, src.binding()),
+        (2, src.binding()),
+        (3, packed.binding()),
+        (5, dst.binding()),
+        (4, bias_t.binding()),
+        (9, a4.binding()),
+        (10, a1.binding()),
+    ];
+    let constants = [("HAS_BIAS", bias.is_some() as u8 as f64), ("ACT", code as f64)];
+    Dispatch::new(gpu, &label, &CONV2D_SUBGROUP, "conv2d_sg_3x3", &constants, &b, groups)
 }
 
 fn check(gpu: &Gpu, conv: &Conv2d) -> Result<()> {
@@ -134,7 +157,7 @@ pub fn forward(gpu: &Gpu, conv: &Conv2d, x: &Tensor, w: &Tensor, b: Option<&Tens
     check(gpu, conv)?;
     let (ci, co) = (conv.cfg.in_channels, conv.cfg.out_channels);
     let (packed, pk) = pack(gpu, conv, "forward", w, co, ci, false)?;
-    let main = run3x3(gpu, conv, "forward", x, &packed, b, y, ci, co)?;
+    let main = run3x3(gpu, conv, "forward", x, &packed, b, y, ci, co, None)?;
     Ok((vec![pk, main], packed))
 }
 
@@ -154,43 +177,9 @@ pub enum Epilogue<'a> {
 pub fn forward_act(gpu: &Gpu, conv: &Conv2d, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, act: Epilogue) -> Result<(Vec<Dispatch>, Tensor)> {
     check(gpu, conv)?;
     let (ci, co) = (conv.cfg.in_channels, conv.cfg.out_channels);
-    let [_, _, h, wd] = conv.output_shape;
     b.expect_shape(&conv.name, "bias", &[co])?;
     let (packed, pk) = pack(gpu, conv, "forward", w, co, ci, false)?;
-    let mut p = sg_params(conv, ci, co, 1)?;
-    let (code, slopes) = match act {
-        Epilogue::Relu => (1, None),
-        Epilogue::LeakyRelu(a) => {
-            p.slope = a;
-            (2, None)
-        }
-        Epilogue::PRelu(a) => {
-            a.expect_shape(&conv.name, "activation slopes", &[co])?;
-            (3, Some(a))
-        }
-        Epilogue::PReluPerElement(a) => {
-            a.expect_len(&conv.name, "activation slopes", co * h * wd)?;
-            (4, Some(a))
-        }
-    };
-    let uni = gpu.uniform(&format!("{} forward+activation subgroup params", conv.name), &p);
-    let label = format!("{} conv2d_sg_3x3_bias_act", conv.name);
-    let [gx, gz, _] = gpu.groups_1d(&label, p.total as u64, WG)?;
-    let groups = [gx, u32_of(&conv.name, "channel blocks", co.div_ceil(8))?, gz];
-    // Unused slope bindings get stand-ins (the packed weights: >= 16 bytes, read-only here).
-    let a4 = if code == 4 { slopes.unwrap_or(&packed) } else { &packed };
-    let a1 = if code == 3 { slopes.unwrap_or(&packed) } else { &packed };
-    let bindings = [
-        (0, uni.as_entire_binding()),
-        (1, x.binding()),
-        (2, x.binding()),
-        (3, packed.binding()),
-        (4, b.binding()),
-        (5, y.binding()),
-        (9, a4.binding()),
-        (10, a1.binding()),
-    ];
-    let main = Dispatch::new(gpu, &label, &CONV2D_SUBGROUP, "conv2d_sg_3x3_bias_act", &[("ACT", code as f64)], &bindings, groups)?;
+    let main = run3x3(gpu, conv, "forward+activation", x, &packed, Some(b), y, ci, co, Some(act))?;
     Ok((vec![pk, main], packed))
 }
 
@@ -200,7 +189,7 @@ pub fn backward_input(gpu: &Gpu, conv: &Conv2d, dx: &Tensor, dy: &Tensor, w: &Te
     check(gpu, conv)?;
     let (ci, co) = (conv.cfg.in_channels, conv.cfg.out_channels);
     let (packed, pk) = pack(gpu, conv, "backward_input", w, ci, co, true)?;
-    let main = run3x3(gpu, conv, "backward_input", dy, &packed, None, dx, co, ci)?;
+    let main = run3x3(gpu, conv, "backward_input", dy, &packed, None, dx, co, ci, None)?;
     Ok((vec![pk, main], packed))
 }
 
