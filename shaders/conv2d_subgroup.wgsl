@@ -30,11 +30,13 @@
 //   conv, its folded BatchNorm and the activation in one pass. Bindings 4, 9, 10 are always
 //   bound (stand-ins where unused).
 // conv2d_sg_weight: dw[co,ci,ky,kx] = sum_{n,oy,ox} dy[n,co,oy,ox] x[n,ci,oy+ky-1,ox+kx-1].
-//   Lanes are output channels (workgroup_id.x: block of WG), 4 input channels per
+//   Lanes are output channels (workgroup_id.x: block of WG), 8 input channels per
 //   workgroup_id.y, the (n, 4-column) blocks split over workgroup_id.z. An invocation walks
-//   down each of its column blocks: per x row, lanes 0..3 load the 4 channels' vec4 and
-//   lanes 0..7 their left / right edge columns, broadcast to every lane; the 3 dy rows that
-//   meet the x row stay in registers (sliding window): 144 FMAs into 36 accumulators per row.
+//   down each of its column blocks: per x row, lane l of each subgroup loads channel
+//   ci0 + l's vec4 and its left and right edge columns, broadcast to every lane; the 3 dy
+//   rows that meet the x row stay in registers (sliding window): 288 FMAs into 72
+//   accumulators per row for 4 per-lane loads (4 channels / 36 accumulators: 44 GFLOP/s at
+//   64 -> 64 48x48 b64; 8 / 72: 54).
 //   SPLITS == 1: writes dw (adds with ACCUMULATE); else partials [SPLITS, NW] (overwrite) and
 // conv2d_sg_weight_reduce sums them into dw (overwrite, or add with ACCUMULATE).
 
@@ -253,39 +255,48 @@ fn write_dw(co: u32, ci: u32, split: u32, a: array<vec3<f32>, 3>) {
 fn conv2d_sg_weight(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
     let co0 = wid.x * WG + lid.x;
     let co = min(co0, s.cd - 1u);
-    let ci0 = wid.y * 4u;
+    let ci0 = wid.y * 8u;
     let lane = sid % 8u;
-    // Lanes 0..3 load channel ci0 + lane's 4 columns; lane l loads the left (l even) or right
-    // edge column of channel ci0 + l / 2. Channels past CS repeat the last (discarded).
-    let cv = min(ci0 + lane % 4u, s.cs - 1u);
-    let ce = min(ci0 + lane / 2u, s.cs - 1u);
-    let left = lane % 2u == 0u;
+    // Lane l loads channel ci0 + l's 4 columns and its left and right edge columns.
+    // Channels past CS repeat the last (discarded).
+    let cv = min(ci0 + lane, s.cs - 1u);
     let hw = s.h * s.w;
     let z = vec3<f32>(0.0);
     var a0 = array<vec3<f32>, 3>(z, z, z);
     var a1 = a0;
     var a2 = a0;
     var a3 = a0;
+    var a4 = a0;
+    var a5 = a0;
+    var a6 = a0;
+    var a7 = a0;
     let c_end = min((wid.z + 1u) * s.cps, s.cols);
     for (var col = wid.z * s.cps; col < c_end; col++) {
         let n = col / s.owb;
         let owb = col % s.owb;
         let ox0 = owb * 4u;
         let xv = n * s.cs * hw + cv * hw + ox0;
-        let eok = select(ox0 + 4u < s.w, ox0 >= 1u, left);
-        let xe = n * s.cs * hw + ce * hw + select(min(ox0 + 4u, s.w - 1u), max(ox0, 1u) - 1u, left);
+        let lok = ox0 >= 1u;
+        let rok = ox0 + 4u < s.w;
+        let xl = xv - select(0u, 1u, lok);
+        let xr = n * s.cs * hw + cv * hw + min(ox0 + 4u, s.w - 1u);
         let d_base = (n * s.cd + co) * s.h * s.owb + owb;
         var d_prev = vec4<f32>(0.0);
         var d_cur = dy4[d_base];
         for (var iy = 0u; iy < s.h; iy++) {
             let d_next = select(vec4<f32>(0.0), dy4[d_base + min(iy + 1u, s.h - 1u) * s.owb], iy + 1u < s.h);
             let v = src4[(xv + iy * s.w) >> 2u];
-            let e = select(0.0, src[xe + iy * s.w], eok);
+            let el = select(0.0, src[xl + iy * s.w], lok);
+            let er = select(0.0, src[xr + iy * s.w], rok);
             // x row iy meets dy row iy + 1 at ky = 0, iy at ky = 1, iy - 1 at ky = 2.
-            dw_row(&a0, subgroupBroadcast(v, 0u), subgroupBroadcast(e, 0u), subgroupBroadcast(e, 1u), d_next, d_cur, d_prev);
-            dw_row(&a1, subgroupBroadcast(v, 1u), subgroupBroadcast(e, 2u), subgroupBroadcast(e, 3u), d_next, d_cur, d_prev);
-            dw_row(&a2, subgroupBroadcast(v, 2u), subgroupBroadcast(e, 4u), subgroupBroadcast(e, 5u), d_next, d_cur, d_prev);
-            dw_row(&a3, subgroupBroadcast(v, 3u), subgroupBroadcast(e, 6u), subgroupBroadcast(e, 7u), d_next, d_cur, d_prev);
+            dw_row(&a0, subgroupBroadcast(v, 0u), subgroupBroadcast(el, 0u), subgroupBroadcast(er, 0u), d_next, d_cur, d_prev);
+            dw_row(&a1, subgroupBroadcast(v, 1u), subgroupBroadcast(el, 1u), subgroupBroadcast(er, 1u), d_next, d_cur, d_prev);
+            dw_row(&a2, subgroupBroadcast(v, 2u), subgroupBroadcast(el, 2u), subgroupBroadcast(er, 2u), d_next, d_cur, d_prev);
+            dw_row(&a3, subgroupBroadcast(v, 3u), subgroupBroadcast(el, 3u), subgroupBroadcast(er, 3u), d_next, d_cur, d_prev);
+            dw_row(&a4, subgroupBroadcast(v, 4u), subgroupBroadcast(el, 4u), subgroupBroadcast(er, 4u), d_next, d_cur, d_prev);
+            dw_row(&a5, subgroupBroadcast(v, 5u), subgroupBroadcast(el, 5u), subgroupBroadcast(er, 5u), d_next, d_cur, d_prev);
+            dw_row(&a6, subgroupBroadcast(v, 6u), subgroupBroadcast(el, 6u), subgroupBroadcast(er, 6u), d_next, d_cur, d_prev);
+            dw_row(&a7, subgroupBroadcast(v, 7u), subgroupBroadcast(el, 7u), subgroupBroadcast(er, 7u), d_next, d_cur, d_prev);
             d_prev = d_cur;
             d_cur = d_next;
         }
@@ -295,6 +306,10 @@ fn conv2d_sg_weight(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
         write_dw(co, ci0 + 1u, wid.z, a1);
         write_dw(co, ci0 + 2u, wid.z, a2);
         write_dw(co, ci0 + 3u, wid.z, a3);
+        write_dw(co, ci0 + 4u, wid.z, a4);
+        write_dw(co, ci0 + 5u, wid.z, a5);
+        write_dw(co, ci0 + 6u, wid.z, a6);
+        write_dw(co, ci0 + 7u, wid.z, a7);
     }
 }
 

@@ -36,6 +36,9 @@ struct SgParams {
 /// one workgroup per thread at a time; GPUs want more, and get the tiled kernels).
 const BW_WORKGROUPS: usize = 32;
 
+/// Input channels per weight-gradient workgroup (grid y).
+const CIB: usize = 8;
+
 /// Subgroup lanes the kernels broadcast from (lanes 0..8).
 pub const MIN_LANES: u32 = 8;
 
@@ -198,12 +201,12 @@ pub fn backward_input(gpu: &Gpu, conv: &Conv2d, dx: &Tensor, dy: &Tensor, w: &Te
 pub fn backward_weight(gpu: &Gpu, conv: &Conv2d, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<(Vec<Dispatch>, Option<Tensor>)> {
     check(gpu, conv)?;
     let (ci, co) = (conv.cfg.in_channels, conv.cfg.out_channels);
-    let blocks = co.div_ceil(WG as usize) * ci.div_ceil(4);
+    let blocks = co.div_ceil(WG as usize) * ci.div_ceil(CIB);
     let p = sg_params(conv, ci, co, BW_WORKGROUPS.div_ceil(blocks))?;
     let name = &conv.name;
     let uni = gpu.uniform(&format!("{name} backward_weight subgroup params"), &p);
     let label = format!("{name} conv2d_sg_weight");
-    let groups = [u32_of(name, "output channel groups", co.div_ceil(WG as usize))?, u32_of(name, "input channel blocks", ci.div_ceil(4))?, p.splits];
+    let groups = [u32_of(name, "output channel groups", co.div_ceil(WG as usize))?, u32_of(name, "input channel blocks", ci.div_ceil(CIB))?, p.splits];
     let run = |out: &Tensor, acc: bool| {
         let b = [(0, uni.as_entire_binding()), (1, x.binding()), (2, x.binding()), (6, dy.binding()), (7, out.binding())];
         Dispatch::new(gpu, &label, &CONV2D_SUBGROUP, "conv2d_sg_weight", &[accumulate_constant(acc)], &b, groups)
