@@ -490,8 +490,9 @@ impl Conv2d {
     }
 
     /// `Auto`: the autotuner's variant (`gpu.autotune()`, key "conv NxCIxHxW->CO k.. s.. p..")
-    /// among subgroup (where it applies), fast and tiled, timed by the forward pass of a copy
-    /// of the layer at batch <= TUNE_BATCH (all three passes of a variant share its design);
+    /// among subgroup (where it applies), fast and tiled, timed by the forward and weight-
+    /// gradient passes of a copy of the layer at batch <= TUNE_BATCH (backward_input shares
+    /// the forward's design);
     /// layers under TUNE_MIN_FLOP and an autotuner that is off take the default: subgroup
     /// where it applies, else fast.
     fn tune(&self, gpu: &Gpu) -> Result<ConvKernels> {
@@ -512,11 +513,11 @@ impl Conv2d {
         let (pt, pl) = (self.pad_top, self.pad_left);
         let key = format!("conv {n}x{ci}x{h}x{w}->{co} k{kh}x{kw} s{}x{} p{pt}x{pl}", self.cfg.stride.0, self.cfg.stride.1);
         let shape = [n.min(TUNE_BATCH), ci, h, w];
-        let scratch: OnceLock<(Tensor, Tensor, Tensor, Tensor)> = OnceLock::new();
+        let scratch: OnceLock<(Tensor, Tensor, Tensor, Tensor, Tensor)> = OnceLock::new();
         let choice = gpu.autotune().choose(&key, &names, if default == ConvKernels::Subgroup { "subgroup" } else { "fast" }, |name, best| {
             let kernels = cands.iter().find(|c| c.0 == name).expect("a candidate").1;
             let twin = Conv2d::new_with(gpu, &format!("{} (autotune {name})", self.name), self.cfg, &shape, kernels)?;
-            let (x, wt, b, y) = match scratch.get() {
+            let (x, wt, b, y, dw) = match scratch.get() {
                 Some(t) => t,
                 None => {
                     let t = |label: &str, shape: &[usize]| -> Result<Tensor> {
@@ -524,11 +525,13 @@ impl Conv2d {
                         let v: Vec<f32> = (0..len).map(|k| ((k * 7919 % 1000) as f32) * 1e-3 - 0.5).collect();
                         gpu.upload(&format!("{} autotune {label}", self.name), shape, &v)
                     };
-                    let made = (t("x", &shape)?, t("w", &self.weight_shape())?, t("b", &self.bias_shape())?, gpu.tensor("autotune y", &twin.output_shape)?);
+                    let made = (t("x", &shape)?, t("w", &self.weight_shape())?, t("b", &self.bias_shape())?, t("y", &twin.output_shape)?, gpu.tensor("autotune dw", &self.weight_shape())?);
                     scratch.get_or_init(|| made)
                 }
             };
-            let ds = twin.forward_dispatches(gpu, x, wt, self.cfg.bias.then_some(b), y)?;
+            // The two passes every conv of a training step runs (y doubles as dy).
+            let mut ds = twin.forward_dispatches(gpu, x, wt, self.cfg.bias.then_some(b), y)?;
+            ds.extend(twin.backward_weight(gpu, dw, y, x, false)?);
             time_candidate(gpu, &ds.iter().collect::<Vec<_>>(), best)
         });
         Ok(cands.iter().find(|c| c.0 == choice).map_or(default, |c| c.1))
