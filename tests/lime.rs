@@ -94,7 +94,7 @@ fn perturbation_kernel_matches_the_reference_bit_exactly() {
         }
     }
     // Wrong mask length, wrong segmentation size.
-    let seg = slic(&vec![0.5; 25], 5, 5, &SlicOptions { segments: 4, ..Default::default() }).unwrap();
+    let seg = slic(&[0.5; 25], 5, 5, &SlicOptions { segments: 4, ..Default::default() }).unwrap();
     let out = gpu.tensor("out", &[2, 1, 5, 5]).unwrap();
     let p = Perturbation::new(gpu, &[0.5; 25], &[0.0; 25], &seg, &out).unwrap();
     assert!(p.set_masks(gpu, &[1; 3]).unwrap_err().0.contains("mask values"));

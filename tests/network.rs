@@ -406,7 +406,7 @@ fn try_activation_refuses_shared_tensors() {
     let shared = Network::build(gpu, &spec, [1, HW, HW], CLASSES, 2, BuildOptions::default()).unwrap();
     let plain = Network::build(gpu, &spec, [1, HW, HW], CLASSES, 2, BuildOptions::EXPLAIN).unwrap();
     let last = spec.layers.len() - 1;
-    let e = shared.try_activation(1).err().expect("a shared activation").to_string();
+    let e = shared.try_activation(1).expect_err("a shared activation").to_string();
     assert!(e.contains("shares memory") && e.contains(&shared.layers[1].name), "{e}");
     assert!(shared.try_activation(last).is_ok());
     assert!((0..=last).all(|i| plain.try_activation(i).is_ok()));

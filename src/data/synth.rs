@@ -832,7 +832,7 @@ mod tests {
             scene.cx += dx as f64;
             scene.cy += dy as f64;
             let (b, mb) = scene.render(48, 48, &clean(), &mut rng.clone());
-            assert!(ma.iter().any(|&v| v == 1), "class {class}: empty mask");
+            assert!(ma.contains(&1), "class {class}: empty mask");
             for y in 0..48 - dy {
                 for x in 0..48 - dx {
                     let (i, j) = (y * 48 + x, (y + dy) * 48 + x + dx);

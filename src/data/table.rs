@@ -145,7 +145,7 @@ impl Records {
                     self.buf.drain(..3);
                 }
                 quotes += self.buf[from..].iter().filter(|&&b| b == b'"').count();
-                if quotes % 2 == 0 {
+                if quotes.is_multiple_of(2) {
                     break;
                 }
             }

@@ -74,7 +74,7 @@ pub fn image_count(model: &Model, images: &[f32]) -> Result<usize> {
     let len = model.image_len();
     let [c, h, w] = model.info.input_chw;
     ensure!(
-        !images.is_empty() && images.len() % len == 0,
+        !images.is_empty() && images.len().is_multiple_of(len),
         "{} values are not a whole number of images: the model takes {c}x{h}x{w} images (C x H x W = {len} values each)",
         images.len()
     );

@@ -208,7 +208,7 @@ impl Gpu {
 
     /// Refuse a buffer the device cannot bind, naming the tensor and the limit.
     pub fn check_binding_size(&self, label: &str, bytes: u64) -> Result<()> {
-        let max_bind = self.limits.max_storage_buffer_binding_size as u64;
+        let max_bind = self.limits.max_storage_buffer_binding_size;
         let max_buf = self.limits.max_buffer_size;
         ensure!(bytes > 0, "{label}: a tensor must hold at least one element");
         ensure!(

@@ -102,7 +102,7 @@ impl Tensor {
         );
         let offset = self.offset + elem_offset as u64 * 4;
         ensure!(
-            offset % self.alloc.align as u64 == 0,
+            offset.is_multiple_of(self.alloc.align as u64),
             "{label}: byte offset {offset} is not a multiple of min_storage_buffer_offset_alignment={}",
             self.alloc.align
         );

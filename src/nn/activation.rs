@@ -78,10 +78,10 @@ impl Activation {
     /// pattern (see shaders/activation.wgsl).
     fn vec4(&self) -> bool {
         let n = self.len();
-        n % 4 == 0
+        n.is_multiple_of(4)
             && match self.kind {
-                Kind::PReluPerElement => (self.c * self.s) % 4 == 0,
-                _ => self.s % 4 == 0 || self.param_shape().is_none(),
+                Kind::PReluPerElement => (self.c * self.s).is_multiple_of(4),
+                _ => self.s.is_multiple_of(4) || self.param_shape().is_none(),
             }
     }
 

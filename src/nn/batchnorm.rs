@@ -88,7 +88,7 @@ impl BatchNorm {
 
     /// The vec4 kernels apply when each channel's spatial run is a multiple of 4.
     fn vec4(&self) -> bool {
-        self.s % 4 == 0
+        self.s.is_multiple_of(4)
     }
 
     /// `entry`, or its vec4 twin (`entry` + "4") with x, y, dx, dy moved to their vec4
@@ -203,7 +203,7 @@ impl BatchNorm {
             self.per_channel(role, t)?;
         }
         ensure!(
-            w.shape().first() == Some(&self.c) && w.len() % self.c == 0,
+            w.shape().first() == Some(&self.c) && w.len().is_multiple_of(self.c),
             "layer {}: folding needs a conv weight with {} output channels, got {:?}",
             self.name,
             self.c,

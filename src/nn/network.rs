@@ -419,7 +419,7 @@ fn allocate(gpu: &Gpu, plan: &MemoryPlan, reuse: bool) -> Result<(Vec<Tensor>, V
     // 256 bytes: the largest min_storage_buffer_offset_alignment WebGPU allows.
     let align = (gpu.limits().min_storage_buffer_offset_alignment as usize).max(256) / 4;
     let limits = gpu.limits();
-    let cap = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size) as usize / 4 / align * align;
+    let cap = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) as usize / 4 / align * align;
     let padded = |k: usize| slots[k].len().div_ceil(align) * align;
     // Slots over an arena's capacity keep their own buffer: Gpu::tensor then names them
     // and the limit.

@@ -110,6 +110,15 @@ pub fn backward(dy: &[f64], x: &[f64], gamma: &[f64], mean: &[f64], inv_std: &[f
     (dx, dgamma, dbeta)
 }
 
+/// Inference-mode input gradient: dx = dy * gamma / sqrt(running_var + eps).
+pub fn backward_infer(dy: &[f64], gamma: &[f64], running_var: &[f64], s: usize, eps: f64) -> Vec<f64> {
+    let c = gamma.len();
+    dy.iter().enumerate().map(|(i, &g)| {
+        let ch = (i / s) % c;
+        g * gamma[ch] / (running_var[ch] + eps).sqrt()
+    }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,13 +176,4 @@ mod tests {
             assert!((a - b).abs() < 1e-12);
         }
     }
-}
-
-/// Inference-mode input gradient: dx = dy * gamma / sqrt(running_var + eps).
-pub fn backward_infer(dy: &[f64], gamma: &[f64], running_var: &[f64], s: usize, eps: f64) -> Vec<f64> {
-    let c = gamma.len();
-    dy.iter().enumerate().map(|(i, &g)| {
-        let ch = (i / s) % c;
-        g * gamma[ch] / (running_var[ch] + eps).sqrt()
-    }).collect()
 }

@@ -210,8 +210,8 @@ struct Axes {
 
 /// Caption on top, axes with grid, tick labels and axis names; returns the chart for the
 /// caller's series. Area pixels outside the plotting rectangle hold the text.
-fn draw_axes<'a, 'b>(
-    area: &'b Area<'a>,
+fn draw_axes<'a>(
+    area: &Area<'a>,
     path: &Path,
     caption: &str,
     axes: Axes,

@@ -63,7 +63,7 @@ impl Schedule {
                 // restarting the count after each reduction (the epoch where the rate changed).
                 let best = val_losses.iter().enumerate().fold((0, f64::INFINITY), |b, (i, &l)| if l < b.1 { (i, l) } else { b });
                 let since_best = val_losses.len() - 1 - best.0;
-                if since_best >= patience.max(1) && since_best % patience.max(1) == 0 {
+                if since_best >= patience.max(1) && since_best.is_multiple_of(patience.max(1)) {
                     (previous * factor).max(min_lr)
                 } else {
                     previous

@@ -52,10 +52,10 @@ fn batch_512_at_48x48x64_builds_or_names_the_limit() {
     };
     let bytes = 512u64 * 64 * 48 * 48 * 4;
     match Network::build(gpu, &spec, [1, 48, 48], 7, 512, BuildOptions::default()) {
-        Ok(net) => assert!(bytes <= gpu.limits().max_storage_buffer_binding_size as u64, "built {}", net.spec.name),
+        Ok(net) => assert!(bytes <= gpu.limits().max_storage_buffer_binding_size, "built {}", net.spec.name),
         Err(e) => {
             let e = e.to_string();
-            assert!(bytes > gpu.limits().max_storage_buffer_binding_size as u64, "unexpected: {e}");
+            assert!(bytes > gpu.limits().max_storage_buffer_binding_size, "unexpected: {e}");
             assert!(e.contains("conv2d_1") && e.contains("max_storage_buffer_binding_size"), "{e}");
         }
     }

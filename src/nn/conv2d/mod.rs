@@ -183,7 +183,7 @@ fn bw_plan(gpu: &Gpu, name: &str, [n, co, oh, ow]: [usize; 4], ci: usize) -> Opt
     let l = gpu.limits();
     let win = (UBO_BYTES / 4) as usize;
     let cpad = co.div_ceil(4) * 4;
-    if (l.max_uniform_buffer_binding_size as u64) < UBO_BYTES || ci < 8 || 4 * ow > win {
+    if l.max_uniform_buffer_binding_size < UBO_BYTES || ci < 8 || 4 * ow > win {
         return None;
     }
     // Channel groups: windows of at least min(OH, 16) rows, groups of equal size.
@@ -194,7 +194,7 @@ fn bw_plan(gpu: &Gpu, name: &str, [n, co, oh, ow]: [usize; 4], ci: usize) -> Opt
     let rh = oh.div_ceil(nrb);
     let total = n * ncg * nrb * win;
     let bytes = total as u64 * 4;
-    if bytes > l.max_buffer_size || bytes > l.max_storage_buffer_binding_size as u64 || total > u32::MAX as usize {
+    if bytes > l.max_buffer_size || bytes > l.max_storage_buffer_binding_size || total > u32::MAX as usize {
         return None;
     }
     let pack = gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -263,7 +263,7 @@ struct PackParams {
 #[allow(clippy::too_many_arguments)]
 fn ubo_plan(gpu: &Gpu, name: &str, pass: &str, base: FastParams, nd: usize, ns: usize, ci: usize, flip: bool, padl: u32) -> Option<UboPlan> {
     let l = gpu.limits();
-    if (l.max_uniform_buffer_binding_size as u64) < UBO_BYTES {
+    if l.max_uniform_buffer_binding_size < UBO_BYTES {
         return None;
     }
     let align_v4 = (l.min_uniform_buffer_offset_alignment as usize / 16).max(1);
@@ -275,7 +275,7 @@ fn ubo_plan(gpu: &Gpu, name: &str, pass: &str, base: FastParams, nd: usize, ns: 
     let blocks = nd.div_ceil(8);
     let pack_total = blocks * stride_v4 * 4;
     let bytes = pack_total as u64 * 4 + UBO_BYTES;
-    if bytes > l.max_buffer_size || bytes > l.max_storage_buffer_binding_size as u64 {
+    if bytes > l.max_buffer_size || bytes > l.max_storage_buffer_binding_size {
         return None;
     }
     let pack = gpu.device.create_buffer(&wgpu::BufferDescriptor {
