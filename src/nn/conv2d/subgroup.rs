@@ -32,8 +32,10 @@ struct SgParams {
     slope: f32,
 }
 
-/// Weight-gradient workgroups wanted before splitting the columns further (lavapipe runs
-/// one workgroup per thread at a time; GPUs want more, and get the tiled kernels).
+/// Weight-gradient workgroups wanted before splitting the columns further: enough for a
+/// CPU driver (lavapipe runs one workgroup per thread at a time). A GPU with 100+ compute
+/// units would want more; the autotuner times this kernel against the tiled one, whose
+/// split targets 256 workgroups.
 const BW_WORKGROUPS: usize = 32;
 
 /// Input channels per weight-gradient workgroup (grid y).
