@@ -33,10 +33,10 @@ struct SgParams {
 }
 
 /// Weight-gradient workgroups wanted before splitting the columns further: enough for a
-/// CPU driver (lavapipe runs one workgroup per thread at a time). A GPU with 100+ compute
-/// units would want more; the autotuner times this kernel against the tiled one, whose
-/// split targets 256 workgroups.
-const BW_WORKGROUPS: usize = 32;
+/// CPU driver (lavapipe runs one workgroup per thread at a time), and for a GPU with 100+
+/// compute units (the autotuner then times this kernel against the tiled one).
+const BW_WORKGROUPS_CPU: usize = 32;
+const BW_WORKGROUPS_GPU: usize = 512;
 
 /// Input channels per weight-gradient workgroup (grid y).
 const CIB: usize = 8;
@@ -204,7 +204,8 @@ pub fn backward_weight(gpu: &Gpu, conv: &Conv2d, dw: &Tensor, dy: &Tensor, x: &T
     check(gpu, conv)?;
     let (ci, co) = (conv.cfg.in_channels, conv.cfg.out_channels);
     let blocks = co.div_ceil(WG as usize) * ci.div_ceil(CIB);
-    let p = sg_params(conv, ci, co, BW_WORKGROUPS.div_ceil(blocks))?;
+    let want = if gpu.info().device_type == wgpu::DeviceType::Cpu { BW_WORKGROUPS_CPU } else { BW_WORKGROUPS_GPU };
+    let p = sg_params(conv, ci, co, want.div_ceil(blocks))?;
     let name = &conv.name;
     let uni = gpu.uniform(&format!("{name} backward_weight subgroup params"), &p);
     let label = format!("{name} conv2d_sg_weight");
