@@ -300,3 +300,54 @@ fn batchnorm_fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         folded_b[i] = (b - infer_mean[i]) * (gamma[i] / sqrt(infer_var[i] + p.eps)) + beta[i];
     }
 }
+
+// ---- S == 1 (after a dense layer): one invocation per channel ----
+// batchnorm_stats_rows / batchnorm_backward_params_rows compute what batchnorm_stats /
+// batchnorm_backward_params do, each invocation looping over the N rows of its channel
+// (x[k, c] at k * C + c: neighbouring lanes read neighbouring floats) instead of a
+// 256-lane workgroup per channel with tree reductions: for M = N values there is little to
+// share, and on lavapipe each workgroupBarrier switches every lane's coroutine (these two
+// kernels took ~40% of a seed-dnn step). Same outputs and overwrite / ACCUMULATE rules.
+const WG_ROWS: u32 = 64u;
+
+@compute @workgroup_size(WG_ROWS)
+fn batchnorm_stats_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.c) { return; }
+    let inv_m = 1.0 / f32(p.m);
+    let shift = x[c];
+    var a = 0.0;
+    for (var k = 0u; k < p.m; k++) {
+        a += x[k * p.c + c] - shift;
+    }
+    let mean0 = shift + a * inv_m;
+    var b = vec2<f32>(0.0);
+    for (var k = 0u; k < p.m; k++) {
+        let d = x[k * p.c + c] - mean0;
+        b += vec2<f32>(d, d * d);
+    }
+    let md = b.x * inv_m;
+    let mean = mean0 + md;
+    let variance = max(b.y * inv_m - md * md, 0.0);
+    saved_out[c] = mean;
+    saved_out[p.c + c] = 1.0 / sqrt(variance + p.eps);
+    running_mean[c] = p.momentum * running_mean[c] + (1.0 - p.momentum) * mean;
+    running_var[c] = p.momentum * running_var[c] + (1.0 - p.momentum) * variance;
+}
+
+@compute @workgroup_size(WG_ROWS)
+fn batchnorm_backward_params_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.c) { return; }
+    let mean = saved[c];
+    let inv_std = saved[p.c + c];
+    var t = vec2<f32>(0.0);
+    for (var k = 0u; k < p.m; k++) {
+        let g = dy[k * p.c + c];
+        t += vec2<f32>(g, g * ((x[k * p.c + c] - mean) * inv_std));
+    }
+    sums[c] = t.x;
+    sums[p.c + c] = t.y;
+    dbeta[c] = select(0.0, dbeta[c], ACCUMULATE) + t.x;
+    dgamma[c] = select(0.0, dgamma[c], ACCUMULATE) + t.y;
+}

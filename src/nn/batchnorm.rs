@@ -36,6 +36,8 @@ struct Params {
 }
 
 const WG: u32 = 256;
+/// Workgroup size of the S == 1 reductions (WG_ROWS in the shader).
+const WG_ROWS: usize = 64;
 
 pub struct BatchNorm {
     pub name: String,
@@ -120,6 +122,19 @@ impl BatchNorm {
         Ok([u32_of(&self.name, "channels", self.c)?, 1, 1])
     }
 
+    /// A per-channel reduction kernel and its grid: one workgroup per channel, or with S == 1
+    /// (after a dense layer) its `_rows` twin, one invocation per channel.
+    fn reduction(&self, entry: &'static str) -> Result<(&'static str, [u32; 3])> {
+        if self.s == 1 {
+            let rows = match entry {
+                "batchnorm_stats" => "batchnorm_stats_rows",
+                _ => "batchnorm_backward_params_rows",
+            };
+            return Ok((rows, [u32_of(&self.name, "channel groups", self.c.div_ceil(WG_ROWS))?, 1, 1]));
+        }
+        Ok((entry, self.channel_groups()?))
+    }
+
     /// Training forward: batch statistics -> `saved` (overwritten), running stats updated in
     /// place (Keras momentum rule, biased batch variance), then y = gamma * xhat + beta
     /// (overwritten). Two dispatches: per-channel statistics, elementwise normalize.
@@ -142,13 +157,8 @@ impl BatchNorm {
         self.per_channel("running variance", running_var)?;
         saved.expect_shape(&self.name, "saved statistics", &[2, self.c])?;
         y.expect_len(&self.name, "output", self.len())?;
-        let stats = self.dispatch(
-            gpu,
-            "batchnorm_stats",
-            &[],
-            &[(1, x), (5, running_mean), (6, running_var), (7, saved)],
-            self.channel_groups()?,
-        )?;
+        let (entry, groups) = self.reduction("batchnorm_stats")?;
+        let stats = self.dispatch(gpu, entry, &[], &[(1, x), (5, running_mean), (6, running_var), (7, saved)], groups)?;
         let groups = self.elementwise_groups(gpu, "batchnorm_forward_train")?;
         let norm = self.dispatch(gpu, "batchnorm_forward_train", &[], &[(1, x), (2, y), (3, gamma), (4, beta), (15, saved)], groups)?;
         Ok(vec![stats, norm])
@@ -274,12 +284,13 @@ impl BatchNorm {
         x.expect_len(&self.name, "saved input", self.len())?;
         self.per_channel("gamma", gamma)?;
         saved.expect_shape(&self.name, "saved statistics", &[2, self.c])?;
+        let (entry, groups) = self.reduction("batchnorm_backward_params")?;
         let params = self.dispatch(
             gpu,
-            "batchnorm_backward_params",
+            entry,
             &[accumulate_constant(accumulate)],
             &[(10, dgamma), (11, dbeta), (12, &self.sums), (9, dy), (1, x), (15, saved)],
-            self.channel_groups()?,
+            groups,
         )?;
         let groups = self.elementwise_groups(gpu, "batchnorm_backward_input")?;
         let input = self.dispatch(

@@ -779,10 +779,15 @@ impl Network {
 
     fn record_backward(&self, gpu: &Gpu) -> Result<Vec<Dispatch>> {
         let mut out = Vec::new();
+        // Without input gradients, nothing below the first layer with parameters needs a
+        // gradient (a DNN's first dense layer after Flatten skips its dx).
+        let first_param = self.layers.iter().position(|l| !l.params.is_empty());
         for (i, layer) in self.layers.iter().enumerate().rev() {
             let x = &self.acts[i];
             let dy = self.dacts[i + 1].as_ref().expect("output gradient");
-            let dx = self.dacts[i].as_ref();
+            // (BatchNorm's backward writes dx regardless: it keeps its buffer or sink.)
+            let unneeded = self.dacts[0].is_none() && first_param.is_none_or(|f| i <= f) && !matches!(layer.op, Op::BatchNorm { .. });
+            let dx = if unneeded { None } else { self.dacts[i].as_ref() };
             match &layer.op {
                 Op::Conv(op) => {
                     let (w, dw) = self.layer_param(layer, 0)?;

@@ -240,20 +240,25 @@ fn parameter_gradients_accumulate_and_dx_uses_its_own_batch() {
     }
 
     // Once overwriting then once adding over the same batch gives exactly twice the sums,
-    // and dx is the same both times.
-    let k = Case::new(&mut rng, &[2, 65, 3, 1], 0.0);
-    let t = Tensors::new(gpu, &k);
-    let bn = BatchNorm::new(gpu, "bn", cfg, &k.shape).unwrap();
-    gpu.write(&t.dgamma, &vec![7.0f32; k.c]).unwrap();
-    let mut steps = bn.forward_train(gpu, &t.x, &t.gamma, &t.beta, &t.rm, &t.rv, &t.saved, &t.y).unwrap();
-    steps.extend(bn.backward(gpu, &t.dx, &t.dgamma, &t.dbeta, &t.dy, &t.x, &t.gamma, &t.saved, false).unwrap());
-    gpu.run(&steps).unwrap();
-    let (g1, b1, dx1) = (read(gpu, &t.dgamma), read(gpu, &t.dbeta), read(gpu, &t.dx));
-    gpu.run(&bn.backward(gpu, &t.dx, &t.dgamma, &t.dbeta, &t.dy, &t.x, &t.gamma, &t.saved, true).unwrap()).unwrap();
-    let twice = |v: &[f32]| v.iter().map(|&a| 2.0 * a as f64).collect::<Vec<_>>();
-    assert_close("dgamma accumulated twice", &read(gpu, &t.dgamma), &twice(&g1), 1e-6, 1e-6);
-    assert_close("dbeta accumulated twice", &read(gpu, &t.dbeta), &twice(&b1), 1e-6, 1e-6);
-    assert_close("dx unchanged by accumulate", &read(gpu, &t.dx), &f64s(&dx1), 0.0, 0.0);
+    // and dx is the same both times: per-channel workgroups (S = 3) and, after a dense layer
+    // (S = 1), the one-invocation-per-channel kernels.
+    for shape in [&[2usize, 65, 3, 1][..], &[3, 65][..]] {
+        let k = Case::new(&mut rng, shape, 0.0);
+        let t = Tensors::new(gpu, &k);
+        let bn = BatchNorm::new(gpu, "bn", cfg, &k.shape).unwrap();
+        gpu.write(&t.dgamma, &vec![7.0f32; k.c]).unwrap();
+        let mut steps = bn.forward_train(gpu, &t.x, &t.gamma, &t.beta, &t.rm, &t.rv, &t.saved, &t.y).unwrap();
+        let backward = bn.backward(gpu, &t.dx, &t.dgamma, &t.dbeta, &t.dy, &t.x, &t.gamma, &t.saved, false).unwrap();
+        assert_eq!(backward[0].label.ends_with("_rows"), shape.len() == 2, "{}", backward[0].label);
+        steps.extend(backward);
+        gpu.run(&steps).unwrap();
+        let (g1, b1, dx1) = (read(gpu, &t.dgamma), read(gpu, &t.dbeta), read(gpu, &t.dx));
+        gpu.run(&bn.backward(gpu, &t.dx, &t.dgamma, &t.dbeta, &t.dy, &t.x, &t.gamma, &t.saved, true).unwrap()).unwrap();
+        let twice = |v: &[f32]| v.iter().map(|&a| 2.0 * a as f64).collect::<Vec<_>>();
+        assert_close(&format!("dgamma accumulated twice {shape:?}"), &read(gpu, &t.dgamma), &twice(&g1), 1e-6, 1e-6);
+        assert_close(&format!("dbeta accumulated twice {shape:?}"), &read(gpu, &t.dbeta), &twice(&b1), 1e-6, 1e-6);
+        assert_close(&format!("dx unchanged by accumulate {shape:?}"), &read(gpu, &t.dx), &f64s(&dx1), 0.0, 0.0);
+    }
 }
 
 #[test]
