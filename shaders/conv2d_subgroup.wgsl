@@ -30,10 +30,8 @@
 //   conv, its folded BatchNorm and the activation in one pass. Bindings 4, 9, 10 are always
 //   bound (stand-ins where unused).
 // conv2d_sg_weight: dw[co,ci,ky,kx] = sum_{n,oy,ox} dy[n,co,oy,ox] x[n,ci,oy+ky-1,ox+kx-1].
-//   Lanes are output channels (workgroup_id.x: group of COG; COG < WG packs WG / COG blocks
-//   of 8 input channels into one workgroup, for layers with few output channels; COG is
-//   at least the subgroup size, so a subgroup never straddles two blocks), 8 input channels
-//   per block along workgroup_id.y, the (n, 4-column) blocks split over workgroup_id.z. An invocation walks
+//   Lanes are output channels (workgroup_id.x: block of WG), 8 input channels per
+//   workgroup_id.y, the (n, 4-column) blocks split over workgroup_id.z. An invocation walks
 //   down each of its column blocks: per x row, lane l of each subgroup loads channel
 //   ci0 + l's vec4 and its left and right edge columns, broadcast to every lane; the 3 dy
 //   rows that meet the x row stay in registers (sliding window): 288 FMAs into 72
@@ -253,15 +251,11 @@ fn write_dw(co: u32, ci: u32, split: u32, a: array<vec3<f32>, 3>) {
     }
 }
 
-override COG: u32 = 64u;
-
 @compute @workgroup_size(WG)
 fn conv2d_sg_weight(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
-    // COG lanes per group of output channels, WG / COG groups (each its own block of 8 input
-    // channels) per workgroup: layers with few output channels still fill the lanes.
-    let co0 = wid.x * COG + lid.x % COG;
+    let co0 = wid.x * WG + lid.x;
     let co = min(co0, s.cd - 1u);
-    let ci0 = (wid.y * (WG / COG) + lid.x / COG) * 8u;
+    let ci0 = wid.y * 8u;
     let lane = sid % 8u;
     // Lane l loads channel ci0 + l's 4 columns and its left and right edge columns.
     // Channels past CS repeat the last (discarded).

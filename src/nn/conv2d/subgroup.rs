@@ -203,21 +203,16 @@ pub fn backward_input(gpu: &Gpu, conv: &Conv2d, dx: &Tensor, dy: &Tensor, w: &Te
 pub fn backward_weight(gpu: &Gpu, conv: &Conv2d, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<(Vec<Dispatch>, Option<Tensor>)> {
     check(gpu, conv)?;
     let (ci, co) = (conv.cfg.in_channels, conv.cfg.out_channels);
-    // Lanes per group of output channels: the smallest of 8 / 16 / 32 / 64 that holds CO
-    // and no fewer than the subgroup's lanes (a subgroup must not straddle two groups).
-    let sg_max = gpu.info().subgroup_max_size as usize;
-    let cog = [8, 16, 32, 64].into_iter().find(|&g| g >= co && g >= sg_max).unwrap_or(WG as usize);
-    let per = WG as usize / cog;
-    let groups = [u32_of(&conv.name, "output channel groups", co.div_ceil(cog))?, u32_of(&conv.name, "input channel blocks", ci.div_ceil(CIB).div_ceil(per))?, 1];
+    let blocks = co.div_ceil(WG as usize) * ci.div_ceil(CIB);
     let want = if gpu.info().device_type == wgpu::DeviceType::Cpu { BW_WORKGROUPS_CPU } else { BW_WORKGROUPS_GPU };
-    let p = sg_params(conv, ci, co, want.div_ceil((groups[0] * groups[1]) as usize))?;
-    let groups = [groups[0], groups[1], p.splits];
+    let p = sg_params(conv, ci, co, want.div_ceil(blocks))?;
     let name = &conv.name;
     let uni = gpu.uniform(&format!("{name} backward_weight subgroup params"), &p);
     let label = format!("{name} conv2d_sg_weight");
+    let groups = [u32_of(name, "output channel groups", co.div_ceil(WG as usize))?, u32_of(name, "input channel blocks", ci.div_ceil(CIB))?, p.splits];
     let run = |out: &Tensor, acc: bool| {
         let b = [(0, uni.as_entire_binding()), (1, x.binding()), (2, x.binding()), (6, dy.binding()), (7, out.binding())];
-        Dispatch::new(gpu, &label, &CONV2D_SUBGROUP, "conv2d_sg_weight", &[accumulate_constant(acc), ("COG", cog as f64)], &b, groups)
+        Dispatch::new(gpu, &label, &CONV2D_SUBGROUP, "conv2d_sg_weight", &[accumulate_constant(acc)], &b, groups)
     };
     if p.splits == 1 {
         return Ok((vec![run(dw, accumulate)?], None));
