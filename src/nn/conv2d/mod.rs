@@ -85,13 +85,12 @@ struct FastParams {
     _pad: u32,
 }
 
-/// Which kernels a layer records. `Auto` uses the 3x3 stride-1 implicit-GEMM kernels
-/// (vec4 row windows, workgroup-uniform weight / input loads) wherever the shape allows
-/// (3x3, stride 1, left padding <= 2, widths multiples of 4) and the general kernels
-/// elsewhere; `General` always uses the general kernels (tests, benchmarks).
+/// Which kernels a layer records (`Conv2d::new` takes `MIEN_CONV_KERNELS`, default `Auto`;
+/// `new_with` / `with_kernels` force one for tests and benchmarks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvKernels {
-    /// Subgroup kernels where they apply, else `Fast`.
+    /// The autotuner's choice among subgroup (where it applies), fast and tiled; untuned
+    /// (small layers, autotune off): subgroup where it applies, else fast.
     #[default]
     Auto,
     /// The general kernels only.
@@ -537,8 +536,8 @@ impl Conv2d {
         Ok(cands.iter().find(|c| c.0 == choice).map_or(default, |c| c.1))
     }
 
-    /// Record the general kernels only (`ConvKernels::General`) or pick per pass (`Auto`,
-    /// the default); for tests and benchmarks. Call before building any dispatch.
+    /// Re-plan the layer with `kernels` (see `ConvKernels`); for tests and benchmarks. Call
+    /// before building any dispatch.
     pub fn with_kernels(mut self, gpu: &Gpu, kernels: ConvKernels) -> Result<Self> {
         self.plan(gpu, kernels, None)?;
         Ok(self)
@@ -656,40 +655,48 @@ impl Conv2d {
         Ok([x, u32_of(&self.name, "channel blocks", channels.div_ceil(CB))?, z])
     }
 
-    /// y = conv(x, w) (+ b). Overwrites y. `b` is required iff `cfg.bias`.
-    pub fn forward(&self, gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Dispatch> {
+    /// The forward pass's operands against the layer: shapes, and a bias exactly when
+    /// `cfg.bias`.
+    fn check_forward(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<()> {
         x.expect_shape(&self.name, "input", &self.input_shape)?;
         w.expect_shape(&self.name, "weight", &self.weight_shape())?;
         y.expect_len(&self.name, "output", Self::len(&self.output_shape))?;
+        match (self.cfg.bias, b) {
+            (true, Some(b)) => b.expect_shape(&self.name, "bias", &self.bias_shape()),
+            (false, None) => Ok(()),
+            (true, None) => bail!("layer {}: configured with bias, but no bias tensor [{}] was given", self.name, self.cfg.out_channels),
+            (false, Some(_)) => bail!("layer {}: configured without bias, but a bias tensor was given", self.name),
+        }
+    }
+
+    /// backward_input's operands against the layer.
+    fn check_backward_input(&self, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<()> {
+        dx.expect_len(&self.name, "input gradient", Self::len(&self.input_shape))?;
+        dy.expect_len(&self.name, "output gradient", Self::len(&self.output_shape))?;
+        w.expect_shape(&self.name, "weight", &self.weight_shape())
+    }
+
+    /// y = conv(x, w) (+ b) in one dispatch of the fast 3x3 or the general kernel. Overwrites
+    /// y. `b` is required iff `cfg.bias`.
+    pub fn forward(&self, gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Dispatch> {
+        self.check_forward(x, w, b, y)?;
         let [n, co, oh, ow] = self.output_shape;
         let groups = self.channel_grid(gpu, "conv2d_forward", n * oh * ow.div_ceil(PB), co)?;
         if let Some((fp, padl)) = &self.fast.fwd {
             let c = [("PADL", *padl as f64), ("FLIP", 0.0)];
-            fn fb<'a>(fp: &'a wgpu::Buffer, x: &'a Tensor, w: &'a Tensor, y: &'a Tensor, bias: Option<&'a Tensor>) -> Vec<(u32, wgpu::BindingResource<'a>)> {
-                let mut v = vec![(10, fp.as_entire_binding()), (11, x.binding()), (12, x.binding()), (2, w.binding()), (13, y.binding())];
-                if let Some(b) = bias {
-                    v.push((3, b.binding()));
+            let mut bind = vec![(10, fp.as_entire_binding()), (11, x.binding()), (12, x.binding()), (2, w.binding()), (13, y.binding())];
+            let entry = match b {
+                Some(b) => {
+                    bind.push((3, b.binding()));
+                    "conv2d_3x3s1_bias"
                 }
-                v
-            }
-            return match (self.cfg.bias, b) {
-                (true, Some(b)) => {
-                    b.expect_shape(&self.name, "bias", &self.bias_shape())?;
-                    Dispatch::new(gpu, &format!("{} conv2d_3x3s1_bias", self.name), &CONV2D, "conv2d_3x3s1_bias", &c, &fb(fp, x, w, y, Some(b)), groups)
-                }
-                (false, None) => Dispatch::new(gpu, &format!("{} conv2d_3x3s1", self.name), &CONV2D, "conv2d_3x3s1", &c, &fb(fp, x, w, y, None), groups),
-                (true, None) => bail!("layer {}: configured with bias, but no bias tensor [{co}] was given", self.name),
-                (false, Some(_)) => bail!("layer {}: configured without bias, but a bias tensor was given", self.name),
+                None => "conv2d_3x3s1",
             };
+            return Dispatch::new(gpu, &format!("{} {entry}", self.name), &CONV2D, entry, &c, &bind, groups);
         }
-        match (self.cfg.bias, b) {
-            (true, Some(b)) => {
-                b.expect_shape(&self.name, "bias", &self.bias_shape())?;
-                self.dispatch(gpu, "conv2d_forward_bias", &[], &[(1, x), (2, w), (3, b), (4, y)], groups)
-            }
-            (false, None) => self.dispatch(gpu, "conv2d_forward", &[], &[(1, x), (2, w), (4, y)], groups),
-            (true, None) => bail!("layer {}: configured with bias, but no bias tensor [{co}] was given", self.name),
-            (false, Some(_)) => bail!("layer {}: configured without bias, but a bias tensor was given", self.name),
+        match b {
+            Some(b) => self.dispatch(gpu, "conv2d_forward_bias", &[], &[(1, x), (2, w), (3, b), (4, y)], groups),
+            None => self.dispatch(gpu, "conv2d_forward", &[], &[(1, x), (2, w), (4, y)], groups),
         }
     }
 
@@ -697,18 +704,18 @@ impl Conv2d {
     /// then one dispatch per <= 64 KiB chunk of output channels) where the layer has that
     /// plan, else `forward`'s single dispatch. Same contract as `forward`.
     pub fn forward_dispatches(&self, gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
-        let single = self.forward(gpu, x, w, b, y)?;
+        self.check_forward(x, w, b, y)?;
         if self.tiled {
             return tiled::forward(gpu, self, x, w, b, y);
         }
         if self.sg {
-            let (d, packed) = subgroup::forward(gpu, self, x, w, if self.cfg.bias { b } else { None }, y)?;
+            let (d, packed) = subgroup::forward(gpu, self, x, w, b, y)?;
             self.keep(packed);
             return Ok(d);
         }
-        let Some(u) = &self.fast.ubo_fwd else { return Ok(vec![single]) };
+        let Some(u) = &self.fast.ubo_fwd else { return Ok(vec![self.forward(gpu, x, w, b, y)?]) };
         let [n, _, oh, ow] = self.output_shape;
-        self.ubo_dispatches(gpu, u, "forward", x, w, if self.cfg.bias { b } else { None }, y, n * oh * ow.div_ceil(4))
+        self.ubo_dispatches(gpu, u, "forward", x, w, b, y, n * oh * ow.div_ceil(4))
     }
 
     /// y = act(conv(x, w) + b) in one pass where the layer uses the subgroup kernels (their
@@ -721,6 +728,7 @@ impl Conv2d {
         x.expect_shape(&self.name, "input", &self.input_shape)?;
         w.expect_shape(&self.name, "weight", &self.weight_shape())?;
         y.expect_len(&self.name, "output", Self::len(&self.output_shape))?;
+        b.expect_shape(&self.name, "bias", &self.bias_shape())?;
         let (d, packed) = subgroup::forward_act(gpu, self, x, w, b, y, act)?;
         self.keep(packed);
         Ok(Some(d))
@@ -729,7 +737,7 @@ impl Conv2d {
     /// The dispatches of backward_input (see `forward_dispatches`). Same contract as
     /// `backward_input`.
     pub fn backward_input_dispatches(&self, gpu: &Gpu, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
-        let single = self.backward_input(gpu, dx, dy, w)?;
+        self.check_backward_input(dx, dy, w)?;
         if self.tiled {
             return tiled::backward_input(gpu, self, dx, dy, w);
         }
@@ -738,7 +746,7 @@ impl Conv2d {
             self.keep(packed);
             return Ok(d);
         }
-        let Some(u) = &self.fast.ubo_bin else { return Ok(vec![single]) };
+        let Some(u) = &self.fast.ubo_bin else { return Ok(vec![self.backward_input(gpu, dx, dy, w)?]) };
         let [n, _, h, wd] = self.input_shape;
         self.ubo_dispatches(gpu, u, "backward_input", dy, w, None, dx, n * h * wd.div_ceil(4))
     }
@@ -769,9 +777,7 @@ impl Conv2d {
 
     /// dx = conv_transpose(dy, w). Overwrites dx.
     pub fn backward_input(&self, gpu: &Gpu, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Dispatch> {
-        dx.expect_len(&self.name, "input gradient", Self::len(&self.input_shape))?;
-        dy.expect_len(&self.name, "output gradient", Self::len(&self.output_shape))?;
-        w.expect_shape(&self.name, "weight", &self.weight_shape())?;
+        self.check_backward_input(dx, dy, w)?;
         let [n, ci, h, wd] = self.input_shape;
         let groups = self.channel_grid(gpu, "conv2d_backward_input", n * h * wd.div_ceil(PB), ci)?;
         if let Some((fp, padl)) = &self.fast.bin {
