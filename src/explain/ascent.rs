@@ -421,8 +421,7 @@ pub fn default_layer(model: &Model) -> Result<usize> {
 /// lower overall brightness and its images come out uniform (with border effects). The
 /// conv block's output (after its activation, [`Model::block_output`]) shows patterns.
 pub fn is_affine_stationary(model: &Model, i: usize) -> bool {
-    use crate::nn::spec::LayerSpec::*;
-    model.net.layers[..=i].iter().all(|l| matches!(l.spec, Conv2d { .. } | ZeroPad { .. } | BatchNorm { .. } | Dropout { .. }))
+    model.net.layers[..=i].iter().all(|l| l.spec.is_affine_stationary())
 }
 
 /// Number of filters (channels, or units after a dense layer) of layer `i`'s output.

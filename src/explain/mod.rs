@@ -88,12 +88,8 @@ impl Model {
     /// outputs read it, as Keras users read a conv layer with a fused activation.
     pub fn block_output(&self, conv: usize) -> usize {
         let mut j = conv;
-        while j + 1 < self.net.layers.len() {
-            use crate::nn::spec::LayerSpec::*;
-            match self.net.layers[j + 1].spec {
-                BatchNorm { .. } | Relu | LeakyRelu { .. } | Prelu { .. } => j += 1,
-                _ => break,
-            }
+        while self.net.layers.get(j + 1).is_some_and(|l| l.spec.extends_block()) {
+            j += 1;
         }
         j
     }

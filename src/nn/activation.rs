@@ -1,6 +1,7 @@
 //! ReLU, LeakyReLU(alpha), PReLU (per-channel learned slope). Kernels: shaders/activation.wgsl.
 //! Reference: src/reference/activation.rs.
 
+use super::layer::{Init, Io, LayerOp, Mode, ParamDecl};
 use super::{accumulate_constant, nc_s, u32_of};
 use crate::gpu::{shaders::ACTIVATION, Dispatch, Gpu, Tensor};
 use crate::{bail, Result};
@@ -159,5 +160,37 @@ impl Activation {
             [(0, self.params.as_entire_binding()), (6, dalpha.binding()), (5, dy.binding()), (1, x.binding())]
         };
         Dispatch::new(gpu, &label, &ACTIVATION, entry, &[accumulate_constant(accumulate)], &b, groups)
+    }
+}
+
+/// The layer interface: PReLU's slope (`param_shape`, 0.25) is its one parameter.
+impl LayerOp for Activation {
+    fn out_shape(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+    fn params(&self) -> Vec<ParamDecl> {
+        self.param_shape().map(|s| vec![ParamDecl::new("alpha", s, Init::Const(0.25))]).unwrap_or_default()
+    }
+    fn backward_reads_input(&self) -> bool {
+        true
+    }
+    fn forward(&self, gpu: &Gpu, io: &Io, _: Mode) -> Result<Vec<Dispatch>> {
+        Ok(vec![Activation::forward(self, gpu, io.x, io.maybe_value(0), io.y)?])
+    }
+    fn backward(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        let mut out = Vec::new();
+        if let Some(p) = io.params.first() {
+            out.push(self.backward_alpha(gpu, &p.grad, io.dy(), io.x, false)?);
+        }
+        if let Some(dx) = io.dx {
+            out.push(self.backward_input(gpu, dx, io.dy(), io.x, io.maybe_value(0))?);
+        }
+        Ok(out)
+    }
+    fn input_grad(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![self.backward_input(gpu, io.dx.expect("input gradient"), io.dy(), io.x, io.maybe_value(0))?])
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

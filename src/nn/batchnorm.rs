@@ -6,6 +6,7 @@
 //! (batch mean, inv_std = 1 / sqrt(biased batch var + eps)) written by the training forward
 //! and read by the backward.
 
+use super::layer::{Init, Io, LayerOp, Mode, ParamDecl};
 use super::{accumulate_constant, nc_s, u32_of};
 use crate::gpu::{shaders::BATCHNORM, Dispatch, Gpu, Tensor};
 use crate::{ensure, Result};
@@ -301,5 +302,69 @@ impl BatchNorm {
             groups,
         )?;
         Ok(vec![params, input])
+    }
+}
+
+/// A BatchNorm layer of a network: the op with its running statistics (state saved in
+/// checkpoints, shared between builds of one model) and the batch statistics its training
+/// forward saves for the backward.
+pub struct BatchNormLayer {
+    pub op: BatchNorm,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    /// [2, C]: (batch mean, inv_std) of the last training forward.
+    pub saved: Tensor,
+}
+
+impl BatchNormLayer {
+    pub fn new(gpu: &Gpu, name: &str, cfg: BatchNormConfig, input_shape: &[usize]) -> Result<Self> {
+        let op = BatchNorm::new(gpu, name, cfg, input_shape)?;
+        let c = op.channels();
+        let running_mean = gpu.tensor(&format!("{name}.running_mean"), &[c])?;
+        let running_var = gpu.upload(&format!("{name}.running_var"), &[c], &vec![1.0f32; c])?;
+        let saved = gpu.tensor(&format!("{name}.saved"), &[2, c])?;
+        Ok(BatchNormLayer { op, running_mean, running_var, saved })
+    }
+}
+
+/// The layer interface: gamma (ones) and beta (zeros); running mean (zeros) and variance
+/// (ones) as state. The training backward always writes dx (same kernels as dgamma, dbeta).
+impl LayerOp for BatchNormLayer {
+    fn out_shape(&self) -> Vec<usize> {
+        self.op.shape.clone()
+    }
+    fn params(&self) -> Vec<ParamDecl> {
+        let c = self.op.channels();
+        vec![ParamDecl::new("gamma", vec![c], Init::Const(1.0)), ParamDecl::new("beta", vec![c], Init::Const(0.0))]
+    }
+    fn state(&self) -> Vec<(&'static str, Tensor, f32)> {
+        vec![("running_mean", self.running_mean.clone(), 0.0), ("running_var", self.running_var.clone(), 1.0)]
+    }
+    fn share_state(&mut self, state: &[Tensor]) {
+        self.running_mean = state[0].clone();
+        self.running_var = state[1].clone();
+    }
+    fn backward_reads_input(&self) -> bool {
+        true
+    }
+    fn backward_always_writes_dx(&self) -> bool {
+        true
+    }
+    fn forward(&self, gpu: &Gpu, io: &Io, mode: Mode) -> Result<Vec<Dispatch>> {
+        let (gamma, beta) = (io.value(0), io.value(1));
+        match mode {
+            Mode::Train => self.op.forward_train(gpu, io.x, gamma, beta, &self.running_mean, &self.running_var, &self.saved, io.y),
+            Mode::Infer => Ok(vec![self.op.forward_infer(gpu, io.x, gamma, beta, &self.running_mean, &self.running_var, io.y)?]),
+        }
+    }
+    fn backward(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        let dx = io.dx.expect("a BatchNorm dx or sink");
+        self.op.backward(gpu, dx, io.grad(0), io.grad(1), io.dy(), io.x, io.value(0), &self.saved, false)
+    }
+    fn input_grad(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![self.op.backward_infer(gpu, io.dx.expect("input gradient"), io.dy(), io.value(0), &self.running_var)?])
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

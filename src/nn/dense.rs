@@ -4,6 +4,7 @@
 //! The input may have any shape holding N*I values (`[N, C, H, W]` after a conv block):
 //! flatten is a view, so only the element count is checked.
 
+use super::layer::{Init, Io, LayerOp, Mode, ParamDecl};
 use super::{accumulate_constant, u32_of};
 use crate::gpu::autotune::time_candidate;
 use crate::gpu::shaders::{DENSE, DENSE_SUBGROUP};
@@ -695,5 +696,41 @@ impl Dense {
         let groups = gpu.groups_1d(&label, self.out_features as u64, WG)?;
         let constants = [("WG", WG as f64), accumulate_constant(accumulate)];
         Dispatch::new(gpu, &label, &DENSE, "dense_backward_bias", &constants, &bindings, groups)
+    }
+}
+
+/// The layer interface: weight [O, I] (He-uniform), then bias [O] (zeros).
+impl LayerOp for Dense {
+    fn out_shape(&self) -> Vec<usize> {
+        self.output_shape().to_vec()
+    }
+    fn params(&self) -> Vec<ParamDecl> {
+        let mut p = vec![ParamDecl::new("weight", self.weight_shape().to_vec(), Init::HeUniform { fan_in: self.in_features })];
+        if self.bias {
+            p.push(ParamDecl::new("bias", vec![self.out_features], Init::Const(0.0)));
+        }
+        p
+    }
+    fn backward_reads_input(&self) -> bool {
+        true
+    }
+    fn forward(&self, gpu: &Gpu, io: &Io, _: Mode) -> Result<Vec<Dispatch>> {
+        self.forward_dispatches(gpu, io.x, io.value(0), io.maybe_value(1), io.y)
+    }
+    fn backward(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        let mut out = self.backward_weight_dispatches(gpu, io.grad(0), io.dy(), io.x, false)?;
+        if self.bias {
+            out.push(self.backward_bias(gpu, io.grad(1), io.dy(), false)?);
+        }
+        if let Some(dx) = io.dx {
+            out.extend(self.backward_input_dispatches(gpu, dx, io.dy(), io.value(0))?);
+        }
+        Ok(out)
+    }
+    fn input_grad(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        self.backward_input_dispatches(gpu, io.dx.expect("input gradient"), io.dy(), io.value(0))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

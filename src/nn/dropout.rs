@@ -7,6 +7,7 @@
 //! of a model its own seed per step (e.g. a host RNG draw per layer): two layers with equal
 //! seeds and shapes draw identical masks.
 
+use super::layer::{Io, LayerOp, Mode};
 use super::u32_of;
 use crate::gpu::{shaders::DROPOUT, Dispatch, Gpu, Tensor};
 use crate::{ensure, Result};
@@ -95,5 +96,31 @@ impl Dropout {
         dy.expect_len(&self.name, "output gradient", self.len())?;
         distinct(&self.name, dx, dy)?;
         self.elementwise(gpu, "dropout_backward", &[(3, dx), (4, dy)])
+    }
+}
+
+/// The layer interface: a mask per step from `set_seed`; inference is a copy.
+impl LayerOp for Dropout {
+    fn out_shape(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+    fn forward(&self, gpu: &Gpu, io: &Io, mode: Mode) -> Result<Vec<Dispatch>> {
+        Ok(vec![Dropout::forward(self, gpu, io.x, io.y, mode == Mode::Train)?])
+    }
+    fn backward(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(match io.dx {
+            Some(dx) => vec![Dropout::backward(self, gpu, dx, io.dy())?],
+            None => vec![],
+        })
+    }
+    /// Inference dropout is the identity: its gradient is a copy.
+    fn input_grad(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![Dropout::forward(self, gpu, io.dy(), io.dx.expect("input gradient"), false)?])
+    }
+    fn set_seed(&self, gpu: &Gpu, seed: u32) {
+        Dropout::set_seed(self, gpu, seed)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

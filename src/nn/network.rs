@@ -2,73 +2,22 @@
 //! buffer, and the flat parameter arena, allocated once; the forward (training and
 //! inference) and backward passes recorded once as `Dispatch` lists and replayed every step.
 //!
-//! # Activation memory (`BuildOptions::reuse`)
-//!
-//! The buffers planned here ("slots") are the layer outputs `acts[i]` (L layers: `acts[0]`
-//! the input [N, C, H, W], `acts[i + 1]` layer i's output), their gradients `dacts[i]`
-//! (same shapes), max-pool argmax indices (the pool's output shape, u32) and the dx sink of
-//! a first-layer BatchNorm (its input shape). Flatten outputs are views of their input's
-//! slot. Time is the recorded training sequence, one step per layer op:
-//!
-//! ```text
-//! step i          forward of layer i       reads acts[i]          writes acts[i+1] (+ argmax)
-//! step L          softmax cross-entropy    reads acts[L]          writes dacts[L]
-//! step 2L - i     backward of layer i      reads dacts[i+1], and  writes dacts[i] (or the sink)
-//!                                          acts[i] for conv, dense, BN and activations,
-//!                                          argmax for max pooling (dropout recomputes
-//!                                          its mask, pad and avg pool read nothing else)
-//! ```
-//!
-//! A slot lives from the first to the last step that touches it, both inclusive, so a
-//! kernel's inputs and outputs always overlap in time and never share memory. More: wgpu
-//! tracks read-only vs read-write storage use per buffer, not per range, so a step's inputs
-//! and outputs must lie in different buffers even at disjoint offsets (dropout checks this;
-//! other kernels would fail validation). With `reuse`, slots share "activation arena"
-//! buffers: sorted by size (largest first), each goes into the arena holding none of the
-//! slots it conflicts with (read while it is written or vice versa) where it grows the
-//! arena least, at the lowest 256-byte aligned offset that overlaps no placed slot alive at
-//! the same time (greedy interval packing). Slots with disjoint lifetimes thus share
-//! memory, and a forward chain alternates between at least two arenas. An arena holds at
-//! most max_storage_buffer_binding_size bytes (`Gpu::tensor` refuses more; 128 MiB on
-//! lavapipe, where one 64x48x48 activation at batch 128 is 72 MiB), so big nets get several. The input, the input gradient,
-//! the logits and their gradient are pinned (own buffers): the host and explanations write
-//! and read them outside the recorded passes.
-//!
-//! seed-cnn at batch 128 on 48x48x1 (a 64x48x48 activation is 72 MiB): 70 slots take
-//! 1568 MiB in their own buffers, 667 MiB in 7 arenas with reuse. The liveness floor is
-//! 658 MiB, reached when the third block's backward starts: every activation a backward
-//! still reads (per block the two conv outputs, the two BN outputs, the first PReLU output,
-//! the pool argmax and the dropout output the next conv reads; 5 x 72 + 2 x 18 MiB for the
-//! first block) plus two gradients. Going lower needs kernels that read less (e.g. BN
-//! backward from its output) or recomputation.
-//!
-//! The inference pass (forward_infer, then loss / probabilities) touches a subset of what
-//! the training pass touches in the same order, so the same plan serves it. Consequence of
-//! sharing: a shared activation or gradient holds its value only between the step writing
-//! it and its last reader; afterwards another tensor may overwrite it. `activation(i)` of a
-//! reuse network is therefore only meaningful inside that window (`try_activation` refuses
-//! shared slots); explanation networks build with `reuse: false`.
+//! Wiring only: each layer records through `LayerOp` (src/nn/layer.rs), the activation
+//! memory is planned by src/nn/memory.rs, and inference fusion (conv + BatchNorm +
+//! activation as one kernel) is src/nn/fuse.rs. Layer i reads `acts[i]` and writes
+//! `acts[i + 1]` (`acts[0]` the input batch); `dacts[i]` is the gradient at `acts[i]`.
+//! With `BuildOptions::reuse` activations and gradients share memory (see memory.rs):
+//! `activation(i)` then holds a value only between the dispatch writing it and its last
+//! reader, so explanation networks build with `reuse: false`.
 
-use super::activation::{Activation, Kind};
-use super::batchnorm::{BatchNorm, BatchNormConfig};
-use super::conv2d::{subgroup::Epilogue, Conv2d, Conv2dConfig};
-use super::dense::Dense;
-use super::dropout::Dropout;
-use super::pad::Pad2d;
-use super::pool::{Pool2d, PoolConfig, PoolKind};
+use super::fuse::{self, Fused};
+use super::layer::{Init, Io, LayerOp, Mode, ParamViews};
+use super::memory::{self, ActivationMemory, LayerSlots};
 use super::softmax_xent::SoftmaxXent;
 use super::spec::{LayerSpec, ModelSpec};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::rng::Rng;
 use crate::{ensure, Error, Result};
-
-/// How a parameter is initialised (`Network::initial_params`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Init {
-    /// He / Kaiming uniform: U(-sqrt(6 / fan_in), +sqrt(6 / fan_in)), for ReLU-family nets.
-    HeUniform { fan_in: usize },
-    Const(f32),
-}
 
 /// A trainable parameter: a view of the arena at an aligned offset.
 #[derive(Debug, Clone)]
@@ -90,18 +39,6 @@ impl Param {
     }
 }
 
-enum Op {
-    Conv(Conv2d),
-    /// `argmax` (max pooling only) is assigned by the memory plan after `plan_layer`.
-    Pool { op: Pool2d, argmax: Option<Tensor> },
-    Pad(Pad2d),
-    BatchNorm { op: BatchNorm, running_mean: Tensor, running_var: Tensor, saved: Tensor },
-    Act(Activation),
-    Dropout(Dropout),
-    Flatten,
-    Dense(Dense),
-}
-
 /// One built layer.
 pub struct Layer {
     pub name: String,
@@ -111,13 +48,19 @@ pub struct Layer {
     pub out_shape: Vec<usize>,
     /// Indices into `Network::params`.
     pub params: Vec<usize>,
-    op: Op,
+    pub op: Box<dyn LayerOp>,
+    /// The extra slots it asked for (`LayerOp::extra_slots`), allocated by the memory plan.
+    extra: Vec<Tensor>,
+    /// Where its training backward writes a dx nobody reads (`backward_always_writes_dx`).
+    sink: Option<Tensor>,
+    /// Parameter and gradient views, in `LayerOp::params` order.
+    views: Vec<ParamViews>,
 }
 
 impl Layer {
     /// Is this a convolution (Grad-CAM, filter ascent and filter outputs pick these)?
     pub fn is_conv(&self) -> bool {
-        matches!(self.op, Op::Conv(_))
+        self.spec.is_conv()
     }
 }
 
@@ -128,8 +71,9 @@ pub struct BuildOptions {
     /// ascent). Training does not need it.
     pub input_grad: bool,
     /// Share GPU memory between activations and gradients whose lifetimes in the recorded
-    /// passes are disjoint (module docs). On by default (training, evaluation, prediction);
-    /// off for explanations, which read intermediate activations and gradients afterwards.
+    /// passes are disjoint (src/nn/memory.rs). On by default (training, evaluation,
+    /// prediction); off for explanations, which read intermediate activations and gradients
+    /// afterwards.
     pub reuse: bool,
 }
 
@@ -143,22 +87,6 @@ impl BuildOptions {
     /// What explanations build: input gradients, and every activation and gradient in its
     /// own buffer (readable after any pass).
     pub const EXPLAIN: BuildOptions = BuildOptions { input_grad: true, reuse: false };
-}
-
-/// What the memory plan allocated for activations, gradients, argmax indices and sinks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ActivationMemory {
-    /// Distinct tensors planned (Flatten views not counted).
-    pub tensors: usize,
-    /// Bytes they would take each in its own buffer (what `reuse: false` allocates).
-    pub unshared_bytes: u64,
-    /// Bytes allocated: pinned and unshared tensors plus the activation arenas.
-    pub allocated_bytes: u64,
-    /// Activation arena buffers (0 without reuse).
-    pub arenas: usize,
-    /// The most bytes alive at one step (pinned slots counted throughout): a lower bound
-    /// for any sharing under this liveness; the packing's distance to it is its waste.
-    pub live_peak_bytes: u64,
 }
 
 pub struct Network {
@@ -188,12 +116,9 @@ pub struct Network {
     loss: Vec<Dispatch>,
     backward: Vec<Dispatch>,
     probabilities: Dispatch,
-    /// Per layer: where a BatchNorm with no input gradient to write puts its dx (the BN
-    /// backward always produces one; nothing reads it).
-    sinks: Vec<Option<Tensor>>,
-    /// Inference: a conv + BatchNorm pair run as one conv on folded weights (reuse only):
-    /// the conv with a bias, its folded weight and bias, kept alive with the dispatches.
-    fused: Vec<(Conv2d, Tensor, Tensor)>,
+    /// Inference: the fused conv + BatchNorm (+ activation) layers, kept alive with the
+    /// dispatches that bind their folded weights.
+    fused: Vec<Fused>,
     reuse: bool,
     /// Per acts / dacts index: does the tensor share memory with another (reuse)?
     act_shared: Vec<bool>,
@@ -201,311 +126,23 @@ pub struct Network {
     memory: ActivationMemory,
 }
 
-/// Point this build's BatchNorm layers at `other`'s running statistics (same names).
-fn share_running_stats(planned: &mut [Planned], names: &[String], other: &Network) -> Result<()> {
-    let find = |n: String| {
-        other.buffers.iter().find(|(b, _)| *b == n).map(|(_, t)| t.clone()).ok_or_else(|| Error::new(format!("shared network has no {n}")))
-    };
-    for (pl, name) in planned.iter_mut().zip(names) {
-        if let Op::BatchNorm { running_mean, running_var, .. } = &mut pl.op {
-            *running_mean = find(format!("{name}.running_mean"))?;
-            *running_var = find(format!("{name}.running_var"))?;
+/// The parameters of every layer placed in one arena, each at an offset aligned for binding
+/// as a view: (params, per-layer indices, arena length).
+fn place_params(names: &[String], ops: &[Box<dyn LayerOp>], align: usize) -> (Vec<Param>, Vec<Vec<usize>>, usize) {
+    let mut params = Vec::new();
+    let mut total = 0usize;
+    let mut per_layer = Vec::new();
+    for (name, op) in names.iter().zip(ops) {
+        let mut idx = Vec::new();
+        for d in op.params() {
+            idx.push(params.len());
+            let len: usize = d.shape.iter().product();
+            params.push(Param { name: format!("{name}.{}", d.suffix), shape: d.shape, offset: total, init: d.init });
+            total += len.div_ceil(align) * align;
         }
+        per_layer.push(idx);
     }
-    Ok(())
-}
-
-/// What `build_layer` derives from a spec before any buffer exists.
-struct Planned {
-    op: Op,
-    out_shape: Vec<usize>,
-    params: Vec<(String, Vec<usize>, Init)>,
-}
-
-fn plan_layer(gpu: &Gpu, name: &str, spec: &LayerSpec, in_shape: &[usize]) -> Result<Planned> {
-    let n = in_shape[0];
-    let p = |suffix: &str, shape: Vec<usize>, init| (format!("{name}.{suffix}"), shape, init);
-    Ok(match spec {
-        LayerSpec::Conv2d { filters, kernel, stride, padding, bias } => {
-            let cfg = Conv2dConfig {
-                in_channels: *in_shape.get(1).unwrap_or(&0),
-                out_channels: *filters,
-                kernel: kernel.hw(),
-                stride: stride.hw(),
-                padding: padding.resolve(),
-                bias: *bias,
-            };
-            let conv = Conv2d::new(gpu, name, cfg, in_shape)?;
-            let ws = conv.weight_shape();
-            let fan_in = ws[1] * ws[2] * ws[3];
-            let mut params = vec![p("weight", ws.to_vec(), Init::HeUniform { fan_in })];
-            if *bias {
-                params.push(p("bias", vec![*filters], Init::Const(0.0)));
-            }
-            Planned { out_shape: conv.output_shape.to_vec(), op: Op::Conv(conv), params }
-        }
-        LayerSpec::MaxPool { size, stride, padding } | LayerSpec::AvgPool { size, stride, padding } => {
-            let kind = if matches!(spec, LayerSpec::MaxPool { .. }) { PoolKind::Max } else { PoolKind::Avg };
-            let cfg = PoolConfig { kind, window: size.hw(), stride: stride.unwrap_or(*size).hw(), padding: padding.resolve() };
-            let op = Pool2d::new(gpu, name, cfg, in_shape)?;
-            Planned { out_shape: op.output_shape.to_vec(), op: Op::Pool { op, argmax: None }, params: vec![] }
-        }
-        LayerSpec::ZeroPad { pad } => {
-            let op = Pad2d::new(gpu, name, (pad[0], pad[1], pad[2], pad[3]), in_shape)?;
-            Planned { out_shape: op.output_shape.to_vec(), op: Op::Pad(op), params: vec![] }
-        }
-        LayerSpec::BatchNorm { eps, momentum } => {
-            let op = BatchNorm::new(gpu, name, BatchNormConfig { eps: *eps, momentum: *momentum }, in_shape)?;
-            let c = op.channels();
-            let running_mean = gpu.tensor(&format!("{name}.running_mean"), &[c])?;
-            let running_var = gpu.upload(&format!("{name}.running_var"), &[c], &vec![1.0f32; c])?;
-            let saved = gpu.tensor(&format!("{name}.saved"), &[2, c])?;
-            let params = vec![p("gamma", vec![c], Init::Const(1.0)), p("beta", vec![c], Init::Const(0.0))];
-            Planned { out_shape: in_shape.to_vec(), op: Op::BatchNorm { op, running_mean, running_var, saved }, params }
-        }
-        LayerSpec::Relu | LayerSpec::LeakyRelu { .. } | LayerSpec::Prelu { .. } => {
-            let kind = match spec {
-                LayerSpec::Relu => Kind::Relu,
-                LayerSpec::LeakyRelu { alpha } => Kind::LeakyRelu(*alpha),
-                LayerSpec::Prelu { per_channel: true } => Kind::PRelu,
-                _ => Kind::PReluPerElement,
-            };
-            let op = Activation::new(gpu, name, kind, in_shape)?;
-            let params = op.param_shape().map(|s| vec![p("alpha", s, Init::Const(0.25))]).unwrap_or_default();
-            Planned { out_shape: in_shape.to_vec(), op: Op::Act(op), params }
-        }
-        LayerSpec::Dropout { rate } => {
-            let op = Dropout::new(gpu, name, *rate, in_shape)?;
-            Planned { out_shape: in_shape.to_vec(), op: Op::Dropout(op), params: vec![] }
-        }
-        LayerSpec::Flatten => Planned { out_shape: vec![n, in_shape[1..].iter().product()], op: Op::Flatten, params: vec![] },
-        LayerSpec::Dense { units, bias } => {
-            let features: usize = in_shape[1..].iter().product();
-            let op = Dense::new(gpu, name, features, *units, *bias, in_shape)?;
-            let mut params = vec![p("weight", op.weight_shape().to_vec(), Init::HeUniform { fan_in: features })];
-            if *bias {
-                params.push(p("bias", vec![*units], Init::Const(0.0)));
-            }
-            Planned { out_shape: op.output_shape().to_vec(), op: Op::Dense(op), params }
-        }
-    })
-}
-
-/// One buffer of the memory plan and the steps (module docs) it is alive, both inclusive.
-struct Slot {
-    label: String,
-    shape: Vec<usize>,
-    first: usize,
-    last: usize,
-    /// Its own buffer even with reuse (read or written outside the recorded passes).
-    pinned: bool,
-    /// Slots one of its steps writes while reading this one, or reads while writing it:
-    /// they must live in other buffers, even at disjoint offsets (wgpu tracks a buffer's
-    /// read-only / read-write storage use per dispatch for the whole buffer).
-    conflicts: Vec<usize>,
-}
-
-impl Slot {
-    fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-}
-
-/// The slots of a build and which slot each acts / dacts index, argmax and sink uses.
-struct MemoryPlan {
-    slots: Vec<Slot>,
-    /// Shapes of acts[i] (and dacts[i]): a Flatten output views its input's slot.
-    shapes: Vec<Vec<usize>>,
-    act: Vec<usize>,
-    dact: Vec<Option<usize>>,
-    /// Per layer: max-pool argmax indices, BatchNorm dx sink.
-    argmax: Vec<Option<usize>>,
-    sink: Vec<Option<usize>>,
-}
-
-/// Does layer `op`'s training backward read its forward input `acts[i]`?
-fn backward_reads_input(op: &Op) -> bool {
-    match op {
-        // Weight gradients (conv, dense), normalised input (BN), the slope's argument.
-        Op::Conv(_) | Op::Dense(_) | Op::BatchNorm { .. } | Op::Act(_) => true,
-        // Max pooling reads its argmax, dropout recomputes its mask, pad and avg pool are
-        // linear in dy alone.
-        Op::Pool { .. } | Op::Pad(_) | Op::Dropout(_) | Op::Flatten => false,
-    }
-}
-
-fn plan_memory(names: &[String], planned: &[Planned], input_shape: &[usize], input_grad: bool) -> MemoryPlan {
-    fn add(slots: &mut Vec<Slot>, label: String, shape: &[usize]) -> usize {
-        slots.push(Slot { label, shape: shape.to_vec(), first: usize::MAX, last: 0, pinned: false, conflicts: vec![] });
-        slots.len() - 1
-    }
-    let l = planned.len();
-    let mut slots = Vec::new();
-    let mut shapes = vec![input_shape.to_vec()];
-    let mut act = vec![add(&mut slots, "input".into(), input_shape)];
-    let mut dact = vec![if input_grad { Some(add(&mut slots, "input.grad".into(), input_shape)) } else { None }];
-    for (name, pl) in names.iter().zip(planned) {
-        if matches!(pl.op, Op::Flatten) {
-            act.push(*act.last().unwrap());
-            dact.push(*dact.last().unwrap());
-        } else {
-            act.push(add(&mut slots, format!("{name}.out"), &pl.out_shape));
-            dact.push(Some(add(&mut slots, format!("{name}.out.grad"), &pl.out_shape)));
-        }
-        shapes.push(pl.out_shape.clone());
-    }
-    // A Flatten right after the input (a DNN) has no gradient buffer of its own: give its
-    // output one when later layers need it.
-    for i in 1..=l {
-        if dact[i].is_none() {
-            dact[i] = Some(add(&mut slots, format!("{}.out.grad", names[i - 1]), &shapes[i]));
-        }
-    }
-    let argmax: Vec<Option<usize>> = names
-        .iter()
-        .zip(planned)
-        .map(|(name, pl)| match &pl.op {
-            Op::Pool { op, .. } if op.cfg.kind == PoolKind::Max => Some(add(&mut slots, format!("{name}.argmax"), &pl.out_shape)),
-            _ => None,
-        })
-        .collect();
-    let sink: Vec<Option<usize>> = (0..l)
-        .map(|i| {
-            (matches!(planned[i].op, Op::BatchNorm { .. }) && dact[i].is_none())
-                .then(|| add(&mut slots, format!("{}.in.grad", names[i]), &shapes[i]))
-        })
-        .collect();
-
-    // What each step of the training sequence reads and writes (module docs).
-    let mut steps: Vec<(Vec<usize>, Vec<usize>)> = vec![(vec![], vec![]); 2 * l + 1];
-    for (i, pl) in planned.iter().enumerate() {
-        if matches!(pl.op, Op::Flatten) {
-            continue;
-        }
-        let fwd = &mut steps[i];
-        fwd.0.push(act[i]);
-        fwd.1.extend([Some(act[i + 1]), argmax[i]].into_iter().flatten());
-        let bwd = &mut steps[2 * l - i];
-        bwd.0.extend([dact[i + 1], backward_reads_input(&pl.op).then_some(act[i]), argmax[i]].into_iter().flatten());
-        bwd.1.extend([dact[i], sink[i]].into_iter().flatten());
-    }
-    steps[l] = (vec![act[l]], vec![dact[l].expect("logits gradient")]);
-    for (t, (reads, writes)) in steps.iter().enumerate() {
-        for &k in reads.iter().chain(writes) {
-            slots[k].first = slots[k].first.min(t);
-            slots[k].last = slots[k].last.max(t);
-        }
-        for &r in reads {
-            for &w in writes {
-                slots[r].conflicts.push(w);
-                slots[w].conflicts.push(r);
-            }
-        }
-    }
-    for k in [Some(act[0]), Some(act[l]), dact[0], dact[l]].into_iter().flatten() {
-        slots[k].pinned = true;
-    }
-    for s in slots.iter_mut().filter(|s| s.first == usize::MAX) {
-        s.pinned = true;
-    }
-    MemoryPlan { slots, shapes, act, dact, argmax, sink }
-}
-
-/// Allocate the plan's slots: each in its own buffer, or (`reuse`) unpinned ones packed into
-/// activation arenas by greedy interval packing (module docs). Returns one tensor per slot,
-/// whether it shares memory with another slot, and the totals.
-fn allocate(gpu: &Gpu, plan: &MemoryPlan, reuse: bool) -> Result<(Vec<Tensor>, Vec<bool>, ActivationMemory)> {
-    let slots = &plan.slots;
-    // 256 bytes: the largest min_storage_buffer_offset_alignment WebGPU allows.
-    let align = (gpu.limits().min_storage_buffer_offset_alignment as usize).max(256) / 4;
-    let limits = gpu.limits();
-    let cap = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) as usize / 4 / align * align;
-    let padded = |k: usize| slots[k].len().div_ceil(align) * align;
-    // Slots over an arena's capacity keep their own buffer: Gpu::tensor then names them
-    // and the limit.
-    let own = |k: usize| !reuse || slots[k].pinned || padded(k) > cap;
-
-    let mut tensors: Vec<Option<Tensor>> = vec![None; slots.len()];
-    let mut allocated = 0u64;
-    for (k, s) in slots.iter().enumerate() {
-        if own(k) {
-            tensors[k] = Some(gpu.tensor(&s.label, &s.shape)?);
-            allocated += s.len() as u64 * 4;
-        }
-    }
-
-    struct Placed {
-        slot: usize,
-        start: usize,
-        end: usize,
-    }
-    let mut order: Vec<usize> = (0..slots.len()).filter(|&k| !own(k)).collect();
-    order.sort_by_key(|&k| (std::cmp::Reverse(padded(k)), slots[k].first, k));
-    let mut arenas: Vec<(usize, Vec<Placed>)> = Vec::new();
-    let mut arena_of: Vec<Option<usize>> = vec![None; slots.len()];
-    for &k in &order {
-        let (size, s) = (padded(k), &slots[k]);
-        let mut best: Option<(usize, usize, usize)> = None;
-        for (a, (extent, placed)) in arenas.iter().enumerate() {
-            if s.conflicts.iter().any(|&c| arena_of[c] == Some(a)) {
-                continue;
-            }
-            // Lowest offset clear of every placed slot alive at the same time.
-            let mut busy: Vec<(usize, usize)> = placed
-                .iter()
-                .filter(|p| slots[p.slot].first <= s.last && s.first <= slots[p.slot].last)
-                .map(|p| (p.start, p.end))
-                .collect();
-            busy.sort_unstable();
-            let mut off = 0;
-            for (start, end) in busy {
-                if off + size <= start {
-                    break;
-                }
-                off = off.max(end);
-            }
-            let growth = (off + size).saturating_sub(*extent);
-            if off + size <= cap && best.is_none_or(|b| growth < b.0) {
-                best = Some((growth, a, off));
-            }
-        }
-        let (a, off) = match best {
-            Some((_, a, off)) => (a, off),
-            None => {
-                arenas.push((0, Vec::new()));
-                (arenas.len() - 1, 0)
-            }
-        };
-        arena_of[k] = Some(a);
-        arenas[a].0 = arenas[a].0.max(off + size);
-        arenas[a].1.push(Placed { slot: k, start: off, end: off + size });
-    }
-
-    let mut shared = vec![false; slots.len()];
-    for (a, (extent, placed)) in arenas.iter().enumerate() {
-        let arena = gpu.tensor(&format!("activations {a}"), &[*extent])?;
-        allocated += *extent as u64 * 4;
-        for p in placed {
-            let s = &slots[p.slot];
-            tensors[p.slot] = Some(arena.view(&s.label, p.start, &s.shape)?);
-            shared[p.slot] = placed.iter().any(|q| q.slot != p.slot && q.start < p.end && p.start < q.end);
-        }
-    }
-    let steps = slots.iter().filter(|s| !s.pinned).map(|s| s.last + 1).max().unwrap_or(0);
-    let pinned: u64 = slots.iter().filter(|s| s.pinned).map(|s| s.len() as u64 * 4).sum();
-    let live_peak_bytes = pinned
-        + (0..steps)
-            .map(|t| slots.iter().filter(|s| !s.pinned && s.first <= t && t <= s.last).map(|s| s.len() as u64 * 4).sum::<u64>())
-            .max()
-            .unwrap_or(0);
-    let memory = ActivationMemory {
-        live_peak_bytes,
-        tensors: slots.len(),
-        unshared_bytes: slots.iter().map(|s| s.len() as u64 * 4).sum(),
-        allocated_bytes: allocated,
-        arenas: arenas.len(),
-    };
-    Ok((tensors.into_iter().map(|t| t.expect("every slot allocated")).collect(), shared, memory))
+    (params, per_layer, total.max(1))
 }
 
 impl Network {
@@ -534,12 +171,13 @@ impl Network {
         ensure!(batch > 0, "model {}: batch size must be positive", spec.name);
         ensure!(!spec.layers.is_empty(), "model {}: has no layers", spec.name);
         let names = spec.layer_names();
-        let mut shape = vec![batch, input_chw[0], input_chw[1], input_chw[2]];
-        let mut planned = Vec::with_capacity(spec.layers.len());
+        let input_shape = vec![batch, input_chw[0], input_chw[1], input_chw[2]];
+        let mut shape = input_shape.clone();
+        let mut ops: Vec<Box<dyn LayerOp>> = Vec::with_capacity(spec.layers.len());
         for (name, ls) in names.iter().zip(&spec.layers) {
-            let pl = plan_layer(gpu, name, ls, &shape).map_err(|e| e.context(format!("model {}", spec.name)))?;
-            shape = pl.out_shape.clone();
-            planned.push(pl);
+            let op = ls.build(gpu, name, &shape).map_err(|e| e.context(format!("model {}", spec.name)))?;
+            shape = op.out_shape();
+            ops.push(op);
         }
         ensure!(
             shape == [batch, classes],
@@ -549,83 +187,60 @@ impl Network {
             shape
         );
 
-        // The arena: every parameter at an offset aligned for binding as a view.
         let align = (gpu.limits().min_storage_buffer_offset_alignment as usize / 4).max(1);
-        let mut params = Vec::new();
-        let mut total = 0usize;
-        let mut layer_params = Vec::new();
-        for pl in &planned {
-            let mut idx = Vec::new();
-            for (name, shape, init) in &pl.params {
-                idx.push(params.len());
-                params.push(Param { name: name.clone(), shape: shape.clone(), offset: total, init: *init });
-                total += shape.iter().product::<usize>().div_ceil(align) * align;
-            }
-            layer_params.push(idx);
-        }
-        let total = total.max(1);
+        let (params, layer_params, total) = place_params(&names, &ops, align);
         let (arena, grads) = match shared {
             Some(other) => {
                 ensure!(other.arena.len() == total, "model {}: shared arena has {} values, this build needs {total}", spec.name, other.arena.len());
+                for (op, theirs) in ops.iter_mut().zip(&other.layers) {
+                    op.share_state(&theirs.op.state().into_iter().map(|(_, t, _)| t).collect::<Vec<_>>());
+                }
                 (other.arena.clone(), other.grads.clone())
             }
             None => (gpu.tensor("params", &[total])?, gpu.tensor("grads", &[total])?),
         };
-        if let Some(other) = shared {
-            share_running_stats(&mut planned, &names, other)?;
-        }
 
-        // Activations, their gradients, argmax indices and sinks: planned, then allocated
-        // (shared where lifetimes are disjoint, with `reuse`; module docs).
-        let input_shape = [batch, input_chw[0], input_chw[1], input_chw[2]];
-        let plan = plan_memory(&names, &planned, &input_shape, opts.input_grad);
-        let (tensors, shared, memory) = allocate(gpu, &plan, opts.reuse)?;
+        // Activations, their gradients, extra slots and sinks: planned, then allocated
+        // (shared where lifetimes are disjoint, with `reuse`).
+        let needs: Vec<LayerSlots> = names.iter().zip(&ops).map(|(n, op)| LayerSlots::of(n, op.as_ref())).collect();
+        let plan = memory::plan(&needs, &input_shape, opts.input_grad);
+        let (tensors, shared_slot, memory) = memory::allocate(gpu, &plan, opts.reuse)?;
         let view = |k: usize, shape: &[usize]| tensors[k].reshape(shape);
         let acts: Vec<Tensor> = plan.act.iter().zip(&plan.shapes).map(|(&k, sh)| view(k, sh)).collect::<Result<_>>()?;
         let dacts: Vec<Option<Tensor>> =
             plan.dact.iter().zip(&plan.shapes).map(|(k, sh)| k.map(|k| view(k, sh)).transpose()).collect::<Result<_>>()?;
-        let sinks: Vec<Option<Tensor>> = plan.sink.iter().map(|k| k.map(|k| tensors[k].clone())).collect();
-        for (pl, k) in planned.iter_mut().zip(&plan.argmax) {
-            if let Op::Pool { argmax, .. } = &mut pl.op {
-                *argmax = k.map(|k| tensors[k].clone());
-            }
-        }
-        let act_shared: Vec<bool> = plan.act.iter().map(|&k| shared[k]).collect();
-        let dact_shared: Vec<bool> = plan.dact.iter().map(|k| k.is_some_and(|k| shared[k])).collect();
+        let act_shared: Vec<bool> = plan.act.iter().map(|&k| shared_slot[k]).collect();
+        let dact_shared: Vec<bool> = plan.dact.iter().map(|k| k.is_some_and(|k| shared_slot[k])).collect();
 
-        let layers: Vec<Layer> = names
-            .into_iter()
-            .zip(spec.layers.iter().cloned())
-            .zip(planned)
-            .zip(layer_params)
-            .enumerate()
-            .map(|(i, (((name, spec), pl), params))| Layer {
-                name,
-                spec,
+        let mut buffers = Vec::new();
+        let mut layers = Vec::with_capacity(ops.len());
+        for (i, ((name, op), idx)) in names.into_iter().zip(ops).zip(layer_params).enumerate() {
+            buffers.extend(op.state().into_iter().map(|(suffix, t, _)| (format!("{name}.{suffix}"), t)));
+            let views = idx
+                .iter()
+                .map(|&k| {
+                    let p: &Param = &params[k];
+                    Ok(ParamViews { value: arena.view(&p.name, p.offset, &p.shape)?, grad: grads.view(&format!("{}.grad", p.name), p.offset, &p.shape)? })
+                })
+                .collect::<Result<_>>()?;
+            layers.push(Layer {
+                spec: spec.layers[i].clone(),
                 in_shape: acts[i].shape().to_vec(),
-                out_shape: pl.out_shape,
-                params,
-                op: pl.op,
-            })
-            .collect();
+                out_shape: op.out_shape(),
+                params: idx,
+                extra: plan.extra[i].iter().map(|&k| tensors[k].clone()).collect(),
+                sink: plan.sink[i].map(|k| tensors[k].clone()),
+                views,
+                name,
+                op,
+            });
+        }
 
         let labels = gpu.tensor("labels", &[batch])?;
         let losses = gpu.tensor("losses", &[batch])?;
         let correct = gpu.tensor("correct", &[batch])?;
         let stats = gpu.tensor("loss stats", &[2])?;
         let probs = gpu.tensor("probabilities", &[batch, classes])?;
-        let buffers = layers
-            .iter()
-            .filter_map(|l| match &l.op {
-                Op::BatchNorm { running_mean, running_var, .. } => Some([
-                    (format!("{}.running_mean", l.name), running_mean.clone()),
-                    (format!("{}.running_var", l.name), running_var.clone()),
-                ]),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-
         let xent = SoftmaxXent::new(gpu, "softmax_xent", &[batch, classes], batch)?;
         let logits = acts.last().unwrap().clone();
         let dlogits = dacts.last().unwrap().clone().expect("logits gradient");
@@ -657,15 +272,14 @@ impl Network {
             loss,
             backward: vec![],
             probabilities,
-            sinks,
             fused: vec![],
             reuse: opts.reuse,
             act_shared,
             dact_shared,
             memory,
         };
-        net.forward_train = net.record_forward(gpu, true)?.0;
-        (net.forward_infer, net.fused) = net.record_forward(gpu, false)?;
+        net.forward_train = net.record_forward(gpu, Mode::Train, 0..net.layers.len())?;
+        (net.forward_infer, net.fused) = fuse::record_inference(&net, gpu)?;
         net.backward = net.record_backward(gpu)?;
         Ok(net)
     }
@@ -676,171 +290,37 @@ impl Network {
         Ok((self.arena.view(&p.name, p.offset, &p.shape)?, self.grads.view(&format!("{}.grad", p.name), p.offset, &p.shape)?))
     }
 
-    fn layer_param(&self, layer: &Layer, k: usize) -> Result<(Tensor, Tensor)> {
-        self.param(layer.params[k])
+    /// Parameter `k` of `layer` (in its `LayerOp::params` order): value and gradient views.
+    pub fn layer_param(&self, layer: usize, k: usize) -> &ParamViews {
+        &self.layers[layer].views[k]
     }
 
-    /// Inference with memory reuse (nothing reads intermediate activations afterwards) runs
-    /// a conv followed by BatchNorm as one conv with the BN folded into its weights (a small
-    /// batchnorm_fold dispatch first), writing the BN's output directly, and with an
-    /// activation after the BN (ReLU, LeakyReLU, PReLU) applied in the conv's epilogue where
-    /// the conv uses the subgroup kernels. Returns the fused conv and its folded tensors, and
-    /// how many layers after `i` it covered (1 or 2); None where nothing fuses, or where the
-    /// conv input and the fused output share a buffer (a kernel cannot bind one buffer for
-    /// both).
-    fn fold_conv_bn(&self, gpu: &Gpu, i: usize, out: &mut Vec<Dispatch>) -> Result<Option<((Conv2d, Tensor, Tensor), usize)>> {
-        let (Some(layer), Some(next)) = (self.layers.get(i), self.layers.get(i + 1)) else { return Ok(None) };
-        let (Op::Conv(conv), Op::BatchNorm { op: bn, running_mean, running_var, .. }) = (&layer.op, &next.op) else { return Ok(None) };
-        let x = &self.acts[i];
-        if !self.reuse || x.same_buffer(&self.acts[i + 2]) {
-            return Ok(None);
-        }
-        let w = self.layer_param(layer, 0)?.0;
-        let b = if conv.cfg.bias { Some(self.layer_param(layer, 1)?.0) } else { None };
-        let (gamma, beta) = (self.layer_param(next, 0)?.0, self.layer_param(next, 1)?.0);
-        let wf = gpu.tensor(&format!("{} folded weight", conv.name), &conv.weight_shape())?;
-        let bf = gpu.tensor(&format!("{} folded bias", conv.name), &conv.bias_shape())?;
-        out.push(bn.fold_into(gpu, &w, b.as_ref(), &gamma, &beta, running_mean, running_var, &wf, &bf)?);
-        let cfg = Conv2dConfig { bias: true, ..conv.cfg };
-        let fused = Conv2d::new(gpu, &format!("{}+{}", conv.name, bn.name), cfg, &conv.input_shape)?;
-        // The activation after the BN, in the conv's epilogue.
-        if let Some(act_layer) = self.layers.get(i + 2) {
-            if let (Op::Act(act), false) = (&act_layer.op, x.same_buffer(&self.acts[i + 3])) {
-                let alpha = if act_layer.params.is_empty() { None } else { Some(self.layer_param(act_layer, 0)?.0) };
-                let epilogue = match (act.kind, alpha.as_ref()) {
-                    (Kind::Relu, _) => Some(Epilogue::Relu),
-                    (Kind::LeakyRelu(a), _) => Some(Epilogue::LeakyRelu(a)),
-                    (Kind::PRelu, Some(a)) => Some(Epilogue::PRelu(a)),
-                    (Kind::PReluPerElement, Some(a)) => Some(Epilogue::PReluPerElement(a)),
-                    _ => None,
-                };
-                if let Some(e) = epilogue {
-                    if let Some(d) = fused.forward_act_dispatches(gpu, x, &wf, &bf, &self.acts[i + 3], e)? {
-                        out.extend(d);
-                        return Ok(Some(((fused, wf, bf), 2)));
-                    }
-                }
-            }
-        }
-        out.extend(fused.forward_dispatches(gpu, x, &wf, Some(&bf), &self.acts[i + 2])?);
-        Ok(Some(((fused, wf, bf), 1)))
+    /// What layer `i`'s dispatches bind: its input and output, their gradients (`dx` None
+    /// where `need_dx` is false, unless the layer always writes one: then its buffer or
+    /// sink), its parameters and extra slots.
+    pub(crate) fn io(&self, i: usize, need_dx: bool) -> Io<'_> {
+        let layer = &self.layers[i];
+        let dx = if need_dx || layer.op.backward_always_writes_dx() { self.dacts[i].as_ref().or(layer.sink.as_ref()) } else { None };
+        Io { x: &self.acts[i], y: &self.acts[i + 1], dx, dy: self.dacts[i + 1].as_ref(), params: &layer.views, extra: &layer.extra }
     }
 
-    /// The forward pass (training or inference) and, for inference, the fused conv + BN
-    /// layers it records (see `fold_conv_bn`).
-    fn record_forward(&self, gpu: &Gpu, train: bool) -> Result<(Vec<Dispatch>, Vec<(Conv2d, Tensor, Tensor)>)> {
+    /// The forward dispatches of `layers` in `mode`.
+    pub(crate) fn record_forward(&self, gpu: &Gpu, mode: Mode, layers: std::ops::Range<usize>) -> Result<Vec<Dispatch>> {
         let mut out = Vec::new();
-        let mut fused = Vec::new();
-        let mut skip = 0;
-        for (i, layer) in self.layers.iter().enumerate() {
-            if skip > 0 {
-                skip -= 1;
-                continue;
-            }
-            if !train {
-                if let Some((f, covered)) = self.fold_conv_bn(gpu, i, &mut out)? {
-                    fused.push(f);
-                    skip = covered;
-                    continue;
-                }
-            }
-            let (x, y) = (&self.acts[i], &self.acts[i + 1]);
-            match &layer.op {
-                Op::Conv(op) => {
-                    let w = self.layer_param(layer, 0)?.0;
-                    let b = if op.cfg.bias { Some(self.layer_param(layer, 1)?.0) } else { None };
-                    out.extend(op.forward_dispatches(gpu, x, &w, b.as_ref(), y)?);
-                }
-                Op::Pool { op, argmax } => out.push(op.forward(gpu, x, y, argmax.as_ref())?),
-                Op::Pad(op) => out.push(op.forward(gpu, x, y)?),
-                Op::BatchNorm { op, running_mean, running_var, saved } => {
-                    let (gamma, beta) = (self.layer_param(layer, 0)?.0, self.layer_param(layer, 1)?.0);
-                    if train {
-                        out.extend(op.forward_train(gpu, x, &gamma, &beta, running_mean, running_var, saved, y)?);
-                    } else {
-                        out.push(op.forward_infer(gpu, x, &gamma, &beta, running_mean, running_var, y)?);
-                    }
-                }
-                Op::Act(op) => {
-                    let alpha = if layer.params.is_empty() { None } else { Some(self.layer_param(layer, 0)?.0) };
-                    out.push(op.forward(gpu, x, alpha.as_ref(), y)?);
-                }
-                Op::Dropout(op) => out.push(op.forward(gpu, x, y, train)?),
-                Op::Flatten => {}
-                Op::Dense(op) => {
-                    let w = self.layer_param(layer, 0)?.0;
-                    let b = if op.bias { Some(self.layer_param(layer, 1)?.0) } else { None };
-                    out.extend(op.forward_dispatches(gpu, x, &w, b.as_ref(), y)?);
-                }
-            }
+        for i in layers {
+            out.extend(self.layers[i].op.forward(gpu, &self.io(i, false), mode)?);
         }
-        Ok((out, fused))
+        Ok(out)
     }
 
     fn record_backward(&self, gpu: &Gpu) -> Result<Vec<Dispatch>> {
-        let mut out = Vec::new();
         // Without input gradients, nothing below the first layer with parameters needs a
         // gradient (a DNN's first dense layer after Flatten skips its dx).
         let first_param = self.layers.iter().position(|l| !l.params.is_empty());
-        for (i, layer) in self.layers.iter().enumerate().rev() {
-            let x = &self.acts[i];
-            let dy = self.dacts[i + 1].as_ref().expect("output gradient");
-            // (BatchNorm's backward writes dx regardless: it keeps its buffer or sink.)
-            let unneeded = self.dacts[0].is_none() && first_param.is_none_or(|f| i <= f) && !matches!(layer.op, Op::BatchNorm { .. });
-            let dx = if unneeded { None } else { self.dacts[i].as_ref() };
-            match &layer.op {
-                Op::Conv(op) => {
-                    let (w, dw) = self.layer_param(layer, 0)?;
-                    out.extend(op.backward_weight(gpu, &dw, dy, x, false)?);
-                    if op.cfg.bias {
-                        out.push(op.backward_bias(gpu, &self.layer_param(layer, 1)?.1, dy, false)?);
-                    }
-                    if let Some(dx) = dx {
-                        out.extend(op.backward_input_dispatches(gpu, dx, dy, &w)?);
-                    }
-                }
-                Op::Pool { op, argmax } => {
-                    if let Some(dx) = dx {
-                        out.push(op.backward(gpu, dx, dy, argmax.as_ref())?);
-                    }
-                }
-                Op::Pad(op) => {
-                    if let Some(dx) = dx {
-                        out.push(op.backward(gpu, dx, dy)?);
-                    }
-                }
-                Op::BatchNorm { op, saved, .. } => {
-                    let ((gamma, dgamma), (_, dbeta)) = (self.layer_param(layer, 0)?, self.layer_param(layer, 1)?);
-                    // The BN backward always produces dx; without a consumer it goes to a sink.
-                    let dx = dx.or(self.sinks[i].as_ref()).expect("a BatchNorm dx or sink");
-                    out.extend(op.backward(gpu, dx, &dgamma, &dbeta, dy, x, &gamma, saved, false)?);
-                }
-                Op::Act(op) => {
-                    let alpha = if layer.params.is_empty() { None } else { Some(self.layer_param(layer, 0)?) };
-                    if let Some((_, dalpha)) = &alpha {
-                        out.push(op.backward_alpha(gpu, dalpha, dy, x, false)?);
-                    }
-                    if let Some(dx) = dx {
-                        out.push(op.backward_input(gpu, dx, dy, x, alpha.as_ref().map(|a| &a.0))?);
-                    }
-                }
-                Op::Dropout(op) => {
-                    if let Some(dx) = dx {
-                        out.push(op.backward(gpu, dx, dy)?);
-                    }
-                }
-                Op::Flatten => {}
-                Op::Dense(op) => {
-                    let (w, dw) = self.layer_param(layer, 0)?;
-                    out.extend(op.backward_weight_dispatches(gpu, &dw, dy, x, false)?);
-                    if op.bias {
-                        out.push(op.backward_bias(gpu, &self.layer_param(layer, 1)?.1, dy, false)?);
-                    }
-                    if let Some(dx) = dx {
-                        out.extend(op.backward_input_dispatches(gpu, dx, dy, &w)?);
-                    }
-                }
-            }
+        let mut out = Vec::new();
+        for i in (0..self.layers.len()).rev() {
+            let need_dx = self.dacts[0].is_some() || first_param.is_some_and(|f| i > f);
+            out.extend(self.layers[i].op.backward(gpu, &self.io(i, need_dx))?);
         }
         Ok(out)
     }
@@ -858,26 +338,12 @@ impl Network {
         ensure!(from < self.layers.len() && down_to <= from, "explain_backward: layers {down_to}..={from} of {}", self.layers.len());
         let mut out = Vec::new();
         for i in (down_to..=from).rev() {
-            let layer = &self.layers[i];
-            let x = &self.acts[i];
-            let dy = self.dacts[i + 1].as_ref().expect("output gradient");
-            let dx = self.dacts[i].as_ref().ok_or_else(|| {
-                Error::new(format!("model {}: input gradients need BuildOptions {{ input_grad: true }}", self.spec.name))
-            })?;
-            match &layer.op {
-                Op::Conv(op) => out.extend(op.backward_input_dispatches(gpu, dx, dy, &self.layer_param(layer, 0)?.0)?),
-                Op::Pool { op, argmax } => out.push(op.backward(gpu, dx, dy, argmax.as_ref())?),
-                Op::Pad(op) => out.push(op.backward(gpu, dx, dy)?),
-                Op::BatchNorm { op, running_var, .. } => out.push(op.backward_infer(gpu, dx, dy, &self.layer_param(layer, 0)?.0, running_var)?),
-                Op::Act(op) => {
-                    let alpha = if layer.params.is_empty() { None } else { Some(self.layer_param(layer, 0)?.0) };
-                    out.push(op.backward_input(gpu, dx, dy, x, alpha.as_ref())?);
-                }
-                // Inference dropout is the identity: its gradient is a copy.
-                Op::Dropout(op) => out.push(op.forward(gpu, dy, dx, false)?),
-                Op::Flatten => {}
-                Op::Dense(op) => out.extend(op.backward_input_dispatches(gpu, dx, dy, &self.layer_param(layer, 0)?.0)?),
-            }
+            ensure!(
+                self.dacts[i].is_some(),
+                "model {}: input gradients need BuildOptions {{ input_grad: true }}",
+                self.spec.name
+            );
+            out.extend(self.layers[i].op.input_grad(gpu, &self.io(i, true))?);
         }
         Ok(out)
     }
@@ -905,12 +371,14 @@ impl Network {
         arena
     }
 
-    /// Write `initial_params(seed)` to the GPU and reset BN running statistics.
+    /// Write `initial_params(seed)` to the GPU and reset every layer's state (BatchNorm
+    /// running statistics) to its initial value.
     pub fn init(&self, gpu: &Gpu, seed: u64) -> Result<()> {
         gpu.write(&self.arena, &self.initial_params(seed))?;
-        for (name, t) in &self.buffers {
-            let v: f32 = if name.ends_with("running_var") { 1.0 } else { 0.0 };
-            gpu.write(t, &vec![v; t.len()])?;
+        for layer in &self.layers {
+            for (_, t, v) in layer.op.state() {
+                gpu.write(&t, &vec![v; t.len()])?;
+            }
         }
         Ok(())
     }
@@ -938,12 +406,11 @@ impl Network {
         gpu.write(&self.labels, labels)
     }
 
-    /// New dropout masks for the next step (no buffers or bind groups are created).
+    /// New dropout masks for the next step (no buffers or bind groups are created): layer i
+    /// gets `seed * 0x9E3779B9 + i`.
     pub fn set_dropout_seed(&self, gpu: &Gpu, seed: u32) {
         for (i, l) in self.layers.iter().enumerate() {
-            if let Op::Dropout(d) = &l.op {
-                d.set_seed(gpu, seed.wrapping_mul(0x9E37_79B9).wrapping_add(i as u32));
-            }
+            l.op.set_seed(gpu, seed.wrapping_mul(0x9E37_79B9).wrapping_add(i as u32));
         }
     }
 

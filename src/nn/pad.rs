@@ -1,6 +1,7 @@
 //! Zero padding as a layer (Keras ZeroPadding2D). Kernels: shaders/pad.wgsl.
 //! Reference: src/reference/pad.rs.
 
+use super::layer::{Io, LayerOp, Mode};
 use super::{nchw, u32_of};
 use crate::gpu::{shaders::PAD, Dispatch, Gpu, Tensor};
 use crate::Result;
@@ -72,5 +73,27 @@ impl Pad2d {
         dx.expect_shape(&self.name, "input gradient", &self.input_shape)?;
         dy.expect_shape(&self.name, "output gradient", &self.output_shape)?;
         self.dispatch(gpu, "pad_backward", self.input_shape.iter().product(), &[(3, dx), (4, dy)])
+    }
+}
+
+/// The layer interface: no parameters; the backward crops dy.
+impl LayerOp for Pad2d {
+    fn out_shape(&self) -> Vec<usize> {
+        self.output_shape.to_vec()
+    }
+    fn forward(&self, gpu: &Gpu, io: &Io, _: Mode) -> Result<Vec<Dispatch>> {
+        Ok(vec![Pad2d::forward(self, gpu, io.x, io.y)?])
+    }
+    fn backward(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(match io.dx {
+            Some(dx) => vec![Pad2d::backward(self, gpu, dx, io.dy())?],
+            None => vec![],
+        })
+    }
+    fn input_grad(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![Pad2d::backward(self, gpu, io.dx.expect("input gradient"), io.dy())?])
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

@@ -6,6 +6,7 @@
 //! the number of in-bounds elements of its window (Keras 'same' average pooling). Global
 //! average pooling is `Avg` with `window == (H, W)`, `Padding::Valid`.
 
+use super::layer::{Io, LayerOp, Mode};
 use super::{nchw, resolve_padding, u32_of, Padding};
 use crate::gpu::{shaders::POOL, Dispatch, Gpu, Tensor};
 use crate::{bail, ensure, Result};
@@ -153,5 +154,34 @@ impl Pool2d {
             Some(a) => self.dispatch(gpu, "max_pool_backward", self.n_in(), &[(4, dx), (5, dy), (6, a)]),
             None => self.dispatch(gpu, "avg_pool_backward", self.n_in(), &[(4, dx), (5, dy)]),
         }
+    }
+}
+
+/// The layer interface: max pooling asks the memory plan for its argmax indices (one u32
+/// per output element, written by the forward, read by the backward).
+impl LayerOp for Pool2d {
+    fn out_shape(&self) -> Vec<usize> {
+        self.output_shape.to_vec()
+    }
+    fn extra_slots(&self) -> Vec<(&'static str, Vec<usize>)> {
+        match self.cfg.kind {
+            PoolKind::Max => vec![("argmax", self.output_shape.to_vec())],
+            PoolKind::Avg => vec![],
+        }
+    }
+    fn forward(&self, gpu: &Gpu, io: &Io, _: Mode) -> Result<Vec<Dispatch>> {
+        Ok(vec![Pool2d::forward(self, gpu, io.x, io.y, io.extra.first())?])
+    }
+    fn backward(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(match io.dx {
+            Some(dx) => vec![Pool2d::backward(self, gpu, dx, io.dy(), io.extra.first())?],
+            None => vec![],
+        })
+    }
+    fn input_grad(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![Pool2d::backward(self, gpu, io.dx.expect("input gradient"), io.dy(), io.extra.first())?])
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

@@ -2,7 +2,17 @@
 //! share one form). `Network::build` turns it into GPU ops for one input shape and batch;
 //! `reference::network` runs the same spec in f64.
 
+use super::activation::{Activation, Kind};
+use super::batchnorm::{BatchNormConfig, BatchNormLayer};
+use super::conv2d::{Conv2d, Conv2dConfig};
+use super::dense::Dense;
+use super::dropout::Dropout;
+use super::layer::{Flatten, LayerOp};
+use super::pad::Pad2d;
+use super::pool::{Pool2d, PoolConfig, PoolKind};
 use super::Padding;
+use crate::gpu::Gpu;
+use crate::Result;
 use serde::{Deserialize, Serialize};
 
 /// A size given as one number (square) or `[height, width]`.
@@ -150,6 +160,58 @@ impl LayerSpec {
             LayerSpec::Flatten => "flatten",
             LayerSpec::Dense { .. } => "dense",
         }
+    }
+
+    /// Is this a convolution (Grad-CAM, filter ascent and filter outputs pick these)?
+    pub fn is_conv(&self) -> bool {
+        matches!(self, LayerSpec::Conv2d { .. })
+    }
+
+    /// Does this layer belong to the block of the conv before it: BatchNorm and activations,
+    /// whose output explanations read as the block's output (Grad-CAM, filter outputs)?
+    pub fn extends_block(&self) -> bool {
+        matches!(self, LayerSpec::BatchNorm { .. } | LayerSpec::Relu | LayerSpec::LeakyRelu { .. } | LayerSpec::Prelu { .. })
+    }
+
+    /// In inference, is this layer an affine map that treats every position alike (conv,
+    /// zero padding, BatchNorm, dropout)? A stack of these has position-independent input
+    /// gradients (filter ascent checks against its reference this way).
+    pub fn is_affine_stationary(&self) -> bool {
+        matches!(self, LayerSpec::Conv2d { .. } | LayerSpec::ZeroPad { .. } | LayerSpec::BatchNorm { .. } | LayerSpec::Dropout { .. })
+    }
+
+    /// The GPU op of this layer for inputs of `in_shape` (batch first); errors name the layer.
+    pub fn build(&self, gpu: &Gpu, name: &str, in_shape: &[usize]) -> Result<Box<dyn LayerOp>> {
+        Ok(match self {
+            LayerSpec::Conv2d { filters, kernel, stride, padding, bias } => {
+                let cfg = Conv2dConfig {
+                    in_channels: *in_shape.get(1).unwrap_or(&0),
+                    out_channels: *filters,
+                    kernel: kernel.hw(),
+                    stride: stride.hw(),
+                    padding: padding.resolve(),
+                    bias: *bias,
+                };
+                Box::new(Conv2d::new(gpu, name, cfg, in_shape)?)
+            }
+            LayerSpec::MaxPool { size, stride, padding } | LayerSpec::AvgPool { size, stride, padding } => {
+                let kind = if matches!(self, LayerSpec::MaxPool { .. }) { PoolKind::Max } else { PoolKind::Avg };
+                let cfg = PoolConfig { kind, window: size.hw(), stride: stride.unwrap_or(*size).hw(), padding: padding.resolve() };
+                Box::new(Pool2d::new(gpu, name, cfg, in_shape)?)
+            }
+            LayerSpec::ZeroPad { pad } => Box::new(Pad2d::new(gpu, name, (pad[0], pad[1], pad[2], pad[3]), in_shape)?),
+            LayerSpec::BatchNorm { eps, momentum } => Box::new(BatchNormLayer::new(gpu, name, BatchNormConfig { eps: *eps, momentum: *momentum }, in_shape)?),
+            LayerSpec::Relu => Box::new(Activation::new(gpu, name, Kind::Relu, in_shape)?),
+            LayerSpec::LeakyRelu { alpha } => Box::new(Activation::new(gpu, name, Kind::LeakyRelu(*alpha), in_shape)?),
+            LayerSpec::Prelu { per_channel: true } => Box::new(Activation::new(gpu, name, Kind::PRelu, in_shape)?),
+            LayerSpec::Prelu { per_channel: false } => Box::new(Activation::new(gpu, name, Kind::PReluPerElement, in_shape)?),
+            LayerSpec::Dropout { rate } => Box::new(Dropout::new(gpu, name, *rate, in_shape)?),
+            LayerSpec::Flatten => Box::new(Flatten::new(in_shape)),
+            LayerSpec::Dense { units, bias } => {
+                let features: usize = in_shape[1..].iter().product();
+                Box::new(Dense::new(gpu, name, features, *units, *bias, in_shape)?)
+            }
+        })
     }
 }
 

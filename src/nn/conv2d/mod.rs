@@ -3,6 +3,7 @@
 //!
 //! Layout: x [N, Cin, H, W], w [Cout, Cin, KH, KW], b [Cout], y [N, Cout, OH, OW].
 
+use super::layer::{Init, Io, LayerOp, Mode, ParamDecl};
 use super::{accumulate_constant, nchw, resolve_padding, u32_of, Padding};
 use crate::gpu::autotune::time_candidate;
 use crate::gpu::{shaders::CONV2D, Dispatch, Gpu, Tensor};
@@ -950,5 +951,42 @@ mod tests {
         // VGG first layer, batch 512: many splits; 128->128: a few.
         assert!(default_splits(512 * 48, 48, 144).0 > 100);
         assert!(default_splits(512 * 48, 48, 9216).0 >= 4);
+    }
+}
+
+/// The layer interface: weight [Cout, Cin, KH, KW] (He-uniform), then bias [Cout] (zeros).
+impl LayerOp for Conv2d {
+    fn out_shape(&self) -> Vec<usize> {
+        self.output_shape.to_vec()
+    }
+    fn params(&self) -> Vec<ParamDecl> {
+        let ws = self.weight_shape();
+        let mut p = vec![ParamDecl::new("weight", ws.to_vec(), Init::HeUniform { fan_in: ws[1] * ws[2] * ws[3] })];
+        if self.cfg.bias {
+            p.push(ParamDecl::new("bias", self.bias_shape().to_vec(), Init::Const(0.0)));
+        }
+        p
+    }
+    fn backward_reads_input(&self) -> bool {
+        true
+    }
+    fn forward(&self, gpu: &Gpu, io: &Io, _: Mode) -> Result<Vec<Dispatch>> {
+        self.forward_dispatches(gpu, io.x, io.value(0), io.maybe_value(1), io.y)
+    }
+    fn backward(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        let mut out = self.backward_weight(gpu, io.grad(0), io.dy(), io.x, false)?;
+        if self.cfg.bias {
+            out.push(self.backward_bias(gpu, io.grad(1), io.dy(), false)?);
+        }
+        if let Some(dx) = io.dx {
+            out.extend(self.backward_input_dispatches(gpu, dx, io.dy(), io.value(0))?);
+        }
+        Ok(out)
+    }
+    fn input_grad(&self, gpu: &Gpu, io: &Io) -> Result<Vec<Dispatch>> {
+        self.backward_input_dispatches(gpu, io.dx.expect("input gradient"), io.dy(), io.value(0))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

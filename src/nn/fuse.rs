@@ -1,0 +1,87 @@
+//! Inference fusion: a conv followed by BatchNorm runs as one conv on folded weights
+//! (wf = w * gamma / sqrt(var + eps), bf = (b - mean) * scale + beta, made by a small
+//! batchnorm_fold dispatch ahead of it), writing the BatchNorm's output directly; where an
+//! activation (ReLU, LeakyReLU, PReLU) follows and the conv's kernel has an activation
+//! epilogue, that too. Only in networks that reuse memory: the skipped layers' outputs are
+//! never written, and explanation networks read every activation.
+
+use super::activation::{Activation, Kind};
+use super::batchnorm::BatchNormLayer;
+use super::conv2d::{subgroup::Epilogue, Conv2d, Conv2dConfig};
+use super::layer::Mode;
+use super::network::Network;
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::Result;
+
+/// A fused conv + BatchNorm: the conv (with a bias) and its folded weight and bias, kept
+/// alive as long as the dispatches that bind them.
+pub struct Fused {
+    pub conv: Conv2d,
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+/// The inference forward of `net`, fusing where it can, and the fused layers.
+pub fn record_inference(net: &Network, gpu: &Gpu) -> Result<(Vec<Dispatch>, Vec<Fused>)> {
+    let mut out = Vec::new();
+    let mut fused = Vec::new();
+    let mut i = 0;
+    while i < net.layers.len() {
+        if let Some((f, covered)) = fold_conv_bn(net, gpu, i, &mut out)? {
+            fused.push(f);
+            i += 1 + covered;
+            continue;
+        }
+        out.extend(net.record_forward(gpu, Mode::Infer, i..i + 1)?);
+        i += 1;
+    }
+    Ok((out, fused))
+}
+
+/// The activation epilogue the conv kernels can apply for layer `j`, if it is one.
+fn epilogue<'a>(net: &'a Network, j: usize) -> Option<Epilogue<'a>> {
+    let act = net.layers.get(j)?.op.as_any().downcast_ref::<Activation>()?;
+    let alpha = (!net.layers[j].params.is_empty()).then(|| &net.layer_param(j, 0).value);
+    match (act.kind, alpha) {
+        (Kind::Relu, _) => Some(Epilogue::Relu),
+        (Kind::LeakyRelu(a), _) => Some(Epilogue::LeakyRelu(a)),
+        (Kind::PRelu, Some(a)) => Some(Epilogue::PRelu(a)),
+        (Kind::PReluPerElement, Some(a)) => Some(Epilogue::PReluPerElement(a)),
+        _ => None,
+    }
+}
+
+/// Layers i (conv) and i + 1 (BatchNorm) as one conv, and layer i + 2 in its epilogue when
+/// it is an activation the kernel can apply. Returns the fused conv and how many layers
+/// after `i` it covered (1 or 2); None where nothing fuses, or where the conv input and the
+/// fused output share a buffer (a kernel cannot bind one buffer for both).
+fn fold_conv_bn(net: &Network, gpu: &Gpu, i: usize, out: &mut Vec<Dispatch>) -> Result<Option<(Fused, usize)>> {
+    let (Some(layer), Some(next)) = (net.layers.get(i), net.layers.get(i + 1)) else { return Ok(None) };
+    let (Some(conv), Some(bn)) = (layer.op.as_any().downcast_ref::<Conv2d>(), next.op.as_any().downcast_ref::<BatchNormLayer>()) else {
+        return Ok(None);
+    };
+    let x = net.io(i, false).x;
+    let bn_out = net.io(i + 1, false).y;
+    if !net.reuses_memory() || x.same_buffer(bn_out) {
+        return Ok(None);
+    }
+    let w = &net.layer_param(i, 0).value;
+    let b = conv.cfg.bias.then(|| &net.layer_param(i, 1).value);
+    let (gamma, beta) = (&net.layer_param(i + 1, 0).value, &net.layer_param(i + 1, 1).value);
+    let wf = gpu.tensor(&format!("{} folded weight", conv.name), &conv.weight_shape())?;
+    let bf = gpu.tensor(&format!("{} folded bias", conv.name), &conv.bias_shape())?;
+    out.push(bn.op.fold_into(gpu, w, b, gamma, beta, &bn.running_mean, &bn.running_var, &wf, &bf)?);
+    let cfg = Conv2dConfig { bias: true, ..conv.cfg };
+    let fused = Conv2d::new(gpu, &format!("{}+{}", conv.name, bn.op.name), cfg, &conv.input_shape)?;
+    if let Some(e) = epilogue(net, i + 2) {
+        let act_out = net.io(i + 2, false).y;
+        if !x.same_buffer(act_out) {
+            if let Some(d) = fused.forward_act_dispatches(gpu, x, &wf, &bf, act_out, e)? {
+                out.extend(d);
+                return Ok(Some((Fused { conv: fused, weight: wf, bias: bf }, 2)));
+            }
+        }
+    }
+    out.extend(fused.forward_dispatches(gpu, x, &wf, Some(&bf), bn_out)?);
+    Ok(Some((Fused { conv: fused, weight: wf, bias: bf }, 1)))
+}
