@@ -2,6 +2,7 @@
 //! Reference: src/reference/activation.rs.
 
 use super::layer::{Init, Io, LayerOp, Mode, ParamDecl};
+use super::spec::LayerSpec;
 use super::{accumulate_constant, nc_s, u32_of};
 use crate::gpu::{shaders::ACTIVATION, Dispatch, Gpu, Tensor};
 use crate::{bail, Result};
@@ -25,6 +26,21 @@ struct Params {
     alpha: f32,
     div: u32,
     _pad: [u32; 3],
+}
+
+impl Kind {
+    /// The activation a layer spec asks for, or None for other layers: the one place the
+    /// spec's activation variants map to kernels (spec.rs builds, reference/network.rs checks
+    /// through it).
+    pub fn of(spec: &LayerSpec) -> Option<Kind> {
+        Some(match spec {
+            LayerSpec::Relu => Kind::Relu,
+            LayerSpec::LeakyRelu { alpha } => Kind::LeakyRelu(*alpha),
+            LayerSpec::Prelu { per_channel: true } => Kind::PRelu,
+            LayerSpec::Prelu { per_channel: false } => Kind::PReluPerElement,
+            _ => return None,
+        })
+    }
 }
 
 const WG: u32 = 256;

@@ -170,7 +170,7 @@ impl LayerSpec {
     /// Does this layer belong to the block of the conv before it: BatchNorm and activations,
     /// whose output explanations read as the block's output (Grad-CAM, filter outputs)?
     pub fn extends_block(&self) -> bool {
-        matches!(self, LayerSpec::BatchNorm { .. } | LayerSpec::Relu | LayerSpec::LeakyRelu { .. } | LayerSpec::Prelu { .. })
+        matches!(self, LayerSpec::BatchNorm { .. }) || Kind::of(self).is_some()
     }
 
     /// In inference, is this layer an affine map that treats every position alike (conv,
@@ -201,15 +201,15 @@ impl LayerSpec {
             }
             LayerSpec::ZeroPad { pad } => Box::new(Pad2d::new(gpu, name, (pad[0], pad[1], pad[2], pad[3]), in_shape)?),
             LayerSpec::BatchNorm { eps, momentum } => Box::new(BatchNormLayer::new(gpu, name, BatchNormConfig { eps: *eps, momentum: *momentum }, in_shape)?),
-            LayerSpec::Relu => Box::new(Activation::new(gpu, name, Kind::Relu, in_shape)?),
-            LayerSpec::LeakyRelu { alpha } => Box::new(Activation::new(gpu, name, Kind::LeakyRelu(*alpha), in_shape)?),
-            LayerSpec::Prelu { per_channel: true } => Box::new(Activation::new(gpu, name, Kind::PRelu, in_shape)?),
-            LayerSpec::Prelu { per_channel: false } => Box::new(Activation::new(gpu, name, Kind::PReluPerElement, in_shape)?),
             LayerSpec::Dropout { rate } => Box::new(Dropout::new(gpu, name, *rate, in_shape)?),
             LayerSpec::Flatten => Box::new(Flatten::new(in_shape)),
             LayerSpec::Dense { units, bias } => {
                 let features: usize = in_shape[1..].iter().product();
                 Box::new(Dense::new(gpu, name, features, *units, *bias, in_shape)?)
+            }
+            LayerSpec::Relu | LayerSpec::LeakyRelu { .. } | LayerSpec::Prelu { .. } => {
+                let kind = Kind::of(self).expect("an activation spec");
+                Box::new(Activation::new(gpu, name, kind, in_shape)?)
             }
         })
     }

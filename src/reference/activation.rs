@@ -1,5 +1,31 @@
 //! f64 reference for shaders/activation.wgsl. Layout [N, C, S] flattened; alpha is [C].
 
+use crate::nn::activation::Kind;
+
+/// y = act(x) for any kind; `alpha` PReLU's slopes, `s` the elements per slope channel
+/// (S for [C] slopes, 1 for per-element slopes).
+pub fn forward(kind: Kind, x: &[f64], alpha: Option<&[f64]>, s: usize) -> Vec<f64> {
+    match (kind, alpha) {
+        (Kind::Relu, _) => relu_forward(x),
+        (Kind::LeakyRelu(a), _) => leaky_relu_forward(x, a as f64),
+        (_, Some(alpha)) => prelu_forward(x, alpha, s),
+        (_, None) => panic!("PReLU needs its slopes"),
+    }
+}
+
+/// (dx, the slope gradient where the kind has slopes); arguments as `forward`.
+pub fn backward(kind: Kind, dy: &[f64], x: &[f64], alpha: Option<&[f64]>, s: usize) -> (Vec<f64>, Option<Vec<f64>>) {
+    match (kind, alpha) {
+        (Kind::Relu, _) => (relu_backward(dy, x), None),
+        (Kind::LeakyRelu(a), _) => (leaky_relu_backward(dy, x, a as f64), None),
+        (_, Some(alpha)) => {
+            let (dx, da) = prelu_backward(dy, x, alpha, s);
+            (dx, Some(da))
+        }
+        (_, None) => panic!("PReLU needs its slopes"),
+    }
+}
+
 pub fn relu_forward(x: &[f64]) -> Vec<f64> {
     x.iter().map(|&v| v.max(0.0)).collect()
 }

@@ -3,7 +3,8 @@
 //! Parameters are held per tensor, in the same order and with the same names as
 //! `Network::params`; BatchNorm running statistics as `buffers`.
 
-use super::{batchnorm, conv2d, dense, dropout, pad, pool, softmax_xent};
+use super::{activation, batchnorm, conv2d, dense, dropout, pad, pool, softmax_xent};
+use crate::nn::activation::Kind;
 use crate::nn::pool::PoolKind;
 use crate::nn::spec::{LayerSpec, ModelSpec};
 use crate::{ensure, Result};
@@ -14,7 +15,7 @@ enum Cache {
     Pool { kind: PoolKind, geom: pool::PoolGeom, argmax: Vec<u32> },
     Pad { shape: [usize; 4], pads: (usize, usize, usize, usize) },
     BatchNorm { x: Vec<f64>, mean: Vec<f64>, inv_std: Vec<f64>, s: usize },
-    Act { x: Vec<f64>, s: usize },
+    Act { kind: Kind, x: Vec<f64>, s: usize },
     Dropout { seed: u32, rate: f32 },
     Flatten,
     Dense { x: Vec<f64>, inf: usize, outf: usize },
@@ -82,11 +83,15 @@ impl RefNetwork {
                     buffers.push((format!("{name}.running_var"), vec![1.0; shape[1]]));
                     shape
                 }
-                LayerSpec::Prelu { per_channel } => {
-                    add("alpha", if *per_channel { vec![shape[1]] } else { shape[1..].to_vec() });
+                LayerSpec::Relu | LayerSpec::LeakyRelu { .. } | LayerSpec::Prelu { .. } => {
+                    match Kind::of(l) {
+                        Some(Kind::PRelu) => add("alpha", vec![shape[1]]),
+                        Some(Kind::PReluPerElement) => add("alpha", shape[1..].to_vec()),
+                        _ => {}
+                    }
                     shape
                 }
-                LayerSpec::Relu | LayerSpec::LeakyRelu { .. } | LayerSpec::Dropout { .. } => shape,
+                LayerSpec::Dropout { .. } => shape,
                 LayerSpec::Flatten => vec![batch, shape[1..].iter().product()],
                 LayerSpec::Dense { units, bias } => {
                     add("weight", vec![*units, shape[1..].iter().product()]);
@@ -157,12 +162,11 @@ impl RefNetwork {
                         (y, Cache::Flatten)
                     }
                 }
-                LayerSpec::Relu => (super::activation::relu_forward(&a), Cache::Act { x: a, s: 0 }),
-                LayerSpec::LeakyRelu { alpha } => (super::activation::leaky_relu_forward(&a, alpha as f64), Cache::Act { x: a, s: 0 }),
-                LayerSpec::Prelu { per_channel } => {
+                LayerSpec::Relu | LayerSpec::LeakyRelu { .. } | LayerSpec::Prelu { .. } => {
+                    let kind = Kind::of(&layer).expect("an activation");
                     // Per-element slopes are "channels" of one element each.
-                    let s = if per_channel { ncs(&shape).2 } else { 1 };
-                    (super::activation::prelu_forward(&a, &p[0], s), Cache::Act { x: a, s })
+                    let s = if kind == Kind::PReluPerElement { 1 } else { ncs(&shape).2 };
+                    (activation::forward(kind, &a, p.first().map(|v| v.as_slice()), s), Cache::Act { kind, x: a, s })
                 }
                 LayerSpec::Dropout { rate } => {
                     let seed = dropout_seed.wrapping_mul(0x9E37_79B9).wrapping_add(i as u32);
@@ -188,8 +192,8 @@ impl RefNetwork {
         for (i, cache) in caches.into_iter().enumerate().rev() {
             let idx = &self.layer_params[i];
             let pv = |k: usize| &self.params[idx[k]].value;
-            d = match (&self.spec.layers[i], cache) {
-                (_, Cache::Conv { geom, x }) => {
+            d = match cache {
+                Cache::Conv { geom, x } => {
                     let (dx, dw, db) = conv2d::backward(&geom, &d, &x, pv(0));
                     grads[idx[0]] = dw;
                     if idx.len() > 1 {
@@ -197,32 +201,31 @@ impl RefNetwork {
                     }
                     dx
                 }
-                (_, Cache::Pool { kind: PoolKind::Max, geom, argmax }) => pool::max_pool_backward(&d, &argmax, &geom),
-                (_, Cache::Pool { kind: PoolKind::Avg, geom, .. }) => pool::avg_pool_backward(&d, &geom),
-                (_, Cache::Pad { shape, pads }) => pad::pad_backward(&d, shape, pads),
-                (_, Cache::BatchNorm { x, mean, inv_std, s }) => {
+                Cache::Pool { kind: PoolKind::Max, geom, argmax } => pool::max_pool_backward(&d, &argmax, &geom),
+                Cache::Pool { kind: PoolKind::Avg, geom, .. } => pool::avg_pool_backward(&d, &geom),
+                Cache::Pad { shape, pads } => pad::pad_backward(&d, shape, pads),
+                Cache::BatchNorm { x, mean, inv_std, s } => {
                     let (dx, dg, db) = batchnorm::backward(&d, &x, pv(0), &mean, &inv_std, s);
                     grads[idx[0]] = dg;
                     grads[idx[1]] = db;
                     dx
                 }
-                (LayerSpec::Relu, Cache::Act { x, .. }) => super::activation::relu_backward(&d, &x),
-                (LayerSpec::LeakyRelu { alpha }, Cache::Act { x, .. }) => super::activation::leaky_relu_backward(&d, &x, *alpha as f64),
-                (LayerSpec::Prelu { .. }, Cache::Act { x, s }) => {
-                    let (dx, da) = super::activation::prelu_backward(&d, &x, pv(0), s);
-                    grads[idx[0]] = da;
+                Cache::Act { kind, x, s } => {
+                    let (dx, da) = activation::backward(kind, &d, &x, idx.first().map(|_| pv(0).as_slice()), s);
+                    if let Some(da) = da {
+                        grads[idx[0]] = da;
+                    }
                     dx
                 }
-                (_, Cache::Dropout { seed, rate }) => dropout::dropout_backward(&d, seed, rate),
-                (_, Cache::Flatten) => d,
-                (_, Cache::Dense { x, inf, outf }) => {
+                Cache::Dropout { seed, rate } => dropout::dropout_backward(&d, seed, rate),
+                Cache::Flatten => d,
+                Cache::Dense { x, inf, outf } => {
                     grads[idx[0]] = dense::backward_weight(&d, &x, self.batch, inf, outf);
                     if idx.len() > 1 {
                         grads[idx[1]] = dense::backward_bias(&d, self.batch, outf);
                     }
                     dense::backward_input(&d, pv(0), self.batch, inf, outf)
                 }
-                (_, Cache::Act { .. }) => unreachable!("activation cache for a non-activation layer"),
             };
         }
         grads
