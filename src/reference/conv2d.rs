@@ -1,6 +1,7 @@
 //! f64 reference for shaders/conv2d.wgsl. x [N, Cin, H, W], w [Cout, Cin, KH, KW], b [Cout],
 //! y [N, Cout, OH, OW]; zero padding (pad_top, pad_left; bottom/right only shrink or grow
-//! OH/OW), input position iy = oy * stride_h + ky - pad_top (likewise ix).
+//! OH/OW), input position iy = oy * stride_h + ky - pad_top (likewise ix). The geometry is
+//! nn's `ConvGeom` (what a `Conv2d` layer resolves), re-exported here.
 
 pub use crate::nn::conv2d::ConvGeom;
 

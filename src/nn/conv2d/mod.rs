@@ -22,7 +22,7 @@
 //! layer must not run concurrently (they never do: dispatches run in order, within and
 //! across submissions).
 
-use super::{nchw, u32_of};
+use super::{nchw, u32_of, Padding};
 use crate::gpu::autotune::time_candidate;
 use crate::gpu::{shaders::CONV2D, Dispatch, Gpu, Tensor};
 use crate::{bail, ensure, Result};
@@ -36,8 +36,6 @@ pub mod tiled;
 pub mod uniform;
 
 pub use geom::ConvGeom;
-
-use super::Padding;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Conv2dConfig {
@@ -381,6 +379,8 @@ impl Conv2d {
     }
 
     /// Re-plan the layer with `kernels` (see `ConvKernels`); for tests and benchmarks.
+    /// Dispatches recorded before keep binding the old plan's buffers (alive through their
+    /// bind groups, no longer counted in gpu.mem()): re-plan before recording.
     pub fn with_kernels(mut self, gpu: &Gpu, kernels: ConvKernels) -> Result<Self> {
         let variants = self.choose(gpu, kernels)?;
         self.plan(gpu, variants, None)?;
