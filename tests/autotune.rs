@@ -1,5 +1,6 @@
-//! The kernel-variant autotuner: cache round trip, corrupt cache, off mode, and a dense
-//! layer whose variants the autotuner picks still matches the f64 reference.
+//! The kernel-variant autotuner: cache round trip, corrupt cache, off mode, a dense layer
+//! whose variants the autotuner picks still matches the f64 reference, and a conv layer
+//! takes the family cached under its key.
 
 use mien::gpu::autotune::{Autotune, Mode};
 use mien::gpu::Gpu;
@@ -162,4 +163,28 @@ fn tuned_dense_layer_matches_reference() {
     let off = Dense::new_with(&gpu, "fc", inf, outf, true, &[n, inf], DenseKernels::Auto).unwrap();
     assert_eq!(off.variants(), [off.default_variant(&gpu); 3]);
     assert!(!off_path.exists());
+}
+
+/// A conv layer big enough to be tuned takes the family cached under its key, untimed: the
+/// key format and the names "fast" / "tiled" are what existing cache files hold.
+#[test]
+fn conv_layer_uses_the_cached_family() {
+    use mien::nn::conv2d::{Conv2d, Conv2dConfig, ConvKernels, ConvVariant};
+    let gpu = match Gpu::new() {
+        Ok(g) => g,
+        Err(e) if std::env::var("MIEN_ALLOW_NO_GPU").as_deref() == Ok("1") => return eprintln!("skipping: {e}"),
+        Err(e) => panic!("{e}"),
+    };
+    let path = tmp_dir("conv").join("autotune.json");
+    let key = "conv 4x32x32x32->32 k3x3 s1x1 p1x1";
+    let (cfg, shape) = (Conv2dConfig::same(32, 32, (3, 3)), [4, 32, 32, 32]);
+    gpu.autotune().set_mode(Mode::On);
+    for (choice, want) in [("tiled", [ConvVariant::Tiled; 3]), ("fast", Conv2d::new_with(&gpu, "fast", cfg, &shape, ConvKernels::Fast).unwrap().variants())] {
+        let file = serde_json::json!({ "version": 1, "devices": { gpu.autotune().device(): { key: { "choice": choice, "ms": {} } } } });
+        std::fs::write(&path, file.to_string()).unwrap();
+        gpu.autotune().set_path(Some(path.clone()));
+        let layer = Conv2d::new_with(&gpu, "conv", cfg, &shape, ConvKernels::Auto).unwrap();
+        assert_eq!(layer.variants(), want, "cached {choice}");
+        assert_eq!(gpu.autotune().cached(key).unwrap().ms.len(), 0, "{choice} was timed");
+    }
 }

@@ -159,7 +159,7 @@ impl Ctx<'_> {
         let flops = 2.0 * (n * co * hw * hw * ci * 9) as f64;
         let act = |c: usize| (n * c * hw * hw * 4) as f64;
         // Every variant the autotuner chooses among, forced, for the three passes.
-        println!("{tag}: uses {} (autotuned)", layer.variant_name());
+        println!("{tag}: uses {} (autotuned)", layer.describe_variants());
         let cfg = Conv2dConfig::same(ci, co, (3, 3));
         let mut variants = vec![];
         if conv2d::subgroup::applicable(gpu, &layer) {
@@ -168,10 +168,10 @@ impl Ctx<'_> {
         variants.extend([ConvKernels::Fast, ConvKernels::Tiled]);
         for kernels in variants {
             let l = Conv2d::new_with(gpu, &tag, cfg, &[n, ci, hw, hw], kernels)?;
-            let v = l.variant_name();
-            self.kernel(format!("{tag} forward {v}"), &l.forward_dispatches(gpu, &x, &w, Some(&b), &y)?, flops, 0.0)?;
-            self.kernel(format!("{tag} backward_input {v}"), &l.backward_input_dispatches(gpu, &dx, &dy, &w)?, flops, 0.0)?;
-            self.kernel(format!("{tag} backward_weight {v}"), &l.backward_weight(gpu, &dw, &dy, &x, false)?, flops, 0.0)?;
+            let [vf, vb, vw] = l.variants().map(|v| v.name());
+            self.kernel(format!("{tag} forward {vf}"), &l.forward_dispatches(gpu, &x, &w, Some(&b), &y)?, flops, 0.0)?;
+            self.kernel(format!("{tag} backward_input {vb}"), &l.backward_input_dispatches(gpu, &dx, &dy, &w)?, flops, 0.0)?;
+            self.kernel(format!("{tag} backward_weight {vw}"), &l.backward_weight(gpu, &dw, &dy, &x, false)?, flops, 0.0)?;
         }
         self.kernel(format!("{tag} backward_bias"), &[layer.backward_bias(gpu, &db, &dy, false)?], 0.0, act(co))?;
         Ok(())

@@ -19,11 +19,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Bytes of GPU memory mien holds now and at most (tensors and uniforms; not staging).
+/// Bytes of GPU memory mien's tensors hold now and at most (not uniforms, not staging),
+/// and how many buffers (tensors and uniforms) were ever created.
 #[derive(Default, Debug)]
 pub struct MemStats {
     live: AtomicU64,
     peak: AtomicU64,
+    created: AtomicU64,
 }
 
 impl MemStats {
@@ -42,6 +44,10 @@ impl MemStats {
     }
     pub fn reset_peak(&self) {
         self.peak.store(self.live(), Ordering::Relaxed);
+    }
+    /// Tensors and uniform buffers created so far (tests: recording dispatches creates none).
+    pub fn buffers_created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
     }
 }
 
@@ -221,15 +227,23 @@ impl Gpu {
 
     /// A zero-filled f32 (or u32) tensor of `shape`.
     pub fn tensor(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
+        self.tensor_with_usage(label, shape, wgpu::BufferUsages::empty())
+    }
+
+    /// `tensor` whose buffer also has `usage` (e.g. UNIFORM: operands repacked by a kernel
+    /// and read back through <= 64 KiB uniform windows of it). Counted in `mem()` like any
+    /// tensor.
+    pub fn tensor_with_usage(&self, label: &str, shape: &[usize], usage: wgpu::BufferUsages) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let bytes = (n * 4) as u64;
         self.check_binding_size(label, bytes)?;
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST | usage,
             mapped_at_creation: false,
         });
+        self.mem.created.fetch_add(1, Ordering::Relaxed);
         Ok(Tensor::new(buffer, bytes, shape, label, self.limits.min_storage_buffer_offset_alignment, self.mem.clone()))
     }
 
@@ -267,6 +281,7 @@ impl Gpu {
             mapped_at_creation: false,
         });
         self.queue.write_buffer(&buffer, 0, bytes);
+        self.mem.created.fetch_add(1, Ordering::Relaxed);
         buffer
     }
 

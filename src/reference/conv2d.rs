@@ -1,68 +1,31 @@
 //! f64 reference for shaders/conv2d.wgsl. x [N, Cin, H, W], w [Cout, Cin, KH, KW], b [Cout],
 //! y [N, Cout, OH, OW]; zero padding (pad_top, pad_left; bottom/right only shrink or grow
-//! OH/OW), input position iy = oy * stride_h + ky - pad_top (likewise ix).
+//! OH/OW), input position iy = oy * stride_h + ky - pad_top (likewise ix). The geometry is
+//! nn's `ConvGeom` (what a `Conv2d` layer resolves), re-exported here.
 
-use crate::nn::{resolve_padding, Padding};
-use crate::Result;
+pub use crate::nn::conv2d::ConvGeom;
 
-/// Resolved geometry of one convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvGeom {
-    pub n: usize,
-    pub cin: usize,
-    pub h: usize,
-    pub w: usize,
-    pub cout: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride_h: usize,
-    pub stride_w: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
-    pub oh: usize,
-    pub ow: usize,
+/// Input (iy, ix) read by output (oy, ox) through tap (ky, kx); None in the zero padding.
+fn input_pos(g: &ConvGeom, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+    let iy = (oy * g.stride_h + ky).checked_sub(g.pad_top)?;
+    let ix = (ox * g.stride_w + kx).checked_sub(g.pad_left)?;
+    (iy < g.h && ix < g.w).then_some((iy, ix))
 }
 
-impl ConvGeom {
-    /// Resolve `padding` for input `[n, cin, h, w]`, `cout` filters of `kernel`, `stride`.
-    pub fn new(x_shape: [usize; 4], cout: usize, kernel: (usize, usize), stride: (usize, usize), padding: Padding) -> Result<ConvGeom> {
-        let [n, cin, h, w] = x_shape;
-        let (pad_top, pad_left, oh, ow) = resolve_padding("reference conv2d", padding, h, w, kernel, stride)?;
-        Ok(ConvGeom { n, cin, h, w, cout, kh: kernel.0, kw: kernel.1, stride_h: stride.0, stride_w: stride.1, pad_top, pad_left, oh, ow })
-    }
-    pub fn x_len(&self) -> usize {
-        self.n * self.cin * self.h * self.w
-    }
-    pub fn w_len(&self) -> usize {
-        self.cout * self.cin * self.kh * self.kw
-    }
-    pub fn y_len(&self) -> usize {
-        self.n * self.cout * self.oh * self.ow
-    }
-
-    /// Input (iy, ix) read by output (oy, ox) through tap (ky, kx); None in the zero padding.
-    fn input_pos(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
-        let iy = (oy * self.stride_h + ky).checked_sub(self.pad_top)?;
-        let ix = (ox * self.stride_w + kx).checked_sub(self.pad_left)?;
-        (iy < self.h && ix < self.w).then_some((iy, ix))
-    }
-
-    /// Calls `f(x_index, w_index, y_index)` for every product term of the convolution.
-    fn for_each_term(&self, mut f: impl FnMut(usize, usize, usize)) {
-        let g = self;
-        for n in 0..g.n {
-            for co in 0..g.cout {
-                for oy in 0..g.oh {
-                    for ox in 0..g.ow {
-                        let yi = ((n * g.cout + co) * g.oh + oy) * g.ow + ox;
-                        for ci in 0..g.cin {
-                            for ky in 0..g.kh {
-                                for kx in 0..g.kw {
-                                    if let Some((iy, ix)) = g.input_pos(oy, ox, ky, kx) {
-                                        let xi = ((n * g.cin + ci) * g.h + iy) * g.w + ix;
-                                        let wi = ((co * g.cin + ci) * g.kh + ky) * g.kw + kx;
-                                        f(xi, wi, yi);
-                                    }
+/// Calls `f(x_index, w_index, y_index)` for every product term of the convolution.
+fn for_each_term(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
+    for n in 0..g.n {
+        for co in 0..g.cout {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let yi = ((n * g.cout + co) * g.oh + oy) * g.ow + ox;
+                    for ci in 0..g.cin {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                if let Some((iy, ix)) = input_pos(g, oy, ox, ky, kx) {
+                                    let xi = ((n * g.cin + ci) * g.h + iy) * g.w + ix;
+                                    let wi = ((co * g.cin + ci) * g.kh + ky) * g.kw + kx;
+                                    f(xi, wi, yi);
                                 }
                             }
                         }
@@ -85,7 +48,7 @@ pub fn forward(g: &ConvGeom, x: &[f64], w: &[f64], b: Option<&[f64]>) -> Vec<f64
             *v = b[(i / s) % g.cout];
         }
     }
-    g.for_each_term(|xi, wi, yi| y[yi] += w[wi] * x[xi]);
+    for_each_term(g, |xi, wi, yi| y[yi] += w[wi] * x[xi]);
     y
 }
 
@@ -95,7 +58,7 @@ pub fn backward(g: &ConvGeom, dy: &[f64], x: &[f64], w: &[f64]) -> (Vec<f64>, Ve
     assert_eq!(dy.len(), g.y_len(), "reference conv2d: dy length");
     let mut dx = vec![0.0; g.x_len()];
     let mut dw = vec![0.0; g.w_len()];
-    g.for_each_term(|xi, wi, yi| {
+    for_each_term(g, |xi, wi, yi| {
         dx[xi] += w[wi] * dy[yi];
         dw[wi] += x[xi] * dy[yi];
     });
@@ -110,6 +73,7 @@ pub fn backward(g: &ConvGeom, dy: &[f64], x: &[f64], w: &[f64]) -> (Vec<f64>, Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::Padding;
     use crate::reference::{assert_grad, dot, numeric_grad, randv};
     use crate::rng::Rng;
 

@@ -1,6 +1,6 @@
 use crate::common::{rand, read, up, zeros, ATOL, RTOL};
 use crate::gpu;
-use mien::nn::conv2d::{subgroup, Conv2d, Conv2dConfig, ConvKernels};
+use mien::nn::conv2d::{subgroup, Conv2d, Conv2dConfig, ConvKernels, ConvPass, ConvVariant};
 use mien::nn::Padding;
 use mien::reference::{assert_close, conv2d as r};
 use mien::rng::Rng;
@@ -13,77 +13,70 @@ const fn explicit(top: usize, bottom: usize, left: usize, right: usize) -> Paddi
     Padding::Explicit { top, bottom, left, right }
 }
 
-/// Run forward and every backward kernel of `cfg` on `x_shape` once with the default
-/// weight-gradient split and once with `splits` forced, and compare with the reference;
-/// the dispatch-list passes with the uniform-window / fast kernels (`ConvKernels::Fast`) and,
-/// where they apply, the subgroup kernels.
+/// The layers `check` runs: for each variant, a layer with that variant on every pass it
+/// applies to (general on the others), skipped where it applies to none; the tiled one must
+/// apply everywhere.
+fn variant_layers(gpu: &mien::Gpu, x_shape: [usize; 4], cfg: Conv2dConfig) -> Vec<Conv2d> {
+    let base = Conv2d::new_with(gpu, "conv", cfg, &x_shape, ConvKernels::General).unwrap();
+    let mut layers = vec![];
+    for v in ConvVariant::ALL {
+        let per_pass = ConvPass::ALL.map(|p| if base.supports(gpu, p, v) { v } else { ConvVariant::General });
+        if v == ConvVariant::Tiled {
+            assert_eq!(per_pass, [v; 3], "{x_shape:?} {cfg:?}");
+        }
+        if v == ConvVariant::General || per_pass.contains(&v) {
+            layers.push(Conv2d::new_with(gpu, &format!("conv {}", v.name()), cfg, &x_shape, ConvKernels::General).unwrap().with_variants(gpu, per_pass).unwrap());
+        }
+    }
+    layers
+}
+
+/// Run forward, backward_input and backward_weight of every variant that applies to `cfg`
+/// on `x_shape` (`variant_layers`), a weight gradient with `splits` forced, and the bias
+/// gradient, and compare with the reference.
 fn check(x_shape: [usize; 4], cfg: Conv2dConfig, splits: usize, seed: u64) {
     let gpu = gpu!();
     let mut rng = Rng::new(seed);
-    let layer = Conv2d::new(gpu, "conv", cfg, &x_shape).unwrap().with_kernels(gpu, ConvKernels::Fast).unwrap();
+    let layers = variant_layers(gpu, x_shape, cfg);
     let split_layer = Conv2d::new(gpu, "conv split", cfg, &x_shape).unwrap().with_weight_splits(gpu, splits).unwrap();
-    let g = layer.geom();
-    let what = format!("{x_shape:?} {cfg:?} (splits {} / {}, fast {:?})", layer.weight_splits(), split_layer.weight_splits(), layer.fast_paths());
+    let g = layers[0].geom();
     let (x, x64) = rand(&mut rng, g.x_len());
     let (w, w64) = rand(&mut rng, g.w_len());
     let (b, b64) = rand(&mut rng, g.cout);
     let (dy, dy64) = rand(&mut rng, g.y_len());
     let tx = up(gpu, "x", &x_shape, &x);
-    let tw = up(gpu, "w", &layer.weight_shape(), &w);
+    let tw = up(gpu, "w", &layers[0].weight_shape(), &w);
     let tb = up(gpu, "b", &[g.cout], &b);
-    let tdy = up(gpu, "dy", &layer.output_shape, &dy);
-    let ty = zeros(gpu, "y", &layer.output_shape);
-    let tdx = zeros(gpu, "dx", &x_shape);
-    // The dispatch-list passes (uniform-buffer weights where the layer has that plan).
-    let ty2 = zeros(gpu, "y (dispatch list)", &layer.output_shape);
-    let tdx2 = zeros(gpu, "dx (dispatch list)", &x_shape);
-    let tdw = zeros(gpu, "dw", &layer.weight_shape());
-    let tdw2 = zeros(gpu, "dw split", &layer.weight_shape());
-    let tdb = zeros(gpu, "db", &[g.cout]);
+    let tdy = up(gpu, "dy", &layers[0].output_shape, &dy);
     let bias = cfg.bias.then_some(&tb);
-    let mut steps = vec![layer.forward(gpu, &tx, &tw, bias, &ty).unwrap(), layer.backward_input(gpu, &tdx, &tdy, &tw).unwrap()];
-    steps.extend(layer.forward_dispatches(gpu, &tx, &tw, bias, &ty2).unwrap());
-    steps.extend(layer.backward_input_dispatches(gpu, &tdx2, &tdy, &tw).unwrap());
-    steps.extend(layer.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap());
-    steps.extend(split_layer.backward_weight(gpu, &tdw2, &tdy, &tx, false).unwrap());
+    let mut steps = vec![];
+    let mut outs = vec![];
+    for l in &layers {
+        let (ty, tdx, tdw) = (zeros(gpu, "y", &l.output_shape), zeros(gpu, "dx", &x_shape), zeros(gpu, "dw", &l.weight_shape()));
+        steps.extend(l.forward_dispatches(gpu, &tx, &tw, bias, &ty).unwrap());
+        steps.extend(l.backward_input_dispatches(gpu, &tdx, &tdy, &tw).unwrap());
+        steps.extend(l.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap());
+        outs.push((format!("{x_shape:?} {cfg:?} ({}; {} weight splits)", l.describe_variants(), l.weight_splits()), ty, tdx, tdw));
+    }
+    let tdw_split = zeros(gpu, "dw split", &split_layer.weight_shape());
+    steps.extend(split_layer.backward_weight(gpu, &tdw_split, &tdy, &tx, false).unwrap());
+    let tdb = zeros(gpu, "db", &[g.cout]);
     if cfg.bias {
-        steps.push(layer.backward_bias(gpu, &tdb, &tdy, false).unwrap());
+        steps.push(layers[0].backward_bias(gpu, &tdb, &tdy, false).unwrap());
     }
-    let sg = Conv2d::new(gpu, "conv subgroup", cfg, &x_shape).unwrap();
-    let sg = sg.uses_subgroups().then_some(sg);
-    let (ty3, tdx3, tdw3) = (zeros(gpu, "y (subgroup)", &layer.output_shape), zeros(gpu, "dx (subgroup)", &x_shape), zeros(gpu, "dw (subgroup)", &layer.weight_shape()));
-    if let Some(l) = &sg {
-        steps.extend(l.forward_dispatches(gpu, &tx, &tw, bias, &ty3).unwrap());
-        steps.extend(l.backward_input_dispatches(gpu, &tdx3, &tdy, &tw).unwrap());
-        steps.extend(l.backward_weight(gpu, &tdw3, &tdy, &tx, false).unwrap());
-    }
-    // The tiled kernels through the layer's dispatch methods (their own tests cover tiles).
-    let tl = Conv2d::new(gpu, "conv tiled", cfg, &x_shape).unwrap().with_kernels(gpu, ConvKernels::Tiled).unwrap();
-    assert!(tl.uses_tiles());
-    let (ty4, tdx4, tdw4) = (zeros(gpu, "y (tiled)", &layer.output_shape), zeros(gpu, "dx (tiled)", &x_shape), zeros(gpu, "dw (tiled)", &layer.weight_shape()));
-    steps.extend(tl.forward_dispatches(gpu, &tx, &tw, bias, &ty4).unwrap());
-    steps.extend(tl.backward_input_dispatches(gpu, &tdx4, &tdy, &tw).unwrap());
-    steps.extend(tl.backward_weight(gpu, &tdw4, &tdy, &tx, false).unwrap());
     gpu.run(&steps).unwrap();
 
     let want_y = r::forward(&g, &x64, &w64, cfg.bias.then_some(&b64[..]));
     let (want_dx, want_dw, want_db) = r::backward(&g, &dy64, &x64, &w64);
-    assert_close(&format!("forward {what}"), &read(gpu, &ty), &want_y, ATOL, RTOL);
-    assert_close(&format!("backward_input {what}"), &read(gpu, &tdx), &want_dx, ATOL, RTOL);
-    assert_close(&format!("forward (dispatch list) {what}"), &read(gpu, &ty2), &want_y, ATOL, RTOL);
-    assert_close(&format!("backward_input (dispatch list) {what}"), &read(gpu, &tdx2), &want_dx, ATOL, RTOL);
-    assert_close(&format!("backward_weight {what}"), &read(gpu, &tdw), &want_dw, ATOL, RTOL);
-    assert_close(&format!("backward_weight split {what}"), &read(gpu, &tdw2), &want_dw, ATOL, RTOL);
-    if cfg.bias {
-        assert_close(&format!("backward_bias {what}"), &read(gpu, &tdb), &want_db, ATOL, RTOL);
+    for (what, ty, tdx, tdw) in &outs {
+        assert_close(&format!("forward {what}"), &read(gpu, ty), &want_y, ATOL, RTOL);
+        assert_close(&format!("backward_input {what}"), &read(gpu, tdx), &want_dx, ATOL, RTOL);
+        assert_close(&format!("backward_weight {what}"), &read(gpu, tdw), &want_dw, ATOL, RTOL);
     }
-    assert_close(&format!("forward (tiled) {what}"), &read(gpu, &ty4), &want_y, ATOL, RTOL);
-    assert_close(&format!("backward_input (tiled) {what}"), &read(gpu, &tdx4), &want_dx, ATOL, RTOL);
-    assert_close(&format!("backward_weight (tiled) {what}"), &read(gpu, &tdw4), &want_dw, ATOL, RTOL);
-    if sg.is_some() {
-        assert_close(&format!("forward (subgroup) {what}"), &read(gpu, &ty3), &want_y, ATOL, RTOL);
-        assert_close(&format!("backward_input (subgroup) {what}"), &read(gpu, &tdx3), &want_dx, ATOL, RTOL);
-        assert_close(&format!("backward_weight (subgroup) {what}"), &read(gpu, &tdw3), &want_dw, ATOL, RTOL);
+    let what = format!("{x_shape:?} {cfg:?} ({}, {} splits)", split_layer.describe_variants(), split_layer.weight_splits());
+    assert_close(&format!("backward_weight split {what}"), &read(gpu, &tdw_split), &want_dw, ATOL, RTOL);
+    if cfg.bias {
+        assert_close(&format!("backward_bias {x_shape:?} {cfg:?}"), &read(gpu, &tdb), &want_db, ATOL, RTOL);
     }
 }
 
@@ -137,7 +130,8 @@ fn vgg_like_layer_shapes() {
 /// The 3x3 stride-1 fast kernels (widths multiples of 4): every left padding 0 / 1 / 2,
 /// batch 1, 1 / 3 / 64+ channels, channel counts that are not multiples of the 8-channel
 /// blocks, more source channels than one 64 KiB uniform chunk holds for 8-channel blocks
-/// (17 -> 130: two forward chunks, three backward_input chunks), and the same shapes with the general kernels.
+/// (17 -> 130: two forward chunks, three backward_input chunks); `check` runs the fast,
+/// uniform-window and general kernels on each.
 #[test]
 fn fast_3x3_stride1_kernels() {
     let gpu = gpu!();
@@ -151,13 +145,19 @@ fn fast_3x3_stride1_kernels() {
     ];
     for (i, (shape, c)) in cases.iter().enumerate() {
         let l = Conv2d::new(gpu, "fast", *c, shape).unwrap();
-        assert_eq!(l.fast_paths(), (true, true, true), "{shape:?} {c:?}");
+        for p in ConvPass::ALL {
+            assert_eq!(l.unsupported(gpu, p, ConvVariant::Fast), None, "{shape:?} {c:?}");
+        }
         check(*shape, *c, 3, 40 + i as u64);
     }
-    // Valid padding: forward and weight gradient fast (output inside the input row), dx
-    // general (dy rows narrower than dx).
+    // Valid padding: forward fast (output inside the input row); dx and dW general (dy
+    // rows 6 wide: not vec4 rows).
     let c = cfg(4, 8, (3, 3), (1, 1), Padding::Valid, true);
-    assert!(Conv2d::new(gpu, "fast", c, &[2, 4, 6, 8]).unwrap().fast_paths().0);
+    let l = Conv2d::new(gpu, "fast", c, &[2, 4, 6, 8]).unwrap().with_kernels(gpu, ConvKernels::Fast).unwrap();
+    assert_eq!(l.variants(), [ConvVariant::Uniform, ConvVariant::General, ConvVariant::General]);
+    assert!(l.supports(gpu, ConvPass::Forward, ConvVariant::Fast));
+    let e = l.unsupported(gpu, ConvPass::BackwardInput, ConvVariant::Fast).unwrap();
+    assert!(e.contains("source width 6 is not a multiple of 4"), "{e}");
     check([2, 4, 6, 8], c, 2, 50);
 }
 
@@ -171,7 +171,7 @@ fn fast_weight_gradient_accumulates() {
     let shape = [3, 3, 7, 8];
     let direct = Conv2d::new(gpu, "direct", c, &shape).unwrap().with_weight_splits(gpu, 1).unwrap();
     let split = Conv2d::new(gpu, "split", c, &shape).unwrap().with_weight_splits(gpu, 4).unwrap();
-    assert_eq!((direct.fast_paths().2, split.fast_paths().2, split.weight_splits()), (true, true, 4));
+    assert_eq!((direct.variants()[2], split.variants()[2], split.weight_splits()), (ConvVariant::Fast, ConvVariant::Fast, 4));
     let g = direct.geom();
     let (x, x64) = rand(&mut rng, g.x_len());
     let (_, w64) = rand(&mut rng, g.w_len());
@@ -257,17 +257,17 @@ fn bad_configs_and_shapes_are_errors_naming_the_layer() {
     let b = zeros(gpu, "b", &[4]);
     let y = zeros(gpu, "y", &[2, 4, 8, 8]);
     let bad_x = zeros(gpu, "x", &[2, 3, 8, 7]);
-    let e = layer.forward(gpu, &bad_x, &w, Some(&b), &y).err().unwrap().to_string();
+    let e = layer.forward_dispatches(gpu, &bad_x, &w, Some(&b), &y).err().unwrap().to_string();
     assert!(e.contains("block2.conv") && e.contains("[2, 3, 8, 8]"), "{e}");
     let bad_w = zeros(gpu, "w", &[4, 3, 3, 2]);
-    let e = layer.forward(gpu, &x, &bad_w, Some(&b), &y).err().unwrap().to_string();
+    let e = layer.forward_dispatches(gpu, &x, &bad_w, Some(&b), &y).err().unwrap().to_string();
     assert!(e.contains("block2.conv") && e.contains("[4, 3, 3, 3]"), "{e}");
-    let e = layer.forward(gpu, &x, &w, None, &y).err().unwrap().to_string();
+    let e = layer.forward_dispatches(gpu, &x, &w, None, &y).err().unwrap().to_string();
     assert!(e.contains("block2.conv") && e.contains("bias"), "{e}");
     let bad_y = zeros(gpu, "y", &[2, 4, 8, 7]);
-    let e = layer.forward(gpu, &x, &w, Some(&b), &bad_y).err().unwrap().to_string();
+    let e = layer.forward_dispatches(gpu, &x, &w, Some(&b), &bad_y).err().unwrap().to_string();
     assert!(e.contains("block2.conv") && e.contains("output"), "{e}");
-    let e = layer.backward_input(gpu, &bad_x, &y, &w).err().unwrap().to_string();
+    let e = layer.backward_input_dispatches(gpu, &bad_x, &y, &w).err().unwrap().to_string();
     assert!(e.contains("block2.conv") && e.contains("input gradient"), "{e}");
     let e = layer.backward_weight(gpu, &bad_w, &y, &x, false).err().unwrap().to_string();
     assert!(e.contains("block2.conv") && e.contains("weight gradient"), "{e}");
@@ -275,7 +275,7 @@ fn bad_configs_and_shapes_are_errors_naming_the_layer() {
     assert!(e.contains("block2.conv") && e.contains("bias gradient"), "{e}");
 
     let no_bias = Conv2d::new(gpu, "block3.conv", Conv2dConfig { bias: false, ..ok }, &[2, 3, 8, 8]).unwrap();
-    let e = no_bias.forward(gpu, &x, &w, Some(&b), &y).err().unwrap().to_string();
+    let e = no_bias.forward_dispatches(gpu, &x, &w, Some(&b), &y).err().unwrap().to_string();
     assert!(e.contains("block3.conv") && e.contains("without bias"), "{e}");
     let e = no_bias.backward_bias(gpu, &b, &y, false).err().unwrap().to_string();
     assert!(e.contains("block3.conv") && e.contains("without bias"), "{e}");
@@ -299,9 +299,10 @@ fn huge_plane_uses_a_2d_grid() {
     let tw = up(gpu, "w", &[1, 1, 3, 1], &w);
     let tb = up(gpu, "b", &[1], &[-0.25f32]);
     let ty = zeros(gpu, "y", &shape);
-    let fwd = layer.forward(gpu, &tx, &tw, Some(&tb), &ty).unwrap();
-    assert!(fwd.groups()[2] > 1, "expected the grid to spill into z, got {:?}", fwd.groups());
-    gpu.run([&fwd]).unwrap();
+    assert_eq!(layer.variants()[0], ConvVariant::General);
+    let fwd = layer.forward_dispatches(gpu, &tx, &tw, Some(&tb), &ty).unwrap();
+    assert!(fwd[0].groups()[2] > 1, "expected the grid to spill into z, got {:?}", fwd[0].groups());
+    gpu.run(&fwd).unwrap();
     let want_y = r::forward(&g, &x64, &mien::reference::f64s(&w), Some(&[-0.25]));
     assert_close("huge forward", &read(gpu, &ty), &want_y, ATOL, RTOL);
 }
@@ -309,9 +310,8 @@ fn huge_plane_uses_a_2d_grid() {
 /// The weight gradient with dy in uniform windows (3x3 stride 1, 8+ input channels):
 /// left padding 0 / 1 / 2, input channels below one 64-lane workgroup and not a multiple
 /// of 8, output channels not a multiple of 4, two channel groups (8 -> 128, 12 -> 201),
-/// two row windows per sample (the check's split layer uses the storage-only kernels);
-/// then ACCUMULATE
-/// (overwrite once, add once: twice the gradient).
+/// two row windows per sample (the check's split layer uses the storage-only kernels); then
+/// ACCUMULATE (overwrite once, add once: twice the gradient).
 #[test]
 fn uniform_window_weight_gradient() {
     let gpu = gpu!();
@@ -324,13 +324,14 @@ fn uniform_window_weight_gradient() {
         ([2, 8, 20, 64], cfg(8, 16, (3, 3), (1, 1), Padding::Same, true)),
     ];
     for (i, (shape, c)) in cases.iter().enumerate() {
-        let l = Conv2d::new(gpu, "fast", *c, shape).unwrap();
-        assert!(l.uniform_weight_gradient(), "{shape:?} {c:?}");
+        let l = Conv2d::new(gpu, "fast", *c, shape).unwrap().with_kernels(gpu, ConvKernels::Fast).unwrap();
+        assert_eq!(l.variants()[2], ConvVariant::Uniform, "{shape:?} {c:?}");
         check(*shape, *c, 2, 70 + i as u64);
     }
     let mut rng = Rng::new(80);
     let (shape, c) = cases[2];
-    let layer = Conv2d::new(gpu, "acc", c, &shape).unwrap();
+    let layer = Conv2d::new(gpu, "acc", c, &shape).unwrap().with_kernels(gpu, ConvKernels::Fast).unwrap();
+    assert_eq!(layer.variants()[2], ConvVariant::Uniform);
     let g = layer.geom();
     let (x, x64) = rand(&mut rng, g.x_len());
     let (_, w64) = rand(&mut rng, g.w_len());
@@ -377,7 +378,7 @@ fn subgroup_3x3_kernels() {
     for (i, (shape, c)) in cases.iter().enumerate() {
         let l = Conv2d::new(gpu, "subgroup", *c, shape).unwrap();
         if sg {
-            assert!(l.uses_subgroups(), "{shape:?} {c:?}: {:?}", subgroup::unsupported(gpu, &l));
+            assert_eq!(l.variants(), [ConvVariant::Subgroup; 3], "{shape:?} {c:?}: {:?}", subgroup::unsupported(gpu, &l));
         }
         check(*shape, *c, 2, 90 + i as u64);
     }
@@ -455,4 +456,62 @@ fn subgroup_conv_activation_epilogue() {
         gpu.run(&d).unwrap();
         assert_close(&format!("conv + {act:?}"), &read(gpu, &ty), &want, ATOL, RTOL);
     }
+    // The slope lives in the layer's forward uniform: another one is refused, the same one
+    // recorded again is fine.
+    let ty = zeros(gpu, "y", &layer.output_shape);
+    assert!(layer.forward_act_dispatches(gpu, &tx, &tw, &tb, &ty, Epilogue::LeakyRelu(0.2)).is_ok());
+    let e = layer.forward_act_dispatches(gpu, &tx, &tw, &tb, &ty, Epilogue::LeakyRelu(0.3)).err().expect("refused").to_string();
+    assert!(e.contains("conv+act") && e.contains("slope"), "{e}");
+}
+
+/// A GPU of this test's own, so that other tests' buffers do not move its counters.
+fn private_gpu() -> Option<mien::Gpu> {
+    crate::common::gpu()?;
+    Some(mien::Gpu::new().unwrap())
+}
+
+/// Every buffer a variant binds is made when the layer is planned: recording the passes of
+/// every variant (and a split weight gradient, and the subgroup epilogue) again and again
+/// creates no tensor or uniform and leaves the counted memory as it is.
+#[test]
+fn recording_allocates_nothing() {
+    use mien::nn::conv2d::subgroup::Epilogue;
+    let Some(gpu) = private_gpu() else { return };
+    let gpu = &gpu;
+    for (shape, c) in [([2, 16, 8, 8], cfg(16, 24, (3, 3), (1, 1), Padding::Same, true)), ([2, 3, 9, 8], cfg(3, 6, (3, 2), (2, 2), explicit(2, 0, 1, 3), true)), ([2, 3, 7, 8], cfg(3, 5, (3, 3), (1, 1), Padding::Same, false))] {
+        let mut layers = variant_layers(gpu, shape, c);
+        layers.push(Conv2d::new(gpu, "split", c, &shape).unwrap().with_weight_splits(gpu, 3).unwrap());
+        let l0 = &layers[0];
+        let (x, w, b, y) = (zeros(gpu, "x", &shape), zeros(gpu, "w", &l0.weight_shape()), zeros(gpu, "b", &[c.out_channels]), zeros(gpu, "y", &l0.output_shape));
+        let (dx, dw, db) = (zeros(gpu, "dx", &shape), zeros(gpu, "dw", &l0.weight_shape()), zeros(gpu, "db", &[c.out_channels]));
+        let bias = c.bias.then_some(&b);
+        let before = (gpu.mem().buffers_created(), gpu.mem().live());
+        for l in &layers {
+            for _ in 0..3 {
+                let mut d = l.forward_dispatches(gpu, &x, &w, bias, &y).unwrap();
+                d.extend(l.backward_input_dispatches(gpu, &dx, &y, &w).unwrap());
+                d.extend(l.backward_weight(gpu, &dw, &y, &x, true).unwrap());
+                d.extend(l.forward_act_dispatches(gpu, &x, &w, &b, &y, Epilogue::LeakyRelu(0.1)).unwrap().unwrap_or_default());
+                if c.bias {
+                    d.push(l.backward_bias(gpu, &db, &y, false).unwrap());
+                }
+                assert!(!d.is_empty());
+            }
+            assert_eq!((gpu.mem().buffers_created(), gpu.mem().live()), before, "{shape:?} {}", l.describe_variants());
+        }
+    }
+}
+
+/// The repacked operands of the uniform-window kernels (STORAGE | UNIFORM buffers, at least
+/// one 64 KiB window each) are counted in gpu.mem(), and freed with the layer.
+#[test]
+fn uniform_window_buffers_are_counted() {
+    let Some(gpu) = private_gpu() else { return };
+    let c = cfg(16, 24, (3, 3), (1, 1), Padding::Same, true);
+    let live = gpu.mem().live();
+    let l = Conv2d::new_with(&gpu, "counted", c, &[2, 16, 8, 8], ConvKernels::Fast).unwrap();
+    assert_eq!(l.variants(), [ConvVariant::Uniform; 3]);
+    assert!(gpu.mem().live() >= live + 3 * 65536, "{} -> {}", live, gpu.mem().live());
+    drop(l);
+    assert_eq!(gpu.mem().live(), live);
 }

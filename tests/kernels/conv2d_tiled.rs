@@ -1,12 +1,12 @@
 //! The workgroup-memory tiled convolution (shaders/conv2d_tiled.wgsl, nn::conv2d::tiled)
-//! against the f64 reference: every pass, default and non-default tiles, forced
-//! weight-gradient splits, ACCUMULATE, errors, a folded grid; plus an ignored timing next to
+//! against the f64 reference, through plans built here: every pass, default and
+//! non-default tiles, forced weight-gradient splits, ACCUMULATE, errors, a folded grid; plus an ignored timing next to
 //! the current kernels at the seed-cnn shape.
 
 use crate::common::{rand, read, up, zeros, ATOL, RTOL};
 use crate::gpu;
 use mien::nn::conv2d::tiled::{self, Tiles};
-use mien::nn::conv2d::{Conv2d, Conv2dConfig};
+use mien::nn::conv2d::{Conv2d, Conv2dConfig, ConvPass};
 use mien::nn::Padding;
 use mien::reference::{assert_close, conv2d as r};
 use mien::rng::Rng;
@@ -17,6 +17,11 @@ fn cfg(cin: usize, cout: usize, kernel: (usize, usize), stride: (usize, usize), 
 
 const fn explicit(top: usize, bottom: usize, left: usize, right: usize) -> Padding {
     Padding::Explicit { top, bottom, left, right }
+}
+
+/// The tiled plan of `pass` with `tiles` and `splits` (backward_weight).
+fn plan(layer: &Conv2d, pass: ConvPass, tiles: Tiles, splits: Option<usize>) -> tiled::Plan {
+    tiled::Plan::new(crate::common::gpu().unwrap(), layer, pass, tiles, splits).unwrap()
 }
 
 /// Run the tiled forward, backward_input and backward_weight (default split, one split,
@@ -39,16 +44,17 @@ fn check(x_shape: [usize; 4], cfg: Conv2dConfig, tiles: Tiles, splits: usize, se
     let tdx = zeros(gpu, "dx", &x_shape);
     let tdws: Vec<_> = (0..3).map(|i| zeros(gpu, &format!("dw {i}"), &layer.weight_shape())).collect();
     let bias = cfg.bias.then_some(&tb);
-    let mut steps = tiled::forward_with(gpu, &layer, tiles, &tx, &tw, bias, &ty).unwrap();
-    steps.extend(tiled::backward_input_with(gpu, &layer, tiles, &tdx, &tdy, &tw).unwrap());
+    let (pf, pb) = (plan(&layer, ConvPass::Forward, tiles, None), plan(&layer, ConvPass::BackwardInput, tiles, None));
+    let mut steps = tiled::forward(gpu, &layer, &pf, &tx, &tw, bias, &ty).unwrap();
+    steps.extend(tiled::backward_input(gpu, &layer, &pb, &tdx, &tdy, &tw).unwrap());
     let mut used = vec![];
-    let mut keep = vec![];
+    let mut plans = vec![];
     for (tdw, s) in tdws.iter().zip([None, Some(1), Some(splits)]) {
-        let wg = tiled::backward_weight_with(gpu, &layer, tiles, s, tdw, &tdy, &tx, false).unwrap();
-        assert_eq!(wg.scratch.is_some(), wg.splits > 1);
-        used.push(wg.splits);
-        steps.extend(wg.dispatches);
-        keep.push(wg.scratch);
+        let p = plan(&layer, ConvPass::BackwardWeight, tiles, s);
+        assert_eq!(p.scratch().is_some(), p.splits() > 1);
+        used.push(p.splits());
+        steps.extend(tiled::backward_weight(gpu, &layer, &p, tdw, &tdy, &tx, false).unwrap());
+        plans.push(p);
     }
     gpu.run(&steps).unwrap();
     let what = format!("{x_shape:?} {cfg:?} {tiles:?}");
@@ -132,29 +138,27 @@ fn backward_weight_accumulates() {
     let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
     for splits in [1, 3] {
         let tdw = up(gpu, "dw", &layer.weight_shape(), &vec![7.0; g.w_len()]);
-        let first = tiled::backward_weight_with(gpu, &layer, T, Some(splits), &tdw, &tdy, &tx, false).unwrap();
-        let again = tiled::backward_weight_with(gpu, &layer, T, Some(splits), &tdw, &tdy, &tx, true).unwrap();
-        assert_eq!(first.splits, splits);
-        gpu.run(&first.dispatches).unwrap();
+        let p = plan(&layer, ConvPass::BackwardWeight, T, Some(splits));
+        let first = tiled::backward_weight(gpu, &layer, &p, &tdw, &tdy, &tx, false).unwrap();
+        let again = tiled::backward_weight(gpu, &layer, &p, &tdw, &tdy, &tx, true).unwrap();
+        assert_eq!(p.splits(), splits);
+        gpu.run(&first).unwrap();
         assert_close(&format!("overwrite ({splits} splits)"), &read(gpu, &tdw), &want, ATOL, RTOL);
-        gpu.run(&again.dispatches).unwrap();
+        gpu.run(&again).unwrap();
         assert_close(&format!("accumulate ({splits} splits)"), &read(gpu, &tdw), &twice, ATOL, RTOL);
     }
 }
 
-/// The scratch of a split weight gradient is a counted tensor.
+/// The scratch of a split weight gradient is a counted tensor made with the plan.
 #[test]
 fn split_scratch_is_counted() {
     let gpu = gpu!();
     let layer = Conv2d::new(gpu, "tiled mem", cfg(4, 4, (3, 3), (1, 1), Padding::Same, false), &[2, 4, 9, 9]).unwrap();
-    let tx = zeros(gpu, "x", &layer.input_shape);
-    let tdy = zeros(gpu, "dy", &layer.output_shape);
-    let tdw = zeros(gpu, "dw", &layer.weight_shape());
-    let before = gpu.mem().live();
-    let wg = tiled::backward_weight_with(gpu, &layer, T, Some(4), &tdw, &tdy, &tx, false).unwrap();
-    assert_eq!(wg.splits, 4);
-    assert_eq!(wg.scratch.as_ref().unwrap().shape(), &[4, 144]);
-    assert!(gpu.mem().live() >= before + 4 * 144 * 4);
+    let p = plan(&layer, ConvPass::BackwardWeight, T, Some(4));
+    assert_eq!(p.splits(), 4);
+    let scratch = p.scratch().unwrap();
+    assert_eq!(scratch.shape(), &[4, 144]);
+    assert!(gpu.mem().live() >= scratch.bytes());
 }
 
 #[test]
@@ -169,15 +173,17 @@ fn errors_name_the_layer() {
     let b = zeros(gpu, "b", &[4]);
     let y = zeros(gpu, "y", &[1, 4, 5, 5]);
     let dw = zeros(gpu, "dw", &[4, 3, 3, 3]);
+    let (pf, pb, pw) = (plan(&layer, ConvPass::Forward, T, None), plan(&layer, ConvPass::BackwardInput, T, None), plan(&layer, ConvPass::BackwardWeight, T, None));
     let errs = [
-        tiled::forward(gpu, &layer, &bad_x, &w, Some(&b), &y).err(),
-        tiled::forward(gpu, &layer, &x, &bad_w, Some(&b), &y).err(),
-        tiled::forward(gpu, &layer, &x, &w, None, &y).err(),
-        tiled::forward_with(gpu, &layer, Tiles { bm: 18, bn: 64, bk: 16 }, &x, &w, Some(&b), &y).err(),
-        tiled::forward_with(gpu, &layer, Tiles { bm: 256, bn: 256, bk: 16 }, &x, &w, Some(&b), &y).err(),
-        tiled::backward_input(gpu, &layer, &bad_x, &y, &w).err(),
-        tiled::backward_weight(gpu, &layer, &bad_w, &y, &x, false).err(),
-        tiled::backward_weight(gpu, &layer, &dw, &y, &bad_x, false).err(),
+        tiled::forward(gpu, &layer, &pf, &bad_x, &w, Some(&b), &y).err(),
+        tiled::forward(gpu, &layer, &pf, &x, &bad_w, Some(&b), &y).err(),
+        tiled::forward(gpu, &layer, &pf, &x, &w, None, &y).err(),
+        tiled::forward(gpu, &layer, &pb, &x, &w, Some(&b), &y).err(),
+        tiled::Plan::new(gpu, &layer, ConvPass::Forward, Tiles { bm: 18, bn: 64, bk: 16 }, None).err(),
+        tiled::Plan::new(gpu, &layer, ConvPass::Forward, Tiles { bm: 256, bn: 256, bk: 16 }, None).err(),
+        tiled::backward_input(gpu, &layer, &pb, &bad_x, &y, &w).err(),
+        tiled::backward_weight(gpu, &layer, &pw, &bad_w, &y, &x, false).err(),
+        tiled::backward_weight(gpu, &layer, &pw, &dw, &y, &bad_x, false).err(),
     ];
     for (i, e) in errs.into_iter().enumerate() {
         let e = e.unwrap_or_else(|| panic!("case {i} should fail")).to_string();
@@ -202,7 +208,7 @@ fn folded_grid() {
     let tw = up(gpu, "w", &[1, 1, 1, 1], &[0.75]);
     let tb = up(gpu, "b", &[1], &[-0.25]);
     let ty = zeros(gpu, "y", &shape);
-    let steps = tiled::forward_with(gpu, &layer, t, &tx, &tw, Some(&tb), &ty).unwrap();
+    let steps = tiled::forward(gpu, &layer, &plan(&layer, ConvPass::Forward, t, None), &tx, &tw, Some(&tb), &ty).unwrap();
     assert!(steps[0].groups()[2] > 1, "{:?}", steps[0].groups());
     gpu.run(&steps).unwrap();
     let want_y: Vec<f64> = x64.iter().map(|v| 0.75 * v - 0.25).collect();
@@ -238,16 +244,16 @@ fn timing_seed_cnn_shape() {
     };
     println!("{}", gpu.describe());
     time("current forward_dispatches", &layer.forward_dispatches(gpu, &tx, &tw, Some(&tb), &ty).unwrap());
-    time("tiled forward", &tiled::forward(gpu, &layer, &tx, &tw, Some(&tb), &ty).unwrap());
+    let (pf, pb, pw) = (plan(&layer, ConvPass::Forward, T, None), plan(&layer, ConvPass::BackwardInput, T, None), plan(&layer, ConvPass::BackwardWeight, T, None));
+    time("tiled forward", &tiled::forward(gpu, &layer, &pf, &tx, &tw, Some(&tb), &ty).unwrap());
     time("current backward_input_dispatches", &layer.backward_input_dispatches(gpu, &tdx, &tdy, &tw).unwrap());
-    time("tiled backward_input", &tiled::backward_input(gpu, &layer, &tdx, &tdy, &tw).unwrap());
+    time("tiled backward_input", &tiled::backward_input(gpu, &layer, &pb, &tdx, &tdy, &tw).unwrap());
     time("current backward_weight", &layer.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap());
-    let wg = tiled::backward_weight(gpu, &layer, &tdw, &tdy, &tx, false).unwrap();
-    time(&format!("tiled backward_weight ({} splits)", wg.splits), &wg.dispatches);
+    time(&format!("tiled backward_weight ({} splits)", pw.splits()), &tiled::backward_weight(gpu, &layer, &pw, &tdw, &tdy, &tx, false).unwrap());
     // MIEN_TIMING_CANDIDATES=1: the forward of every candidate tile size too.
     if std::env::var("MIEN_TIMING_CANDIDATES").as_deref() == Ok("1") {
         for t in tiled::CANDIDATES {
-            time(&format!("tiled forward {}x{}x{}", t.bm, t.bn, t.bk), &tiled::forward_with(gpu, &layer, t, &tx, &tw, Some(&tb), &ty).unwrap());
+            time(&format!("tiled forward {}x{}x{}", t.bm, t.bn, t.bk), &tiled::forward(gpu, &layer, &plan(&layer, ConvPass::Forward, t, None), &tx, &tw, Some(&tb), &ty).unwrap());
         }
     }
 }

@@ -4,15 +4,17 @@
 //! candidate on real GPUs. Used by `Conv2d` when `applicable` holds and the adapter has
 //! subgroups of >= 8 lanes.
 //!
-//! Each pass records its own small uniform and, for forward / backward_input, a repack of
-//! the weights into [ceil(CD / 8)][CS][18 vec4] (conv2d_pack_weights of conv2d.wgsl; 147 KB
-//! for 64 -> 64) ahead of the main dispatch, so the packed copy always matches `w`.
+//! The plan of each pass holds its uniform and, for forward / backward_input, a tensor the
+//! weights are repacked into as [ceil(CD / 8)][CS][18 vec4] (conv2d_pack_weights of
+//! conv2d.wgsl; 147 KB for 64 -> 64) by a dispatch recorded ahead of the main one, so the
+//! packed copy always matches `w`; for backward_weight, the column split and its partials.
 
-use super::{Conv2d, PackParams, WG};
-use crate::gpu::shaders::{CONV2D, CONV2D_SUBGROUP};
+use super::{pack_weights, ConvPass, Conv2d, PackParams, WG};
+use crate::gpu::shaders::CONV2D_SUBGROUP;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::nn::{accumulate_constant, u32_of};
 use crate::{ensure, Result};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Mirror of `Sg` in shaders/conv2d_subgroup.wgsl.
 #[repr(C)]
@@ -92,32 +94,84 @@ fn sg_params(conv: &Conv2d, cs: usize, cd: usize, splits: usize) -> Result<SgPar
     })
 }
 
-/// Repack `w` for `nd` destination / `ns` source channels (flip: backward_input) into a new
-/// tensor, and the dispatch that does it.
-fn pack(gpu: &Gpu, conv: &Conv2d, pass: &str, w: &Tensor, nd: usize, ns: usize, flip: bool) -> Result<(Tensor, Dispatch)> {
-    let name = &conv.name;
-    let stride = ns * 72;
-    let total = nd.div_ceil(8) * stride;
-    let packed = gpu.tensor(&format!("{name} {pass} packed weights"), &[total])?;
-    let pp = PackParams { nd: nd as u32, ns: ns as u32, ci: conv.cfg.in_channels as u32, flip: flip as u32, stride: stride as u32, total: u32_of(name, "packed weights", total)?, _pad: [0; 2] };
-    let uni = gpu.uniform(&format!("{name} {pass} pack params"), &pp);
-    let label = format!("{name} conv2d_pack_weights ({pass}, subgroup)");
-    let groups = gpu.groups_1d(&label, total as u64, WG)?;
-    let d = Dispatch::new(gpu, &label, &CONV2D, "conv2d_pack_weights", &[], &[(16, uni.as_entire_binding()), (17, packed.binding()), (2, w.binding())], groups)?;
-    Ok((packed, d))
+/// The activation applied by `Conv2d::forward_act_dispatches` before the store.
+#[derive(Debug, Clone, Copy)]
+pub enum Epilogue<'a> {
+    Relu,
+    LeakyRelu(f32),
+    /// One slope per output channel: [CO].
+    PRelu(&'a Tensor),
+    /// One slope per element of a sample: [CO, H, W].
+    PReluPerElement(&'a Tensor),
+}
+
+/// One pass: its uniform; forward / backward_input the packed weights; backward_weight
+/// its partial sums when split.
+pub struct Plan {
+    uniform: wgpu::Buffer,
+    /// Forward / backward_input: the packed weights, the pack kernel's uniform, and the
+    /// floats it writes.
+    pack: Option<(Tensor, wgpu::Buffer, usize)>,
+    /// Backward_weight: column splits, and the [splits, CO*CI*9] partials when > 1.
+    splits: u32,
+    scratch: Option<Tensor>,
+    /// The LeakyReLU slope the forward uniform holds (f32 bits; u32::MAX until a
+    /// LeakyReLU epilogue is recorded): one per layer, as recordings share the uniform.
+    slope: AtomicU32,
+}
+
+impl Plan {
+    /// The plan of `pass` (`unsupported` must be None); backward_weight with `splits`
+    /// column splits (None: enough workgroups for this adapter's kind).
+    pub(super) fn new(gpu: &Gpu, conv: &Conv2d, pass: ConvPass, splits: Option<usize>) -> Result<Plan> {
+        let name = &conv.name;
+        let (ci, co) = (conv.cfg.in_channels, conv.cfg.out_channels);
+        let p = pass.name();
+        let (pack, p_uniform, splits, scratch) = match pass {
+            ConvPass::Forward | ConvPass::BackwardInput => {
+                let flip = pass == ConvPass::BackwardInput;
+                let (nd, ns) = if flip { (ci, co) } else { (co, ci) };
+                let stride = ns * 72;
+                let total = nd.div_ceil(8) * stride;
+                let packed = gpu.tensor(&format!("{name} {p} packed weights"), &[total])?;
+                let pp = PackParams { nd: nd as u32, ns: ns as u32, ci: ci as u32, flip: flip as u32, stride: stride as u32, total: u32_of(name, "packed weights", total)?, _pad: [0; 2] };
+                let uni = gpu.uniform(&format!("{name} {p} pack params"), &pp);
+                (Some((packed, uni, total)), sg_params(conv, ns, nd, 1)?, 1, None)
+            }
+            ConvPass::BackwardWeight => {
+                let blocks = co.div_ceil(WG as usize) * ci.div_ceil(CIB);
+                let want = if gpu.info().device_type == wgpu::DeviceType::Cpu { BW_WORKGROUPS_CPU } else { BW_WORKGROUPS_GPU };
+                let sp = sg_params(conv, ci, co, splits.unwrap_or(want.div_ceil(blocks)))?;
+                let scratch = if sp.splits > 1 { Some(gpu.tensor(&format!("{name} weight-gradient partials (subgroup)"), &[sp.splits as usize, sp.nw as usize])?) } else { None };
+                (None, sp, sp.splits, scratch)
+            }
+        };
+        let uniform = gpu.uniform(&format!("{name} {p} subgroup params"), &p_uniform);
+        Ok(Plan { uniform, pack, splits, scratch, slope: AtomicU32::new(u32::MAX) })
+    }
+
+    pub fn splits(&self) -> usize {
+        self.splits as usize
+    }
+
+    /// The repack of `w` into the plan's packed weights, and the packed tensor.
+    fn pack<'a>(&'a self, gpu: &Gpu, conv: &Conv2d, pass: &str, w: &Tensor) -> Result<(Dispatch, &'a Tensor)> {
+        let Some((packed, uni, total)) = &self.pack else { crate::bail!("layer {}: the subgroup backward_weight plan cannot record {pass}", conv.name) };
+        let d = pack_weights(gpu, &format!("{} conv2d_pack_weights ({pass}, subgroup)", conv.name), uni, packed, w, *total)?;
+        Ok((d, packed))
+    }
 }
 
 /// The main 3x3 dispatch from `src` (cs channels) to `dst` (cd channels), with the bias and
 /// activation epilogue (`act`: None, or the activation and its code / slope tensor).
 #[allow(clippy::too_many_arguments)]
-fn run3x3(gpu: &Gpu, conv: &Conv2d, pass: &str, src: &Tensor, packed: &Tensor, bias: Option<&Tensor>, dst: &Tensor, cs: usize, cd: usize, act: Option<Epilogue>) -> Result<Dispatch> {
-    let [_, _, h, wd] = conv.output_shape;
-    let mut p = sg_params(conv, cs, cd, 1)?;
+fn run3x3(gpu: &Gpu, conv: &Conv2d, plan: &Plan, pass: &str, src: &Tensor, packed: &Tensor, bias: Option<&Tensor>, dst: &Tensor, cd: usize, act: Option<Epilogue>) -> Result<Dispatch> {
+    let [n, _, h, wd] = conv.input_shape;
     let (code, slopes) = match act {
         None => (0, None),
         Some(Epilogue::Relu) => (1, None),
         Some(Epilogue::LeakyRelu(a)) => {
-            p.slope = a;
+            set_slope(gpu, conv, plan, a)?;
             (2, None)
         }
         Some(Epilogue::PRelu(a)) => {
@@ -129,14 +183,15 @@ fn run3x3(gpu: &Gpu, conv: &Conv2d, pass: &str, src: &Tensor, packed: &Tensor, b
             (4, Some(a))
         }
     };
-    let uni = gpu.uniform(&format!("{} {pass} subgroup params", conv.name), &p);
     let label = format!("{} conv2d_sg_3x3 ({pass})", conv.name);
-    let [x, z, _] = gpu.groups_1d(&label, p.total as u64, WG)?;
+    // Invocations: row pairs x 4-column blocks (`total` of the uniform; output = input size).
+    let total = n * h.div_ceil(2) * (wd / 4);
+    let [x, z, _] = gpu.groups_1d(&label, total as u64, WG)?;
     let groups = [x, u32_of(&conv.name, "channel blocks", cd.div_ceil(8))?, z];
     // Unused bias / slope bindings get stand-ins (the packed weights: >= 16 bytes, read-only).
     let (bias_t, a4, a1) = (bias.unwrap_or(packed), if code == 4 { slopes.unwrap_or(packed) } else { packed }, if code == 3 { slopes.unwrap_or(packed) } else { packed });
     let b = [
-        (0, uni.as_entire_binding()),
+        (0, plan.uniform.as_entire_binding()),
         (1, src.binding()),
         (2, src.binding()),
         (3, packed.binding()),
@@ -149,79 +204,61 @@ fn run3x3(gpu: &Gpu, conv: &Conv2d, pass: &str, src: &Tensor, packed: &Tensor, b
     Dispatch::new(gpu, &label, &CONV2D_SUBGROUP, "conv2d_sg_3x3", &constants, &b, groups)
 }
 
-fn check(gpu: &Gpu, conv: &Conv2d) -> Result<()> {
-    let why = unsupported(gpu, conv);
-    ensure!(why.is_none(), "layer {}: the subgroup conv kernels do not apply: {}", conv.name, why.unwrap_or_default());
-    Ok(())
+/// Write the LeakyReLU slope `a` into the forward uniform (read only by the ACT = 2
+/// epilogue); an error when the layer already recorded another slope.
+fn set_slope(gpu: &Gpu, conv: &Conv2d, plan: &Plan, a: f32) -> Result<()> {
+    match plan.slope.compare_exchange(u32::MAX, a.to_bits(), Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => {
+            gpu.queue.write_buffer(&plan.uniform, std::mem::offset_of!(SgParams, slope) as u64, bytemuck::bytes_of(&a));
+            Ok(())
+        }
+        Err(old) => {
+            ensure!(old == a.to_bits(), "layer {}: LeakyReLU epilogue with slope {a} recorded after one with slope {}; one layer holds one slope", conv.name, f32::from_bits(old));
+            Ok(())
+        }
+    }
 }
 
-/// y = conv(x, w) (+ b): a weight repack and one dispatch, and the packed weights they bind
-/// (keep them alive with the dispatches). Overwrites y. Shapes are checked
-/// by the caller (`Conv2d::forward_dispatches`).
-pub fn forward(gpu: &Gpu, conv: &Conv2d, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<(Vec<Dispatch>, Tensor)> {
-    check(gpu, conv)?;
-    let (ci, co) = (conv.cfg.in_channels, conv.cfg.out_channels);
-    let (packed, pk) = pack(gpu, conv, "forward", w, co, ci, false)?;
-    let main = run3x3(gpu, conv, "forward", x, &packed, b, y, ci, co, None)?;
-    Ok((vec![pk, main], packed))
-}
-
-/// The activation applied by `forward_act` before the store.
-#[derive(Debug, Clone, Copy)]
-pub enum Epilogue<'a> {
-    Relu,
-    LeakyRelu(f32),
-    /// One slope per output channel: [CO].
-    PRelu(&'a Tensor),
-    /// One slope per element of a sample: [CO, H, W].
-    PReluPerElement(&'a Tensor),
+/// y = conv(x, w) (+ b): the weight repack and one dispatch. Operands checked by the caller.
+pub(super) fn forward(gpu: &Gpu, conv: &Conv2d, plan: &Plan, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
+    let (pk, packed) = plan.pack(gpu, conv, "forward", w)?;
+    let main = run3x3(gpu, conv, plan, "forward", x, packed, b, y, conv.cfg.out_channels, None)?;
+    Ok(vec![pk, main])
 }
 
 /// y = act(conv(x, w) + b) in one pass (inference: a conv with its BatchNorm folded in and
-/// the activation after it). Overwrites y; returns the dispatches and the packed weights.
-pub fn forward_act(gpu: &Gpu, conv: &Conv2d, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, act: Epilogue) -> Result<(Vec<Dispatch>, Tensor)> {
-    check(gpu, conv)?;
-    let (ci, co) = (conv.cfg.in_channels, conv.cfg.out_channels);
-    b.expect_shape(&conv.name, "bias", &[co])?;
-    let (packed, pk) = pack(gpu, conv, "forward", w, co, ci, false)?;
-    let main = run3x3(gpu, conv, "forward+activation", x, &packed, Some(b), y, ci, co, Some(act))?;
-    Ok((vec![pk, main], packed))
+/// the activation after it). Operands checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_act(gpu: &Gpu, conv: &Conv2d, plan: &Plan, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, act: Epilogue) -> Result<Vec<Dispatch>> {
+    let (pk, packed) = plan.pack(gpu, conv, "forward", w)?;
+    let main = run3x3(gpu, conv, plan, "forward+activation", x, packed, Some(b), y, conv.cfg.out_channels, Some(act))?;
+    Ok(vec![pk, main])
 }
 
 /// dx = conv_transpose(dy, w): the forward kernel on the rotated, transposed weights.
-/// Overwrites dx.
-pub fn backward_input(gpu: &Gpu, conv: &Conv2d, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<(Vec<Dispatch>, Tensor)> {
-    check(gpu, conv)?;
-    let (ci, co) = (conv.cfg.in_channels, conv.cfg.out_channels);
-    let (packed, pk) = pack(gpu, conv, "backward_input", w, ci, co, true)?;
-    let main = run3x3(gpu, conv, "backward_input", dy, &packed, None, dx, co, ci, None)?;
-    Ok((vec![pk, main], packed))
+pub(super) fn backward_input(gpu: &Gpu, conv: &Conv2d, plan: &Plan, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
+    let (pk, packed) = plan.pack(gpu, conv, "backward_input", w)?;
+    let main = run3x3(gpu, conv, plan, "backward_input", dy, packed, None, dx, conv.cfg.in_channels, None)?;
+    Ok(vec![pk, main])
 }
 
-/// dw = sum over n, oy, ox of dy * x (overwrite, or add with `accumulate`): one dispatch,
-/// or partial sums over column splits into `scratch` (allocated here) and a reduce.
-pub fn backward_weight(gpu: &Gpu, conv: &Conv2d, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<(Vec<Dispatch>, Option<Tensor>)> {
-    check(gpu, conv)?;
+/// dw (= or +=) sum over n, oy, ox of dy * x: one dispatch, or partial sums over column
+/// splits into the plan's scratch and a reduce.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward_weight(gpu: &Gpu, conv: &Conv2d, plan: &Plan, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<Vec<Dispatch>> {
     let (ci, co) = (conv.cfg.in_channels, conv.cfg.out_channels);
-    let blocks = co.div_ceil(WG as usize) * ci.div_ceil(CIB);
-    let want = if gpu.info().device_type == wgpu::DeviceType::Cpu { BW_WORKGROUPS_CPU } else { BW_WORKGROUPS_GPU };
-    let p = sg_params(conv, ci, co, want.div_ceil(blocks))?;
     let name = &conv.name;
-    let uni = gpu.uniform(&format!("{name} backward_weight subgroup params"), &p);
     let label = format!("{name} conv2d_sg_weight");
-    let groups = [u32_of(name, "output channel groups", co.div_ceil(WG as usize))?, u32_of(name, "input channel blocks", ci.div_ceil(CIB))?, p.splits];
+    let groups = [u32_of(name, "output channel groups", co.div_ceil(WG as usize))?, u32_of(name, "input channel blocks", ci.div_ceil(CIB))?, plan.splits];
     let run = |out: &Tensor, acc: bool| {
-        let b = [(0, uni.as_entire_binding()), (1, x.binding()), (2, x.binding()), (6, dy.binding()), (7, out.binding())];
+        let b = [(0, plan.uniform.as_entire_binding()), (1, x.binding()), (2, x.binding()), (6, dy.binding()), (7, out.binding())];
         Dispatch::new(gpu, &label, &CONV2D_SUBGROUP, "conv2d_sg_weight", &[accumulate_constant(acc)], &b, groups)
     };
-    if p.splits == 1 {
-        return Ok((vec![run(dw, accumulate)?], None));
-    }
-    let scratch = gpu.tensor(&format!("{name} weight-gradient partials (subgroup)"), &[p.splits as usize, p.nw as usize])?;
-    let partial = run(&scratch, false)?;
+    let Some(scratch) = &plan.scratch else { return Ok(vec![run(dw, accumulate)?]) };
+    let partial = run(scratch, false)?;
     let label = format!("{name} conv2d_sg_weight_reduce");
-    let rg = gpu.groups_1d(&label, p.nw as u64, WG)?;
-    let b = [(0, uni.as_entire_binding()), (7, dw.binding()), (8, scratch.binding())];
+    let rg = gpu.groups_1d(&label, dw.len() as u64, WG)?;
+    let b = [(0, plan.uniform.as_entire_binding()), (7, dw.binding()), (8, scratch.binding())];
     let reduce = Dispatch::new(gpu, &label, &CONV2D_SUBGROUP, "conv2d_sg_weight_reduce", &[accumulate_constant(accumulate)], &b, rg)?;
-    Ok((vec![partial, reduce], Some(scratch)))
+    Ok(vec![partial, reduce])
 }

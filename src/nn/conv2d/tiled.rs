@@ -5,9 +5,10 @@
 //! kernels of conv2d.wgsl (workgroup barriers are expensive on a CPU), so an autotuner picks
 //! per adapter. Handles every geometry `Conv2d` accepts (any kernel, stride, padding).
 //!
-//! Free functions over a `Conv2d` (its shapes and resolved padding); each owns its uniform
-//! (and the weight-gradient partial buffer), so call them once when a network is built and
-//! replay the dispatches.
+//! A `Plan` per pass (tile sizes, uniform, depth-index table, grid; backward_weight its depth
+//! split and partial sums) is built when the layer is planned; `forward`,
+//! `backward_input` and `backward_weight` record dispatches over it. Tests build plans with
+//! other tiles and splits directly.
 //!
 //! GEMMs (rows x columns, depth):
 //! - forward:         CO x N*OH*OW, CI*KH*KW.
@@ -15,10 +16,10 @@
 //! - backward_weight: CO x CI*KH*KW, N*OH*OW, split over the depth into a partial buffer
 //!   [splits, CO*CI*KH*KW] and reduced (no float atomics).
 
-use super::Conv2d;
+use super::{ConvPass, Conv2d};
 use crate::gpu::{shaders::CONV2D_TILED, Dispatch, Gpu, Tensor};
 use crate::nn::{accumulate_constant, u32_of};
-use crate::{bail, ensure, Result};
+use crate::{ensure, Result};
 
 /// Tile sizes of the GEMM kernels (the BM / BN / BK overrides): a workgroup computes a BM x
 /// BN tile of the output in (BN / 4) x (BM / 4) invocations, stepping over the depth in
@@ -116,7 +117,7 @@ const BW_MIN_CHUNK: usize = 512;
 
 /// Whether the tiled kernels handle `conv`: every geometry `Conv2d` accepts (any kernel,
 /// stride and padding; stride > 1 in backward_input gathers over taps that mostly miss, so
-/// it is correct but wasteful there). Grid limits are checked when dispatches are built.
+/// it is correct but wasteful there). Grid limits are checked when a plan is built.
 pub fn supports(conv: &Conv2d) -> bool {
     let _ = conv;
     true
@@ -124,32 +125,28 @@ pub fn supports(conv: &Conv2d) -> bool {
 
 /// The uniform of one pass: the layer geometry and the GEMM (gm, gn, gk) with its split.
 fn params(conv: &Conv2d, gemm: [usize; 3], kchunk: usize, splits: usize) -> Result<Params> {
-    let [n, ci, h, w] = conv.input_shape;
-    let [_, co, oh, ow] = conv.output_shape;
-    let (kh, kw) = conv.cfg.kernel;
-    let (sh, sw) = conv.cfg.stride;
-    let (pt, pl) = conv.padding();
+    let g = &conv.geom;
     let u = |what: &str, v: usize| u32_of(&conv.name, what, v);
     Ok(Params {
-        n: u("batch", n)?,
-        ci: u("in_channels", ci)?,
-        h: u("height", h)?,
-        w: u("width", w)?,
-        co: u("out_channels", co)?,
-        kh: u("kernel height", kh)?,
-        kw: u("kernel width", kw)?,
-        sh: u("stride", sh)?,
-        sw: u("stride", sw)?,
-        pt: u("padding", pt)?,
-        pl: u("padding", pl)?,
-        oh: u("output height", oh)?,
-        ow: u("output width", ow)?,
+        n: u("batch", g.n)?,
+        ci: u("in_channels", g.cin)?,
+        h: u("height", g.h)?,
+        w: u("width", g.w)?,
+        co: u("out_channels", g.cout)?,
+        kh: u("kernel height", g.kh)?,
+        kw: u("kernel width", g.kw)?,
+        sh: u("stride", g.stride_h)?,
+        sw: u("stride", g.stride_w)?,
+        pt: u("padding", g.pad_top)?,
+        pl: u("padding", g.pad_left)?,
+        oh: u("output height", g.oh)?,
+        ow: u("output width", g.ow)?,
         gm: u("GEMM rows", gemm[0])?,
         gn: u("GEMM columns", gemm[1])?,
         gk: u("GEMM depth", gemm[2])?,
         kchunk: u("GEMM depth per split", kchunk)?,
         splits: u("weight-gradient splits", splits)?,
-        nw: u("weight elements", co * ci * kh * kw)?,
+        nw: u("weight elements", g.w_len())?,
         _pad: 0,
     })
 }
@@ -170,118 +167,26 @@ fn fold_grid(gpu: &Gpu, conv: &Conv2d, tiles: Tiles, gm: usize, gn: usize, entry
 }
 
 /// The depth-index table `tab` of the shader: for k = (c, ky, kx) over `channels` x KH x KW,
-/// (c * c_stride + ky * row + kx, ky, kx, c * w_stride), built here once. A small raw storage buffer like the uniforms (16 bytes per depth index; not
-/// counted in gpu.mem()).
-fn table(gpu: &Gpu, conv: &Conv2d, pass: &str, channels: usize, c_stride: usize, row: usize, w_stride: usize) -> Result<wgpu::Buffer> {
+/// (c * c_stride + ky * row + kx, ky, kx, c * w_stride), as a tensor of i32 (16 bytes per
+/// depth index).
+fn table(gpu: &Gpu, conv: &Conv2d, pass: &str, channels: usize, c_stride: usize, row: usize, w_stride: usize) -> Result<Tensor> {
     let (kh, kw) = conv.cfg.kernel;
     let i = |v: usize| i32::try_from(v).map_err(|_| crate::Error::new(format!("layer {}: tiled {pass} index {v} does not fit in 31 bits", conv.name)));
-    let mut rows = Vec::with_capacity(channels * kh * kw);
+    let mut rows = Vec::with_capacity(channels * kh * kw * 4);
     for c in 0..channels {
         for ky in 0..kh {
             for kx in 0..kw {
-                rows.push([i(c * c_stride + ky * row + kx)?, ky as i32, kx as i32, i(c * w_stride)?]);
+                rows.extend([i(c * c_stride + ky * row + kx)?, ky as i32, kx as i32, i(c * w_stride)?]);
             }
         }
     }
-    let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some(&format!("{} tiled {pass} table", conv.name)),
-        size: (rows.len() * 16) as u64,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&rows));
-    Ok(buffer)
+    gpu.upload(&format!("{} tiled {pass} table", conv.name), &[rows.len()], &rows)
 }
 
 /// The im2col table of forward / backward_weight: (ci * H * W + ky * W + kx, ky, kx, 0).
-fn im2col_table(gpu: &Gpu, conv: &Conv2d, pass: &str) -> Result<wgpu::Buffer> {
+fn im2col_table(gpu: &Gpu, conv: &Conv2d, pass: &str) -> Result<Tensor> {
     let [_, ci, h, w] = conv.input_shape;
     table(gpu, conv, pass, ci, h * w, w, 0)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn dispatch(gpu: &Gpu, conv: &Conv2d, entry: &str, constants: &[(&str, f64)], uniform: &wgpu::Buffer, tab: Option<&wgpu::Buffer>, bindings: &[(u32, &Tensor)], groups: [u32; 3]) -> Result<Dispatch> {
-    let label = format!("{} {entry}", conv.name);
-    let mut b: Vec<(u32, wgpu::BindingResource)> = vec![(0, uniform.as_entire_binding())];
-    if let Some(t) = tab {
-        b.push((9, t.as_entire_binding()));
-    }
-    b.extend(bindings.iter().map(|(i, t)| (*i, t.binding())));
-    Dispatch::new(gpu, &label, &CONV2D_TILED, entry, constants, &b, groups)
-}
-
-fn len(shape: &[usize; 4]) -> usize {
-    shape.iter().product()
-}
-
-/// y = conv(x, w) (+ b) with the default tiles. Overwrites y. `b` is required iff
-/// `cfg.bias`. One dispatch.
-pub fn forward(gpu: &Gpu, conv: &Conv2d, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
-    forward_with(gpu, conv, Tiles::DEFAULT, x, w, b, y)
-}
-
-/// `forward` with explicit tile sizes.
-pub fn forward_with(gpu: &Gpu, conv: &Conv2d, tiles: Tiles, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
-    let name = &conv.name;
-    tiles.check(gpu, name)?;
-    x.expect_shape(name, "input", &conv.input_shape)?;
-    w.expect_shape(name, "weight", &conv.weight_shape())?;
-    y.expect_len(name, "output", len(&conv.output_shape))?;
-    let [n, ci, _, _] = conv.input_shape;
-    let [_, co, oh, ow] = conv.output_shape;
-    let (kh, kw) = conv.cfg.kernel;
-    let (gm, gn, gk) = (co, n * oh * ow, ci * kh * kw);
-    let uniform = gpu.uniform(&format!("{name} tiled forward params"), &params(conv, [gm, gn, gk], gk, 1)?);
-    let groups = fold_grid(gpu, conv, tiles, gm, gn, "conv2d_tiled_forward")?;
-    let c = tiles.constants();
-    let tab = im2col_table(gpu, conv, "forward")?;
-    let d = match (conv.cfg.bias, b) {
-        (true, Some(b)) => {
-            b.expect_shape(name, "bias", &[co])?;
-            dispatch(gpu, conv, "conv2d_tiled_forward_bias", &c, &uniform, Some(&tab), &[(1, x), (2, w), (3, b), (4, y)], groups)?
-        }
-        (false, None) => dispatch(gpu, conv, "conv2d_tiled_forward", &c, &uniform, Some(&tab), &[(1, x), (2, w), (4, y)], groups)?,
-        (true, None) => bail!("layer {name}: configured with bias, but no bias tensor [{co}] was given"),
-        (false, Some(_)) => bail!("layer {name}: configured without bias, but a bias tensor was given"),
-    };
-    Ok(vec![d])
-}
-
-/// dx = conv_transpose(dy, w) with the default tiles. Overwrites dx. One dispatch.
-pub fn backward_input(gpu: &Gpu, conv: &Conv2d, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
-    backward_input_with(gpu, conv, Tiles::DEFAULT, dx, dy, w)
-}
-
-/// `backward_input` with explicit tile sizes.
-pub fn backward_input_with(gpu: &Gpu, conv: &Conv2d, tiles: Tiles, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
-    let name = &conv.name;
-    tiles.check(gpu, name)?;
-    dx.expect_len(name, "input gradient", len(&conv.input_shape))?;
-    dy.expect_len(name, "output gradient", len(&conv.output_shape))?;
-    w.expect_shape(name, "weight", &conv.weight_shape())?;
-    let [n, ci, h, wd] = conv.input_shape;
-    let co = conv.cfg.out_channels;
-    let (kh, kw) = conv.cfg.kernel;
-    let (gm, gn, gk) = (ci, n * h * wd, co * kh * kw);
-    let uniform = gpu.uniform(&format!("{name} tiled backward_input params"), &params(conv, [gm, gn, gk], gk, 1)?);
-    let groups = fold_grid(gpu, conv, tiles, gm, gn, "conv2d_tiled_backward_input")?;
-    // (co * CI * KK + ky * KW + kx, ky, kx, co * OH * OW).
-    let [_, _, oh, ow] = conv.output_shape;
-    let tab = table(gpu, conv, "backward_input", co, ci * kh * kw, kw, oh * ow)?;
-    let d = dispatch(gpu, conv, "conv2d_tiled_backward_input", &tiles.constants(), &uniform, Some(&tab), &[(6, dx), (5, dy), (2, w)], groups)?;
-    Ok(vec![d])
-}
-
-/// The weight-gradient dispatches and the partial buffer they write (when split).
-pub struct WeightGrad {
-    /// The GEMM, then (when split) the reduce.
-    pub dispatches: Vec<Dispatch>,
-    /// [splits, CO*CI*KH*KW] partial sums (a `gpu.tensor`, so it shows in gpu.mem()); None
-    /// with one split. Keep it as long as the dispatches (the bind groups keep the buffer
-    /// alive regardless, but dropping it uncounts the memory).
-    pub scratch: Option<Tensor>,
-    /// Depth splits used.
-    pub splits: usize,
 }
 
 /// Default number of depth splits of the weight gradient for `tiles`: enough workgroups to
@@ -295,50 +200,130 @@ pub fn weight_splits(conv: &Conv2d, tiles: Tiles) -> usize {
     BW_TARGET_WORKGROUPS.div_ceil(wgs).clamp(1, gk.div_ceil(BW_MIN_CHUNK).max(1))
 }
 
-/// dw[co,ci,ky,kx] = sum over n, oy, ox of dy * x with the default tiles and split.
-/// Overwrites dw, or adds to it when `accumulate`.
-pub fn backward_weight(gpu: &Gpu, conv: &Conv2d, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<WeightGrad> {
-    backward_weight_with(gpu, conv, Tiles::DEFAULT, None, dw, dy, x, accumulate)
+/// One pass: tiles, uniform, depth-index table, grid; backward_weight also its depth split
+/// and (when split) the [splits, CO*CI*KH*KW] partial sums.
+pub struct Plan {
+    pass: ConvPass,
+    tiles: Tiles,
+    uniform: wgpu::Buffer,
+    table: Tensor,
+    groups: [u32; 3],
+    splits: usize,
+    scratch: Option<Tensor>,
 }
 
-/// `backward_weight` with explicit tiles and depth splits (None: `weight_splits`; clamped
-/// to [1, N*OH*OW / BK] and rounded so every split is a whole number of BK slices).
-#[allow(clippy::too_many_arguments)]
-pub fn backward_weight_with(gpu: &Gpu, conv: &Conv2d, tiles: Tiles, splits: Option<usize>, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<WeightGrad> {
-    let name = &conv.name;
-    tiles.check(gpu, name)?;
-    dw.expect_shape(name, "weight gradient", &conv.weight_shape())?;
-    dy.expect_len(name, "output gradient", len(&conv.output_shape))?;
-    x.expect_len(name, "saved input", len(&conv.input_shape))?;
-    let [n, ci, _, _] = conv.input_shape;
-    let [_, co, oh, ow] = conv.output_shape;
-    let (kh, kw) = conv.cfg.kernel;
-    let (gm, gn, gk) = (co, ci * kh * kw, n * oh * ow);
-    let bk = tiles.bk as usize;
-    let want = splits.unwrap_or_else(|| weight_splits(conv, tiles)).clamp(1, gk.div_ceil(bk));
-    let kchunk = gk.div_ceil(want).div_ceil(bk) * bk;
-    let splits = gk.div_ceil(kchunk);
-    let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
-    let groups = [gn.div_ceil(tiles.bn as usize), gm.div_ceil(tiles.bm as usize), splits];
-    ensure!(
-        groups.iter().all(|&g| g <= max),
-        "layer {name}: conv2d_tiled_backward_weight needs a grid of {groups:?} workgroups, over max_compute_workgroups_per_dimension={max}"
-    );
-    let groups = groups.map(|g| g as u32);
-    let uniform = gpu.uniform(&format!("{name} tiled backward_weight params"), &params(conv, [gm, gn, gk], kchunk, splits)?);
-    let entry = "conv2d_tiled_backward_weight";
-    let c = tiles.constants();
-    let tab = im2col_table(gpu, conv, "backward_weight")?;
-    if splits == 1 {
-        let c = [c[0], c[1], c[2], accumulate_constant(accumulate)];
-        let d = dispatch(gpu, conv, entry, &c, &uniform, Some(&tab), &[(7, dw), (5, dy), (1, x)], groups)?;
-        return Ok(WeightGrad { dispatches: vec![d], scratch: None, splits });
+impl Plan {
+    /// The plan of `pass` with `tiles`; backward_weight with `splits` depth splits (None:
+    /// `weight_splits`; clamped to [1, N*OH*OW / BK] and rounded so that every split is a
+    /// whole number of BK slices). Errors name the layer: tiles over the adapter's limits,
+    /// a grid over max_compute_workgroups_per_dimension.
+    pub fn new(gpu: &Gpu, conv: &Conv2d, pass: ConvPass, tiles: Tiles, splits: Option<usize>) -> Result<Plan> {
+        let name = &conv.name;
+        tiles.check(gpu, name)?;
+        let g = conv.geom;
+        let p = pass.name();
+        let (uniform, table, groups, splits, scratch) = match pass {
+            ConvPass::Forward => {
+                let (gm, gn, gk) = (g.cout, g.n * g.oh * g.ow, g.cin * g.kh * g.kw);
+                let uniform = gpu.uniform(&format!("{name} tiled forward params"), &params(conv, [gm, gn, gk], gk, 1)?);
+                let groups = fold_grid(gpu, conv, tiles, gm, gn, "conv2d_tiled_forward")?;
+                (uniform, im2col_table(gpu, conv, p)?, groups, 1, None)
+            }
+            ConvPass::BackwardInput => {
+                let (gm, gn, gk) = (g.cin, g.n * g.h * g.w, g.cout * g.kh * g.kw);
+                let uniform = gpu.uniform(&format!("{name} tiled backward_input params"), &params(conv, [gm, gn, gk], gk, 1)?);
+                let groups = fold_grid(gpu, conv, tiles, gm, gn, "conv2d_tiled_backward_input")?;
+                // (co * CI * KK + ky * KW + kx, ky, kx, co * OH * OW).
+                let tab = table(gpu, conv, p, g.cout, g.cin * g.kh * g.kw, g.kw, g.oh * g.ow)?;
+                (uniform, tab, groups, 1, None)
+            }
+            ConvPass::BackwardWeight => {
+                let (gm, gn, gk) = (g.cout, g.cin * g.kh * g.kw, g.n * g.oh * g.ow);
+                let bk = tiles.bk as usize;
+                let want = splits.unwrap_or_else(|| weight_splits(conv, tiles)).clamp(1, gk.div_ceil(bk));
+                let kchunk = gk.div_ceil(want).div_ceil(bk) * bk;
+                let splits = gk.div_ceil(kchunk);
+                let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
+                let groups = [gn.div_ceil(tiles.bn as usize), gm.div_ceil(tiles.bm as usize), splits];
+                ensure!(
+                    groups.iter().all(|&g| g <= max),
+                    "layer {name}: conv2d_tiled_backward_weight needs a grid of {groups:?} workgroups, over max_compute_workgroups_per_dimension={max}"
+                );
+                let uniform = gpu.uniform(&format!("{name} tiled backward_weight params"), &params(conv, [gm, gn, gk], kchunk, splits)?);
+                let scratch = if splits > 1 {
+                    u32_of(name, "weight-gradient partials", splits * g.w_len())?;
+                    Some(gpu.tensor(&format!("{name} tiled weight-gradient partials"), &[splits, g.w_len()])?)
+                } else {
+                    None
+                };
+                (uniform, im2col_table(gpu, conv, p)?, groups.map(|g| g as u32), splits, scratch)
+            }
+        };
+        Ok(Plan { pass, tiles, uniform, table, groups, splits, scratch })
     }
-    let scratch = gpu.tensor(&format!("{name} tiled weight-gradient partials"), &[splits, dw.len()])?;
-    u32_of(name, "weight-gradient partials", scratch.len())?;
-    let cp = [c[0], c[1], c[2], accumulate_constant(false)];
-    let partial = dispatch(gpu, conv, entry, &cp, &uniform, Some(&tab), &[(7, &scratch), (5, dy), (1, x)], groups)?;
-    let rg = gpu.groups_1d(&format!("layer {name} conv2d_tiled_reduce"), dw.len() as u64, WG)?;
-    let reduce = dispatch(gpu, conv, "conv2d_tiled_reduce", &[accumulate_constant(accumulate)], &uniform, None, &[(7, dw), (8, &scratch)], rg)?;
-    Ok(WeightGrad { dispatches: vec![partial, reduce], scratch: Some(scratch), splits })
+
+    pub fn tiles(&self) -> Tiles {
+        self.tiles
+    }
+
+    /// Depth splits of the weight gradient (1 for the other passes).
+    pub fn splits(&self) -> usize {
+        self.splits
+    }
+
+    /// The partial sums of a split weight gradient (a counted tensor).
+    pub fn scratch(&self) -> Option<&Tensor> {
+        self.scratch.as_ref()
+    }
+
+    /// Error unless this plan is for `pass`.
+    fn expect(&self, conv: &Conv2d, pass: ConvPass) -> Result<()> {
+        ensure!(self.pass == pass, "layer {}: a tiled {} plan cannot record {}", conv.name, self.pass.name(), pass.name());
+        Ok(())
+    }
+
+    /// A dispatch of `entry` with the plan's uniform at binding 0 and `bindings` (the
+    /// GEMMs bind the table at 9).
+    fn dispatch(&self, gpu: &Gpu, conv: &Conv2d, entry: &str, constants: &[(&str, f64)], bindings: &[(u32, &Tensor)], groups: [u32; 3]) -> Result<Dispatch> {
+        let label = format!("{} {entry}", conv.name);
+        let mut b: Vec<(u32, wgpu::BindingResource)> = vec![(0, self.uniform.as_entire_binding())];
+        b.extend(bindings.iter().map(|(i, t)| (*i, t.binding())));
+        Dispatch::new(gpu, &label, &CONV2D_TILED, entry, constants, &b, groups)
+    }
+}
+
+/// y = conv(x, w) (+ b; required iff `cfg.bias`): one dispatch. Overwrites y.
+pub fn forward(gpu: &Gpu, conv: &Conv2d, plan: &Plan, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
+    plan.expect(conv, ConvPass::Forward)?;
+    conv.check_forward(x, w, b, y)?;
+    let c = plan.tiles.constants();
+    let d = match b {
+        Some(b) => plan.dispatch(gpu, conv, "conv2d_tiled_forward_bias", &c, &[(9, &plan.table), (1, x), (2, w), (3, b), (4, y)], plan.groups)?,
+        None => plan.dispatch(gpu, conv, "conv2d_tiled_forward", &c, &[(9, &plan.table), (1, x), (2, w), (4, y)], plan.groups)?,
+    };
+    Ok(vec![d])
+}
+
+/// dx = conv_transpose(dy, w): one dispatch. Overwrites dx.
+pub fn backward_input(gpu: &Gpu, conv: &Conv2d, plan: &Plan, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
+    plan.expect(conv, ConvPass::BackwardInput)?;
+    conv.check_backward_input(dx, dy, w)?;
+    Ok(vec![plan.dispatch(gpu, conv, "conv2d_tiled_backward_input", &plan.tiles.constants(), &[(9, &plan.table), (6, dx), (5, dy), (2, w)], plan.groups)?])
+}
+
+/// dw[co,ci,ky,kx] = sum over n, oy, ox of dy * x: the GEMM, then (when split) the reduce.
+/// Overwrites dw, or adds to it when `accumulate`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_weight(gpu: &Gpu, conv: &Conv2d, plan: &Plan, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<Vec<Dispatch>> {
+    plan.expect(conv, ConvPass::BackwardWeight)?;
+    conv.check_backward_weight(dw, dy, x)?;
+    let entry = "conv2d_tiled_backward_weight";
+    let [c0, c1, c2] = plan.tiles.constants();
+    let Some(scratch) = &plan.scratch else {
+        return Ok(vec![plan.dispatch(gpu, conv, entry, &[c0, c1, c2, accumulate_constant(accumulate)], &[(9, &plan.table), (7, dw), (5, dy), (1, x)], plan.groups)?]);
+    };
+    let partial = plan.dispatch(gpu, conv, entry, &[c0, c1, c2, accumulate_constant(false)], &[(9, &plan.table), (7, scratch), (5, dy), (1, x)], plan.groups)?;
+    let rg = gpu.groups_1d(&format!("layer {} conv2d_tiled_reduce", conv.name), dw.len() as u64, WG)?;
+    let reduce = plan.dispatch(gpu, conv, "conv2d_tiled_reduce", &[accumulate_constant(accumulate)], &[(7, dw), (8, scratch)], rg)?;
+    Ok(vec![partial, reduce])
 }
