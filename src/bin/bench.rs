@@ -1,8 +1,9 @@
 //! `cargo run --release --bin bench`: kernel and training-step throughput of mien on this
 //! machine's adapter.
 //!
-//! (a) every kernel of the seed-cnn layer shapes at batch 64, forward and backward: time,
-//!     GFLOP/s (GEMM-like kernels) or GB/s (memory-bound ones);
+//! (a) every distinct layer of seed-cnn and seed-dnn at `--kernel-batch`, taken from a built
+//!     network, forward and backward as the network records them, and every conv / dense
+//!     kernel variant forced per pass: time, GFLOP/s (conv, dense) or GB/s (the others);
 //! (b) whole training steps (forward, loss, backward, Adam) in images/s for small, seed-cnn
 //!     and seed-dnn at each `--batch`, and inference images/s at `--infer-batch`;
 //! (c) peak bytes of GPU memory mien allocates per model (network + optimizer) at batch 128.
@@ -10,17 +11,13 @@
 
 use clap::Parser;
 use mien::bench::{gpu_time, load_average, process_cpu_seconds, time_dispatches};
-use mien::gpu::{Dispatch, Gpu, Tensor};
-use mien::nn::activation::{Activation, Kind};
-use mien::nn::batchnorm::{BatchNorm, BatchNormConfig};
-use mien::nn::conv2d::{self, Conv2d, Conv2dConfig, ConvKernels};
+use mien::gpu::{Dispatch, Gpu};
+use mien::nn::conv2d::{Conv2d, ConvKernels, ConvPass, ConvVariant};
 use mien::nn::dense::{Dense, DenseKernels, DenseVariant};
-use mien::nn::dropout::Dropout;
-use mien::nn::network::{BuildOptions, Network};
+use mien::nn::layer::{Io, Mode};
+use mien::nn::network::{BuildOptions, Layer, Network};
 use mien::nn::optim::{Optimizer, OptimizerConfig};
-use mien::nn::pool::{Pool2d, PoolConfig, PoolKind};
 use mien::nn::spec::ModelSpec;
-use mien::nn::Padding;
 use mien::rng::Rng;
 use mien::Result;
 use serde::Serialize;
@@ -104,12 +101,6 @@ impl Ctx<'_> {
         self.args.filter.as_deref().is_none_or(|f| name.contains(f))
     }
 
-    fn rand(&mut self, label: &str, shape: &[usize]) -> Result<Tensor> {
-        let n: usize = shape.iter().product();
-        let v = self.rng.vec_f32(n, -1.0, 1.0);
-        self.gpu.upload(label, shape, &v)
-    }
-
     /// Time one kernel (a dispatch list) with its FLOP and byte counts.
     fn kernel(&mut self, name: String, ds: &[Dispatch], flops: f64, bytes: f64) -> Result<()> {
         if !self.wanted(&name) {
@@ -141,135 +132,80 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn conv(&mut self, n: usize, ci: usize, co: usize, hw: usize) -> Result<()> {
-        let tag = format!("conv {ci}->{co} {hw}x{hw} b{n}");
-        if !self.wanted(&tag) {
-            return Ok(());
-        }
+    /// Every distinct layer of `model` at batch `n`, taken from a built network: its
+    /// training forward and backward as the network records them, and for conv and dense
+    /// layers each pass again with every kernel variant the adapter supports, forced. Conv
+    /// and dense rows give GFLOP/s; the others GB/s counting each tensor a pass binds once
+    /// (forward x and y; backward dy, dx and, where read, x): the least traffic it can move.
+    fn layers(&mut self, model: &str, n: usize) -> Result<()> {
         let gpu = self.gpu;
-        let layer = Conv2d::new(gpu, &tag, Conv2dConfig::same(ci, co, (3, 3)), &[n, ci, hw, hw])?;
-        let x = self.rand("x", &layer.input_shape)?;
-        let w = self.rand("w", &layer.weight_shape())?;
-        let b = self.rand("b", &[co])?;
-        let dy = self.rand("dy", &layer.output_shape)?;
-        let y = gpu.tensor("y", &layer.output_shape)?;
-        let dx = gpu.tensor("dx", &layer.input_shape)?;
-        let dw = gpu.tensor("dw", &layer.weight_shape())?;
-        let db = gpu.tensor("db", &[co])?;
-        let flops = 2.0 * (n * co * hw * hw * ci * 9) as f64;
-        let act = |c: usize| (n * c * hw * hw * 4) as f64;
-        // Every variant the autotuner chooses among, forced, for the three passes.
-        println!("{tag}: uses {} (autotuned)", layer.describe_variants());
-        let cfg = Conv2dConfig::same(ci, co, (3, 3));
-        let mut variants = vec![];
-        if conv2d::subgroup::applicable(gpu, &layer) {
-            variants.push(ConvKernels::Subgroup);
-        }
-        variants.extend([ConvKernels::Fast, ConvKernels::Tiled]);
-        for kernels in variants {
-            let l = Conv2d::new_with(gpu, &tag, cfg, &[n, ci, hw, hw], kernels)?;
-            let [vf, vb, vw] = l.variants().map(|v| v.name());
-            self.kernel(format!("{tag} forward {vf}"), &l.forward_dispatches(gpu, &x, &w, Some(&b), &y)?, flops, 0.0)?;
-            self.kernel(format!("{tag} backward_input {vb}"), &l.backward_input_dispatches(gpu, &dx, &dy, &w)?, flops, 0.0)?;
-            self.kernel(format!("{tag} backward_weight {vw}"), &l.backward_weight(gpu, &dw, &dy, &x, false)?, flops, 0.0)?;
-        }
-        self.kernel(format!("{tag} backward_bias"), &[layer.backward_bias(gpu, &db, &dy, false)?], 0.0, act(co))?;
-        Ok(())
-    }
-
-    fn dense(&mut self, n: usize, i: usize, o: usize) -> Result<()> {
-        let tag = format!("dense {i}->{o} b{n}");
-        if !self.wanted(&tag) {
-            return Ok(());
-        }
-        let gpu = self.gpu;
-        let layer = Dense::new(gpu, &tag, i, o, true, &[n, i])?;
-        let x = self.rand("x", &[n, i])?;
-        let w = self.rand("w", &[o, i])?;
-        let b = self.rand("b", &[o])?;
-        let dy = self.rand("dy", &[n, o])?;
-        let y = gpu.tensor("y", &[n, o])?;
-        let dx = gpu.tensor("dx", &[n, i])?;
-        let dw = gpu.tensor("dw", &[o, i])?;
-        let db = gpu.tensor("db", &[o])?;
-        let flops = 2.0 * (n * i * o) as f64;
-        // Every variant this adapter supports, forced; the layer's own choice (the
-        // autotuner's, or the default with --autotune off) is printed first.
-        println!("{tag}: uses {}", layer.describe_variants());
-        for v in DenseVariant::ALL {
-            if !layer.supports(gpu, v) {
+        let spec = ModelSpec::preset(model, 7).ok_or_else(|| mien::Error::new(format!("unknown model {model}")))?;
+        // Every tensor in its own buffer, so one layer's passes can be replayed alone.
+        let net = Network::build(gpu, &spec, [1, 48, 48], 7, n, BuildOptions { input_grad: false, reuse: false })?;
+        net.init(gpu, 1)?;
+        self.fill(&net)?;
+        // One whole step first: argmax indices, saved statistics and gradients are valid.
+        gpu.run(net.train_dispatches())?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, layer) in net.layers.iter().enumerate() {
+            let tag = layer_tag(layer, n);
+            if layer.op.is_view() || !seen.insert(tag.clone()) || !self.wanted(&tag) {
                 continue;
             }
-            let vn = v.name();
-            let lv = Dense::new_with(gpu, &tag, i, o, true, &[n, i], DenseKernels::Only(v))?;
-            self.kernel(format!("{tag} forward {vn}"), &lv.forward_dispatches(gpu, &x, &w, Some(&b), &y)?, flops, 0.0)?;
-            self.kernel(format!("{tag} backward_input {vn}"), &lv.backward_input_dispatches(gpu, &dx, &dy, &w)?, flops, 0.0)?;
-            self.kernel(format!("{tag} backward_weight {vn}"), &lv.backward_weight_dispatches(gpu, &dw, &dy, &x, false)?, flops, 0.0)?;
+            let io = net.io(i, i > 0);
+            let [x, y] = [io.x.len(), io.y.len()].map(|v| (v * 4) as f64);
+            let flops = gemm_flops(layer);
+            let (fb, bb) = if flops > 0.0 { (0.0, 0.0) } else { (x + y, y + x + if layer.op.backward_reads_input() { x } else { 0.0 }) };
+            self.kernel(format!("{tag} forward"), &layer.op.forward(gpu, &io, Mode::Train)?, flops, fb)?;
+            self.kernel(format!("{tag} backward"), &layer.op.backward(gpu, &io)?, if io.dx.is_some() { 2.0 * flops } else { flops }, bb)?;
+            if let Some(conv) = layer.op.as_any().downcast_ref::<Conv2d>() {
+                self.conv_variants(conv, &io, flops)?;
+            }
+            if let Some(dense) = layer.op.as_any().downcast_ref::<Dense>() {
+                self.dense_variants(dense, &io, flops)?;
+            }
         }
-        self.kernel(format!("{tag} backward_bias"), &[layer.backward_bias(gpu, &db, &dy, false)?], 0.0, (n * o * 4) as f64)?;
         Ok(())
     }
 
-    /// Memory-bound layers at a seed-cnn shape: GB/s from the bytes each kernel must move.
-    fn elementwise(&mut self, n: usize) -> Result<()> {
+    /// Each pass of `conv` with every variant that supports it (the others as chosen).
+    fn conv_variants(&mut self, conv: &Conv2d, io: &Io, flops: f64) -> Result<()> {
         let gpu = self.gpu;
-        let shape = [n, 64, 48, 48];
-        let e = (shape.iter().product::<usize>() * 4) as f64;
-        if self.wanted("batchnorm") {
-            let tag = format!("batchnorm 64x48x48 b{n}");
-            let bn = BatchNorm::new(gpu, &tag, BatchNormConfig { eps: 1e-3, momentum: 0.99 }, &shape)?;
-            let x = self.rand("x", &shape)?;
-            let dy = self.rand("dy", &shape)?;
-            let (y, dx) = (gpu.tensor("y", &shape)?, gpu.tensor("dx", &shape)?);
-            let gamma = gpu.upload("gamma", &[64], &[1.0f32; 64])?;
-            let beta = gpu.tensor("beta", &[64])?;
-            let rm = gpu.tensor("rm", &[64])?;
-            let rv = gpu.upload("rv", &[64], &[1.0f32; 64])?;
-            let saved = gpu.tensor("saved", &[2, 64])?;
-            let (dg, dbeta) = (gpu.tensor("dg", &[64])?, gpu.tensor("db", &[64])?);
-            // Training forward: statistics read x, normalize reads x and writes y.
-            let fwd = bn.forward_train(gpu, &x, &gamma, &beta, &rm, &rv, &saved, &y)?;
-            self.kernel(format!("{tag} forward_train"), &fwd, 0.0, 3.0 * e)?;
-            self.kernel(format!("{tag} forward_infer"), &[bn.forward_infer(gpu, &x, &gamma, &beta, &rm, &rv, &y)?], 0.0, 2.0 * e)?;
-            // Backward: sums read dy and x; dx reads dy, x and writes dx.
-            let bwd = bn.backward(gpu, &dx, &dg, &dbeta, &dy, &x, &gamma, &saved, false)?;
-            self.kernel(format!("{tag} backward"), &bwd, 0.0, 5.0 * e)?;
+        let tag = format!("  {}", conv.name);
+        println!("{}: uses {}", conv.name, conv.describe_variants());
+        let (w, b) = (io.value(0), io.maybe_value(1));
+        let scratch = gpu.tensor("bench dx", &conv.input_shape)?;
+        let dx = io.dx.unwrap_or(&scratch);
+        for (k, pass) in ConvPass::ALL.into_iter().enumerate() {
+            for v in ConvVariant::ALL.into_iter().filter(|&v| conv.supports(gpu, pass, v)) {
+                let mut variants = conv.variants();
+                variants[k] = v;
+                let twin = Conv2d::new_with(gpu, &conv.name, conv.cfg, &conv.input_shape, ConvKernels::General)?.with_variants(gpu, variants)?;
+                let ds = match pass {
+                    ConvPass::Forward => twin.forward_dispatches(gpu, io.x, w, b, io.y)?,
+                    ConvPass::BackwardInput => twin.backward_input_dispatches(gpu, dx, io.dy(), w)?,
+                    ConvPass::BackwardWeight => twin.backward_weight(gpu, io.grad(0), io.dy(), io.x, false)?,
+                };
+                self.kernel(format!("{tag} {} {}", pass.name(), v.name()), &ds, flops, 0.0)?;
+            }
         }
-        if self.wanted("prelu") {
-            let tag = format!("prelu(per element) 64x48x48 b{n}");
-            let act = Activation::new(gpu, &tag, Kind::PReluPerElement, &shape)?;
-            let ps = act.param_shape().unwrap();
-            let x = self.rand("x", &shape)?;
-            let dy = self.rand("dy", &shape)?;
-            let alpha = self.rand("alpha", &ps)?;
-            let dalpha = gpu.tensor("dalpha", &ps)?;
-            let (y, dx) = (gpu.tensor("y", &shape)?, gpu.tensor("dx", &shape)?);
-            self.kernel(format!("{tag} forward"), &[act.forward(gpu, &x, Some(&alpha), &y)?], 0.0, 2.0 * e)?;
-            self.kernel(format!("{tag} backward_input"), &[act.backward_input(gpu, &dx, &dy, &x, Some(&alpha))?], 0.0, 3.0 * e)?;
-            self.kernel(format!("{tag} backward_alpha"), &[act.backward_alpha(gpu, &dalpha, &dy, &x, false)?], 0.0, 2.0 * e)?;
-        }
-        if self.wanted("pool") {
-            let tag = format!("maxpool 2x2 64x48x48 b{n}");
-            let cfg = PoolConfig { kind: PoolKind::Max, window: (2, 2), stride: (2, 2), padding: Padding::Valid };
-            let pool = Pool2d::new(gpu, &tag, cfg, &shape)?;
-            let x = self.rand("x", &shape)?;
-            let dy = self.rand("dy", &pool.output_shape)?;
-            let (y, am, dx) = (gpu.tensor("y", &pool.output_shape)?, gpu.tensor("argmax", &pool.output_shape)?, gpu.tensor("dx", &shape)?);
-            let fwd = pool.forward(gpu, &x, &y, Some(&am))?;
-            self.kernel(format!("{tag} forward"), &[fwd], 0.0, 1.5 * e)?;
-            // Backward reads the forward's argmax: run the forward once first.
-            gpu.run([&pool.forward(gpu, &x, &y, Some(&am))?])?;
-            self.kernel(format!("{tag} backward"), &[pool.backward(gpu, &dx, &dy, Some(&am))?], 0.0, 1.5 * e)?;
-        }
-        if self.wanted("dropout") {
-            let dshape = [n, 64, 24, 24];
-            let de = (dshape.iter().product::<usize>() * 4) as f64;
-            let tag = format!("dropout 0.3 64x24x24 b{n}");
-            let d = Dropout::new(gpu, &tag, 0.3, &dshape)?;
-            let x = self.rand("x", &dshape)?;
-            let (y, dx) = (gpu.tensor("y", &dshape)?, gpu.tensor("dx", &dshape)?);
-            self.kernel(format!("{tag} forward"), &[d.forward(gpu, &x, &y, true)?], 0.0, 2.0 * de)?;
-            self.kernel(format!("{tag} backward"), &[d.backward(gpu, &dx, &x)?], 0.0, 2.0 * de)?;
+        Ok(())
+    }
+
+    /// Each pass of `dense` with every variant the adapter supports.
+    fn dense_variants(&mut self, dense: &Dense, io: &Io, flops: f64) -> Result<()> {
+        let gpu = self.gpu;
+        let tag = format!("  {}", dense.name);
+        println!("{}: uses {}", dense.name, dense.describe_variants());
+        let (w, b) = (io.value(0), io.maybe_value(1));
+        let scratch = gpu.tensor("bench dx", &[dense.batch, dense.in_features])?;
+        let dx = io.dx.unwrap_or(&scratch);
+        for v in DenseVariant::ALL.into_iter().filter(|&v| dense.supports(gpu, v)) {
+            let twin = Dense::new_with(gpu, &dense.name, dense.in_features, dense.out_features, dense.bias, &[dense.batch, dense.in_features], DenseKernels::Only(v))?;
+            let vn = v.name();
+            self.kernel(format!("{tag} forward {vn}"), &twin.forward_dispatches(gpu, io.x, w, b, io.y)?, flops, 0.0)?;
+            self.kernel(format!("{tag} backward_input {vn}"), &twin.backward_input_dispatches(gpu, dx, io.dy(), w)?, flops, 0.0)?;
+            self.kernel(format!("{tag} backward_weight {vn}"), &twin.backward_weight_dispatches(gpu, io.grad(0), io.dy(), io.x, false)?, flops, 0.0)?;
         }
         Ok(())
     }
@@ -411,6 +347,25 @@ impl Ctx<'_> {
     }
 }
 
+/// "conv2d_2 64x48x48->64x48x48 b64": the layer's name and per-sample shapes.
+fn layer_tag(layer: &Layer, n: usize) -> String {
+    let dims = |s: &[usize]| s[1..].iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+    format!("{} {}->{} b{n}", layer.name, dims(&layer.in_shape), dims(&layer.out_shape))
+}
+
+/// Multiply-adds x 2 of one GEMM pass of a conv or dense layer (0 for other layers).
+fn gemm_flops(layer: &Layer) -> f64 {
+    if let Some(c) = layer.op.as_any().downcast_ref::<Conv2d>() {
+        let [n, co, oh, ow] = c.output_shape;
+        let (kh, kw) = c.cfg.kernel;
+        return 2.0 * (n * co * oh * ow * c.cfg.in_channels * kh * kw) as f64;
+    }
+    if let Some(d) = layer.op.as_any().downcast_ref::<Dense>() {
+        return 2.0 * (d.batch * d.in_features * d.out_features) as f64;
+    }
+    0.0
+}
+
 fn print_row(r: &Row) {
     let mut s = format!("{:<58}", r.name);
     if let Some(p) = r.peak_bytes {
@@ -455,15 +410,10 @@ fn main() -> Result<()> {
     let target_s = if args.quick { 0.15 } else { 0.4 };
     let mut ctx = Ctx { gpu: &gpu, args: &args, reps, target_s, rows: Vec::new(), rng: Rng::new(0x5EED) };
 
-    println!("\n(a) kernels, seed-cnn layer shapes (median ms per call)");
-    let n = args.kernel_batch;
-    for (ci, co, hw) in [(1, 64, 48), (64, 64, 48), (64, 128, 24), (128, 128, 24), (128, 128, 12)] {
-        ctx.conv(n, ci, co, hw)?;
+    println!("\n(a) layers of seed-cnn and seed-dnn (median ms per call; backward = parameter and input gradients)");
+    for model in ["seed-cnn", "seed-dnn"] {
+        ctx.layers(model, args.kernel_batch)?;
     }
-    for (i, o) in [(4608, 512), (2304, 600), (600, 600), (512, 256), (256, 7)] {
-        ctx.dense(n, i, o)?;
-    }
-    ctx.elementwise(n)?;
 
     println!("\n(b) training steps (forward, loss, backward, Adam) and inference");
     // A case the adapter cannot run (a buffer over its binding limit) is reported and

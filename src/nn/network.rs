@@ -298,7 +298,7 @@ impl Network {
     /// What layer `i`'s dispatches bind: its input and output, their gradients (`dx` None
     /// where `need_dx` is false, unless the layer always writes one: then its buffer or
     /// sink), its parameters and extra slots.
-    pub(crate) fn io(&self, i: usize, need_dx: bool) -> Io<'_> {
+    pub fn io(&self, i: usize, need_dx: bool) -> Io<'_> {
         let layer = &self.layers[i];
         let dx = if need_dx || layer.op.backward_always_writes_dx() { self.dacts[i].as_ref().or(layer.sink.as_ref()) } else { None };
         Io { x: &self.acts[i], y: &self.acts[i + 1], dx, dy: self.dacts[i + 1].as_ref(), params: &layer.views, extra: &layer.extra }
