@@ -257,7 +257,8 @@ pub fn fill_image(image: &[f32], chw: [usize; 3], segments: &Segmentation, fill:
             Fill::Constant(v) => dst.fill(v),
             Fill::Blur { sigma } => {
                 ensure!(sigma.is_finite() && sigma > 0.0, "lime fill: blur sigma {sigma} must be positive");
-                let b = gaussian_blur(&crate::reference::f64s(plane), h, w, sigma as f64);
+                let plane: Vec<f64> = plane.iter().map(|&v| v as f64).collect();
+                let b = gaussian_blur(&plane, h, w, sigma as f64);
                 dst.iter_mut().zip(b).for_each(|(d, v)| *d = v as f32);
             }
         }
@@ -334,23 +335,6 @@ impl Perturbation {
     pub fn dispatch(&self) -> &Dispatch {
         &self.dispatch
     }
-}
-
-/// f64 reference of `lime_perturb`: images [B, C, H, W] from `image` and `fill` [C, H, W],
-/// `segments` [H, W] and `masks` [B, K].
-pub fn perturb_reference(image: &[f64], fill: &[f64], segments: &[u32], masks: &[u32], k: usize) -> Vec<f64> {
-    let (chw, hw) = (image.len(), segments.len());
-    let b = masks.len() / k;
-    (0..b * chw)
-        .map(|i| {
-            let (bi, r) = (i / chw, i % chw);
-            if masks[bi * k + segments[r % hw] as usize] != 0 {
-                image[r]
-            } else {
-                fill[r]
-            }
-        })
-        .collect()
 }
 
 /// `samples` on/off vectors over `k` superpixels ([samples, k], 1 = on), each bit a fair
@@ -608,15 +592,6 @@ mod tests {
         assert!(a[..7].iter().all(|&v| v == 1));
         let ones = a[7..].iter().filter(|&&v| v == 1).count() as f64 / (49.0 * 7.0);
         assert!((ones - 0.5).abs() < 0.1, "{ones}");
-    }
-
-    #[test]
-    fn reference_selects_image_or_fill() {
-        let img = [1.0, 2.0, 3.0, 4.0];
-        let fill = [-1.0, -2.0, -3.0, -4.0];
-        let seg = [0, 1, 1, 0];
-        let out = perturb_reference(&img, &fill, &seg, &[1, 0, 0, 1], 2);
-        assert_eq!(out, vec![1.0, -2.0, -3.0, 4.0, -1.0, 2.0, 3.0, -4.0]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod activation;
 pub mod augment;
 pub mod batchnorm;
+pub mod checkpoint;
 pub mod conv2d;
 pub mod dense;
 pub mod dropout;
