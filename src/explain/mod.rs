@@ -6,6 +6,7 @@
 //! gradients, in inference mode. Each method lives in its own module.
 
 pub mod ascent;
+pub mod batching;
 pub mod filter_outputs;
 pub mod gradcam;
 pub mod lime;
