@@ -132,10 +132,12 @@ fn tv_step_and_blur_match_reference() {
 
         // Big steps so that the clamp binds for some pixels.
         let cfg = StepConfig { lr: 0.3, decay: 0.2, tv: 0.05, center: 0.5, lo: 0.0, hi: 1.0 };
+        let f = |v: f32| v as f64;
+        let step = ra::Step { lr: f(cfg.lr), decay: f(cfg.decay), tv: f(cfg.tv), center: f(cfg.center), lo: f(cfg.lo), hi: f(cfg.hi) };
         for normalize in [true, false] {
             let img = up(gpu, "img", &shape, &x);
             run1(gpu, kernels::step(gpu, &img, &gt, &t, normalize.then_some(&r), &cfg).unwrap());
-            let want = ra::step(&x64, &g64, &t64, normalize.then_some(&r64[..]), c * h * w, &cfg);
+            let want = ra::step(&x64, &g64, &t64, normalize.then_some(&r64[..]), c * h * w, &step);
             assert!(want.iter().any(|&v| v == 0.0 || v == 1.0), "the clamp is exercised");
             assert_close(&format!("step normalize={normalize} {shape:?}"), &read(gpu, &img), &want, ATOL, RTOL);
         }

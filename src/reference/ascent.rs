@@ -4,7 +4,6 @@
 //! shaders' `pcg` hash (shaders/prelude.wgsl) bit for bit.
 
 use super::dropout::pcg;
-use crate::explain::ascent::StepConfig;
 
 /// `ascent_init`: image b (of `per_image` values) starts at center + amp * (2u - 1).
 pub fn init(n: usize, per_image: usize, filters: &[u32], seed: u32, center: f64, amp: f64) -> Vec<f64> {
@@ -151,15 +150,26 @@ pub fn tv_grad(x: &[f64], nc: usize, h: usize, w: usize) -> Vec<f64> {
     t
 }
 
+/// The uniforms of one `ascent_step` (the fields of `explain::ascent::StepConfig`, widened:
+/// the oracle keeps to its own plain types).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    pub lr: f64,
+    pub decay: f64,
+    pub tv: f64,
+    pub center: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
 /// `ascent_step` on images of `per_image` values.
-pub fn step(img: &[f64], g: &[f64], t: &[f64], inv_rms: Option<&[f64]>, per_image: usize, cfg: &StepConfig) -> Vec<f64> {
-    let f = |v: f32| v as f64;
+pub fn step(img: &[f64], g: &[f64], t: &[f64], inv_rms: Option<&[f64]>, per_image: usize, cfg: &Step) -> Vec<f64> {
     img.iter()
         .enumerate()
         .map(|(i, &v)| {
             let r = inv_rms.map_or(1.0, |r| r[i / per_image]);
-            let d = g[i] * r - f(cfg.decay) * (v - f(cfg.center)) - f(cfg.tv) * t[i];
-            (v + f(cfg.lr) * d).clamp(f(cfg.lo), f(cfg.hi))
+            let d = g[i] * r - cfg.decay * (v - cfg.center) - cfg.tv * t[i];
+            (v + cfg.lr * d).clamp(cfg.lo, cfg.hi)
         })
         .collect()
 }

@@ -1,8 +1,8 @@
 //! Plain f64 CPU versions of every op and of the explanation kernels: the oracle the shader
 //! tests compare against. Each module's backward is itself checked by central finite
 //! differences (unit tests). Same layouts as the GPU: NCHW, conv weight [out, in, kh, kw],
-//! dense weight [out, in]. Nothing in the library proper uses this module; it may read the
-//! plain parameter types of what it checks (nn's, `explain::ascent::StepConfig`).
+//! dense weight [out, in]. This module may use nn's plain types and nothing above them (an
+//! explanation kernel's parameters have their own f64 mirror here), never the reverse.
 
 pub mod activation;
 pub mod ascent;
