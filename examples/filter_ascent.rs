@@ -16,6 +16,7 @@
 
 use clap::Parser;
 use mien::explain::ascent::{self, AscentOptions};
+use mien::explain::filter_outputs;
 use mien::explain::Model;
 use mien::Gpu;
 use std::path::PathBuf;
@@ -138,13 +139,13 @@ fn run(args: Args) -> mien::Result<()> {
     let (h, w) = model.hw();
     let faces = mien::data::synthetic(args.face + 1, args.seed, (h, w));
     let image = faces.image(args.face);
-    let outs = ascent::filter_outputs(&gpu, &model, image, layer)?;
+    let outs = filter_outputs::filter_outputs(&gpu, &model, image, layer)?;
     let path = out.join(format!("{layer}_outputs.png"));
-    ascent::save_filter_outputs(image, (h, w), &outs, 0, args.scale, &path)?;
+    filter_outputs::save_filter_outputs(image, (h, w), &outs, 0, args.scale, &path)?;
     println!("wrote {} (activation maps of {layer} for a synthetic {} face)", path.display(), faces.class_names[faces.labels[args.face] as usize]);
-    let all = ascent::conv_outputs(&gpu, &model, image)?;
+    let all = filter_outputs::conv_outputs(&gpu, &model, image)?;
     let path = out.join("conv_outputs.png");
-    ascent::save_conv_outputs(image, (h, w), &all, 17, args.scale, &path)?;
+    filter_outputs::save_conv_outputs(image, (h, w), &all, 17, args.scale, &path)?;
     println!("wrote {} (every conv block: {})", path.display(), all.iter().map(|o| o.layer.as_str()).collect::<Vec<_>>().join(", "));
     Ok(())
 }

@@ -21,9 +21,9 @@ fn main() -> mien::Result<()> {
     let mut by_kernel: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let mut total = 0.0;
     for d in &ds {
-        let c0 = mien::bench::process_cpu_seconds().unwrap_or(0.0);
+        let c0 = mien::gpu::timing::process_cpu_seconds().unwrap_or(0.0);
         gpu.run((0..reps).map(|_| *d))?;
-        let ms = (mien::bench::process_cpu_seconds().unwrap_or(0.0) - c0) * 1e3 / reps as f64;
+        let ms = (mien::gpu::timing::process_cpu_seconds().unwrap_or(0.0) - c0) * 1e3 / reps as f64;
         total += ms;
         // Kernel name: the label without the layer name and the parenthesised detail.
         let kernel = d.label.split_whitespace().nth(1).unwrap_or(&d.label).to_string();

@@ -49,18 +49,6 @@ const DEG: f32 = 0.017453292519943295;  // pi / 180
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> draws: array<f32>;
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
-// PCG-RXS-M-XS 32-bit hash (Jarzynski & Olano, "Hash Functions for GPU Rendering", 2020);
-// the same function as in dropout.wgsl.
-fn pcg(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
 // Uniform in [-1, 1): 24 hash bits, k * 2^-23 - 1 is exact in f32.
 fn sym(key: u32, k: u32) -> f32 {
     let h = pcg(key ^ pcg(k));

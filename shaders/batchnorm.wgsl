@@ -57,10 +57,6 @@ override ACCUMULATE: bool = false;
 @group(0) @binding(14) var<storage, read> infer_var: array<f32>;
 @group(0) @binding(15) var<storage, read> saved: array<f32>;
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
 // Flat index of the k-th value (k in [0, M)) of channel c.
 fn at(k: u32, c: u32) -> u32 {
     return ((k / p.s) * p.c + c) * p.s + k % p.s;

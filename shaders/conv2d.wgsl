@@ -72,10 +72,6 @@ override ACCUMULATE: bool = false;
 @group(0) @binding(8) var<storage, read> partial: array<f32>;       // [SPLITS, NW]
 @group(0) @binding(9) var<storage, read_write> db: array<f32>;
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
 // Grids [X, channel blocks, Z] of the forward / backward_input kernels: the pixel-block index
 // runs over x and, past max_compute_workgroups_per_dimension workgroups, z.
 fn flat_xz(gid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {

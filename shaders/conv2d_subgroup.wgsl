@@ -315,7 +315,7 @@ fn conv2d_sg_weight(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
 
 @compute @workgroup_size(WG)
 fn conv2d_sg_weight_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat(gid, nwg);
     if (i >= s.nw) {
         return;
     }

@@ -48,10 +48,6 @@ override TMU: u32 = 16u;
 @group(0) @binding(7) var<storage, read_write> db: array<f32>;
 @group(0) @binding(8) var<storage, read> dy: array<f32>;
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
 // Index of the TM rows of this workgroup's block (clamped to the last row), times `stride`.
 fn rows(r0: u32, nrows: u32, stride: u32) -> vec4<u32> {
     let last = nrows - 1u;

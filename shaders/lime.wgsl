@@ -27,7 +27,7 @@ const WG: u32 = 256u;
 
 @compute @workgroup_size(WG)
 fn lime_perturb(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat(gid, nwg);
     if (i >= p.n) { return; }
     let b = i / p.chw;
     let r = i - b * p.chw;

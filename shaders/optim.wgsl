@@ -41,10 +41,6 @@ const WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
 // The gradient with L2 decay folded in (g unchanged when the decay is decoupled).
 fn grad(i: u32, wi: f32) -> f32 {
     return select(g[i] + p.weight_decay * wi, g[i], p.decoupled != 0u);

@@ -41,10 +41,6 @@ const WG: u32 = 256u;
 @group(0) @binding(5) var<storage, read> dy: array<f32>;
 @group(0) @binding(6) var<storage, read> argmax_in: array<u32>;
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
 // In-bounds input range [lo, hi) of the window starting at padded coordinate `start` with
 // extent `k`, over an input of length `len` padded by `before`. Unsigned throughout.
 fn span(start: u32, k: u32, before: u32, len: u32) -> vec2<u32> {

@@ -50,17 +50,6 @@ const WG: u32 = 256u;
 @group(0) @binding(5) var<storage, read> g: array<f32>;
 @group(0) @binding(6) var<storage, read_write> acc: array<f32>;
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
-// PCG-RXS-M-XS 32-bit hash (Jarzynski & Olano 2020), as in dropout.wgsl.
-fn pcg(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
 // The copy of batch row j (padded rows repeat the chunk's last copy).
 fn copy_of(j: u32) -> u32 {
     return min(p.first + j, p.total - 1u);

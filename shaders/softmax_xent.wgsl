@@ -38,10 +38,6 @@ const RWG: u32 = 256u;
 @group(0) @binding(8) var<storage, read> rlosses: array<f32>;
 @group(0) @binding(9) var<storage, read> rcorrect: array<u32>;
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
 struct RowMax {
     m: f32,
     arg: u32,

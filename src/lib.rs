@@ -2,7 +2,6 @@
 //! WGSL compute shaders (`shaders/`), checked against a plain f64 CPU reference
 //! (`reference`). See DESIGN.md in the shared notes and README.md.
 
-pub mod bench;
 pub mod data;
 pub mod error;
 pub mod explain;

@@ -12,14 +12,15 @@
 mod common;
 
 use common::{read, up, zeros, ATOL, RTOL};
-use mien::explain::ascent::{self, kernels, reference, AscentOptions, StepConfig};
+use mien::explain::ascent::{self, kernels, AscentOptions, StepConfig};
+use mien::explain::filter_outputs;
 use mien::explain::Model;
 use mien::gpu::Gpu;
+use mien::nn::checkpoint::CheckpointInfo;
 use mien::nn::network::{BuildOptions, Network};
 use mien::nn::spec::ModelSpec;
-use mien::reference::{assert_close, f64s};
+use mien::reference::{ascent as ra, assert_close, f64s};
 use mien::rng::Rng;
-use mien::train::checkpoint::CheckpointInfo;
 use std::path::PathBuf;
 
 const SIDE: usize = 24;
@@ -54,19 +55,19 @@ fn init_seed_and_filter_mean_match_reference() {
         let ft = gpu.upload("filters", &[n], &filters).unwrap();
         let y = zeros(gpu, "init", &[n, c, h, w]);
         run1(gpu, kernels::init(gpu, &y, &ft, 77, 0.5, 0.1).unwrap());
-        let want = reference::init(n, c * h * w, &filters, 77, 0.5, 0.1);
+        let want = ra::init(n, c * h * w, &filters, 77, 0.5, 0.1);
         assert_close(&format!("init {:?}", [n, c, h, w]), &read(gpu, &y), &want, 1e-6, 0.0);
         // Layer output [N, K, S] with K > every filter index.
         let (k, s) = (3 * n + 2, h * w);
         let seed = zeros(gpu, "seed", &[n, k, h, w]);
         run1(gpu, kernels::seed(gpu, &seed, &ft).unwrap());
-        assert_close("seed", &read(gpu, &seed), &reference::seed(n, k, s, &filters), 1e-7, 0.0);
+        assert_close("seed", &read(gpu, &seed), &ra::seed(n, k, s, &filters), 1e-7, 0.0);
         let mut rng = Rng::new(n as u64);
         let (act, act64) = common::rand(&mut rng, n * k * s);
         let act_t = up(gpu, "act", &[n, k, h, w], &act);
         let means = zeros(gpu, "means", &[n]);
         run1(gpu, kernels::filter_mean(gpu, &means, &act_t, &ft).unwrap());
-        assert_close("filter_mean", &read(gpu, &means), &reference::filter_mean(&act64, n, k, s, &filters), ATOL, RTOL);
+        assert_close("filter_mean", &read(gpu, &means), &ra::filter_mean(&act64, n, k, s, &filters), ATOL, RTOL);
     }
     // A starting image depends on its filter, not on its place in the batch.
     let a = zeros(gpu, "a", &[2, 1, 5, 7]);
@@ -88,21 +89,21 @@ fn roll_and_resize_match_reference() {
         for sign in [1, -1] {
             let y = zeros(gpu, "y", &[n, c, h, w]);
             run1(gpu, kernels::roll(gpu, &y, &xt, &st, sign).unwrap());
-            assert_close(&format!("roll {sign} {:?}", [n, c, h, w]), &read(gpu, &y), &reference::roll(&x64, [n, c, h, w], &shift, sign), 0.0, 0.0);
+            assert_close(&format!("roll {sign} {:?}", [n, c, h, w]), &read(gpu, &y), &ra::roll(&x64, [n, c, h, w], &shift, sign), 0.0, 0.0);
         }
         // Up (the octaves), down, and identity.
         for (oh, ow) in [(2 * h + 3, w + 4), (h.div_ceil(2), w.div_ceil(3)), (h, w)] {
             let y = zeros(gpu, "y", &[n, c, oh, ow]);
             run1(gpu, kernels::resize(gpu, &y, &xt).unwrap());
             let what = format!("resize {:?} -> {oh}x{ow}", [n, c, h, w]);
-            assert_close(&what, &read(gpu, &y), &reference::resize(&x64, n * c, (h, w), (oh, ow)), ATOL, RTOL);
+            assert_close(&what, &read(gpu, &y), &ra::resize(&x64, n * c, (h, w), (oh, ow)), ATOL, RTOL);
             let (dy, dy64) = common::rand(&mut rng, n * c * oh * ow);
             let dyt = up(gpu, "dy", &[n, c, oh, ow], &dy);
             let dx = zeros(gpu, "dx", &[n, c, h, w]);
             run1(gpu, kernels::resize_backward(gpu, &dx, &dyt).unwrap());
             // Sums of up to (2 * scale + 1)^2 terms of size 1: atol scaled by that length.
             let terms = ((2 * oh / h + 2) * (2 * ow / w + 2)) as f64;
-            assert_close(&format!("{what} backward"), &read(gpu, &dx), &reference::resize_backward(&dy64, n * c, (h, w), (oh, ow)), ATOL * terms.sqrt(), RTOL);
+            assert_close(&format!("{what} backward"), &read(gpu, &dx), &ra::resize_backward(&dy64, n * c, (h, w), (oh, ow)), ATOL * terms.sqrt(), RTOL);
         }
     }
 }
@@ -119,22 +120,24 @@ fn tv_step_and_blur_match_reference() {
         let xt = up(gpu, "x", &shape, &x);
         let t = zeros(gpu, "tv", &shape);
         run1(gpu, kernels::tv_grad(gpu, &t, &xt).unwrap());
-        let t64 = reference::tv_grad(&x64, n * c, h, w);
+        let t64 = ra::tv_grad(&x64, n * c, h, w);
         assert_close("tv_grad", &read(gpu, &t), &t64, 0.0, 0.0);
 
         let (g, g64) = common::rand(&mut rng, len);
         let gt = up(gpu, "g", &shape, &g);
         let r = zeros(gpu, "inv_rms", &[n]);
         run1(gpu, kernels::inv_rms(gpu, &r, &gt, 1e-8).unwrap());
-        let r64 = reference::inv_rms(&g64, c * h * w, 1e-8);
+        let r64 = ra::inv_rms(&g64, c * h * w, 1e-8);
         assert_close("inv_rms", &read(gpu, &r), &r64, ATOL, RTOL);
 
         // Big steps so that the clamp binds for some pixels.
         let cfg = StepConfig { lr: 0.3, decay: 0.2, tv: 0.05, center: 0.5, lo: 0.0, hi: 1.0 };
+        let f = |v: f32| v as f64;
+        let step = ra::Step { lr: f(cfg.lr), decay: f(cfg.decay), tv: f(cfg.tv), center: f(cfg.center), lo: f(cfg.lo), hi: f(cfg.hi) };
         for normalize in [true, false] {
             let img = up(gpu, "img", &shape, &x);
             run1(gpu, kernels::step(gpu, &img, &gt, &t, normalize.then_some(&r), &cfg).unwrap());
-            let want = reference::step(&x64, &g64, &t64, normalize.then_some(&r64[..]), c * h * w, &cfg);
+            let want = ra::step(&x64, &g64, &t64, normalize.then_some(&r64[..]), c * h * w, &step);
             assert!(want.iter().any(|&v| v == 0.0 || v == 1.0), "the clamp is exercised");
             assert_close(&format!("step normalize={normalize} {shape:?}"), &read(gpu, &img), &want, ATOL, RTOL);
         }
@@ -144,7 +147,7 @@ fn tv_step_and_blur_match_reference() {
             let tmp = zeros(gpu, "tmp", &shape);
             let [a, b] = kernels::blur(gpu, &img, &tmp, sigma).unwrap();
             gpu.run([&a, &b]).unwrap();
-            let want = reference::blur(&x64, n * c, h, w, sigma as f64, kernels::blur_radius(sigma, h, w));
+            let want = ra::blur(&x64, n * c, h, w, sigma as f64, kernels::blur_radius(sigma, h, w));
             assert_close(&format!("blur sigma={sigma} {shape:?}"), &read(gpu, &img), &want, ATOL, RTOL);
         }
     }
@@ -245,12 +248,12 @@ fn filter_outputs_are_the_forward_activations() {
     let model = random_model(gpu, 3);
     let faces = mien::data::synthetic(3, 4, (SIDE, SIDE));
     let image = faces.image(1);
-    let conv = ascent::filter_outputs(gpu, &model, image, "conv2d_1").unwrap();
+    let conv = filter_outputs::filter_outputs(gpu, &model, image, "conv2d_1").unwrap();
     assert_eq!((conv.channels, conv.h, conv.w), (4, SIDE, SIDE));
-    let all = ascent::conv_outputs(gpu, &model, image).unwrap();
+    let all = filter_outputs::conv_outputs(gpu, &model, image).unwrap();
     assert_eq!(all.iter().map(|o| o.layer.as_str()).collect::<Vec<_>>(), ["relu_1", "relu_2"]);
     assert_eq!((all[1].channels, all[1].h, all[1].w), (8, SIDE / 2, SIDE / 2));
-    let dense = ascent::filter_outputs(gpu, &model, image, "dense_1").unwrap();
+    let dense = filter_outputs::filter_outputs(gpu, &model, image, "dense_1").unwrap();
     assert_eq!((dense.channels, dense.h, dense.w), (7, 1, 1));
 
     // The same image in the middle of a batch of other faces.
@@ -268,8 +271,8 @@ fn filter_outputs_are_the_forward_activations() {
     assert_eq!(image.len(), len);
 
     let dir = std::env::temp_dir().join(format!("mien-ascent-outputs-{}", std::process::id()));
-    ascent::save_filter_outputs(image, (SIDE, SIDE), &conv, 0, 2, &dir.join("conv.png")).unwrap();
-    ascent::save_conv_outputs(image, (SIDE, SIDE), &all, 9, 2, &dir.join("all.png")).unwrap();
+    filter_outputs::save_filter_outputs(image, (SIDE, SIDE), &conv, 0, 2, &dir.join("conv.png")).unwrap();
+    filter_outputs::save_conv_outputs(image, (SIDE, SIDE), &all, 9, 2, &dir.join("all.png")).unwrap();
     let grid = image::open(dir.join("all.png")).unwrap();
     assert!(grid.height() > image::open(dir.join("conv.png")).unwrap().height());
     let _ = std::fs::remove_dir_all(dir);
@@ -316,9 +319,9 @@ fn errors_name_what_is_wrong() {
     assert!(e.contains("no filters"), "{e}");
     let e = ascent::filter_ascent(gpu, &model, "conv2d_1", None, &AscentOptions { lr: 0.0, ..opts.clone() }).unwrap_err().to_string();
     assert!(e.contains("learning rate"), "{e}");
-    let e = ascent::filter_outputs(gpu, &model, &[0.5; 48 * 48], "conv2d_1").unwrap_err().to_string();
+    let e = filter_outputs::filter_outputs(gpu, &model, &[0.5; 48 * 48], "conv2d_1").unwrap_err().to_string();
     assert!(e.contains("2304 values") && e.contains("1x24x24 = 576"), "{e}");
-    let e = ascent::filter_outputs(gpu, &model, &[0.5; 576], "nope").unwrap_err().to_string();
+    let e = filter_outputs::filter_outputs(gpu, &model, &[0.5; 576], "nope").unwrap_err().to_string();
     assert!(e.contains("unknown layer") && e.contains("dense_1"), "{e}");
 
     let empty = std::env::temp_dir().join(format!("mien-ascent-norun-{}", std::process::id()));

@@ -8,10 +8,11 @@ mod common;
 use mien::explain::lime::{self, Classes, Fill, LimeOptions, Perturbation};
 use mien::explain::superpixels::{slic, Segmentation, SlicOptions};
 use mien::explain::Model;
+use mien::nn::checkpoint::CheckpointInfo;
 use mien::nn::network::{BuildOptions, Network};
 use mien::nn::spec::{LayerSpec, ModelSpec};
+use mien::reference::{self, f64s};
 use mien::rng::Rng;
-use mien::train::checkpoint::CheckpointInfo;
 use std::time::Instant;
 
 const SIDE: usize = 48;
@@ -86,7 +87,7 @@ fn perturbation_kernel_matches_the_reference_bit_exactly() {
             p.set_masks(gpu, &masks).unwrap();
             gpu.run([p.dispatch()]).unwrap();
             let got = gpu.read(&out).unwrap();
-            let want = lime::perturb_reference(&mien::reference::f64s(&image), &mien::reference::f64s(&filled), &seg.labels, &masks, seg.count);
+            let want = reference::lime::perturb(&f64s(&image), &f64s(&filled), &seg.labels, &masks, seg.count);
             assert_eq!(got.len(), want.len());
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert_eq!(g.to_bits(), (*w as f32).to_bits(), "b{b} c{c} {h}x{w} {fill:?}: element {i}");
@@ -121,7 +122,7 @@ fn perturbation_kernel_uses_a_2d_grid_for_huge_batches() {
     p.set_masks(gpu, &masks).unwrap();
     gpu.run([p.dispatch()]).unwrap();
     let got = gpu.read(&out).unwrap();
-    let want = lime::perturb_reference(&mien::reference::f64s(&image), &mien::reference::f64s(&filled), &seg.labels, &masks, seg.count);
+    let want = reference::lime::perturb(&f64s(&image), &f64s(&filled), &seg.labels, &masks, seg.count);
     let bad = got.iter().zip(&want).position(|(g, w)| g.to_bits() != (*w as f32).to_bits());
     assert_eq!(bad, None, "first mismatch");
 }

@@ -1,8 +1,9 @@
-//! Needs no GPU: every file in shaders/ parses and validates with naga, and every entry
-//! point translates to SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12), so a Metal or DX12
-//! break shows on a Linux machine without those drivers.
+//! Needs no GPU: every file in shaders/, as compiled (the file followed by
+//! shaders/prelude.wgsl), parses and validates with naga, and every entry point translates
+//! to SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12), so a Metal or DX12 break shows on a
+//! Linux machine without those drivers.
 
-use mien::gpu::shaders::ALL;
+use mien::gpu::shaders::{ALL, PRELUDE};
 use naga::back::{hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
@@ -31,8 +32,34 @@ fn every_shader_file_is_registered() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "wgsl") {
             let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+            let text = std::fs::read_to_string(&path).unwrap();
+            if stem == "prelude" {
+                assert_eq!(PRELUDE, text, "prelude: compiled-in source is stale");
+                continue;
+            }
             let shader = ALL.iter().find(|s| s.name == stem).unwrap_or_else(|| panic!("{} is not listed in src/gpu/shaders.rs", path.display()));
-            assert_eq!(shader.source, std::fs::read_to_string(&path).unwrap(), "{stem}: compiled-in source is stale");
+            assert_eq!(shader.file, text, "{stem}: compiled-in source is stale");
+            assert_eq!(shader.source, format!("{text}\n{PRELUDE}"), "{stem}: not compiled as the file followed by the prelude");
+        }
+    }
+}
+
+/// The prelude needs no capability (it is part of every shader, subgroup or not), adds no
+/// binding or entry point (it must not change a file's layout), and each of its helpers is
+/// used by some shader.
+#[test]
+fn the_prelude_is_plain_helpers_that_shaders_use() {
+    let src = format!("const WG: u32 = 64u;\n{PRELUDE}");
+    let (module, _) = validate("prelude", &src, false);
+    assert!(module.entry_points.is_empty(), "the prelude declares entry points");
+    assert!(module.global_variables.is_empty(), "the prelude declares bindings or workgroup variables");
+    assert!(!module.functions.is_empty(), "the prelude declares no helper");
+    for (_, f) in module.functions.iter() {
+        let name = f.name.as_deref().expect("named function");
+        let users: Vec<&str> = ALL.iter().filter(|s| s.file.contains(&format!("{name}("))).map(|s| s.name).collect();
+        assert!(!users.is_empty(), "prelude helper {name} is used by no shader");
+        for s in ALL {
+            assert!(!s.file.contains(&format!("fn {name}(")), "{}.wgsl defines {name}, which the prelude already provides", s.name);
         }
     }
 }

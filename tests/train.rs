@@ -5,9 +5,10 @@
 mod common;
 
 use mien::data::Dataset;
+use mien::nn::checkpoint;
 use mien::nn::network::{BuildOptions, Network};
 use mien::nn::spec::ModelSpec;
-use mien::train::{self, checkpoint, Schedule, TrainConfig, TrainData};
+use mien::train::{self, Schedule, TrainConfig, TrainData};
 use std::path::PathBuf;
 
 /// Small faces keep these tests inside the CI budget on a CPU Vulkan driver.

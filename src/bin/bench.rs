@@ -10,7 +10,7 @@
 //! Fixed seed; warm-up excluded; medians of `--reps` repetitions.
 
 use clap::Parser;
-use mien::bench::{gpu_time, load_average, process_cpu_seconds, time_dispatches};
+use mien::gpu::timing::{gpu_time, load_average, process_cpu_seconds, time_dispatches};
 use mien::gpu::{Dispatch, Gpu};
 use mien::nn::conv2d::{Conv2d, ConvKernels, ConvPass, ConvVariant};
 use mien::nn::dense::{Dense, DenseKernels, DenseVariant};
@@ -243,7 +243,7 @@ impl Ctx<'_> {
         let first = t0.elapsed().as_secs_f64();
         let inner = ((self.target_s / first).floor() as usize).clamp(1, 32);
         let mut samples = Vec::new();
-        let cpu0 = mien::bench::process_cpu_seconds();
+        let cpu0 = mien::gpu::timing::process_cpu_seconds();
         for _ in 0..self.reps {
             let t = Instant::now();
             let mut last = None;
@@ -255,8 +255,8 @@ impl Ctx<'_> {
             samples.push(t.elapsed().as_secs_f64() / inner as f64);
         }
         // Process CPU time per step: on a CPU driver the robust cost figure under load.
-        let cpu_ms = cpu0.zip(mien::bench::process_cpu_seconds()).map(|(a, b)| (b - a) * 1e3 / (self.reps * inner) as f64);
-        let s = mien::bench::median(&samples);
+        let cpu_ms = cpu0.zip(mien::gpu::timing::process_cpu_seconds()).map(|(a, b)| (b - a) * 1e3 / (self.reps * inner) as f64);
+        let s = mien::gpu::timing::median(&samples);
         let min = samples.iter().cloned().fold(f64::INFINITY, f64::min);
         let row = Row {
             group: "step",

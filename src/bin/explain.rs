@@ -7,6 +7,7 @@
 use clap::Parser;
 use mien::explain::report::Report;
 use mien::explain::ascent::{self, AscentOptions};
+use mien::explain::filter_outputs;
 use mien::explain::gradcam::{self, GradCamOptions};
 use mien::explain::lime::{self, LimeOptions};
 use mien::explain::occlusion::{self, OcclusionOptions};
@@ -240,8 +241,8 @@ fn filter_sections(report: &mut Report, gpu: &Gpu, model: &Model, image: &[f32],
         body += &Report::figure(&file, &format!("{layer} (after {}): {} filters", model.net.layers[conv].name, a.filters.len()));
     }
     report.section("Filter ascent", body);
-    let outs = ascent::conv_outputs(gpu, model, image)?;
-    ascent::save_conv_outputs(image, model.hw(), &outs, 16, 2, &report.file("filter_outputs.png"))?;
+    let outs = filter_outputs::conv_outputs(gpu, model, image)?;
+    filter_outputs::save_conv_outputs(image, model.hw(), &outs, 16, 2, &report.file("filter_outputs.png"))?;
     report.section("Filter outputs", Report::figure("filter_outputs.png", "activations of every filter of each conv block for the first gallery image"));
     Ok(())
 }

@@ -4,8 +4,9 @@
 
 use clap::{Parser, ValueEnum};
 use mien::data::Dataset;
+use mien::nn::checkpoint;
 use mien::nn::network::{BuildOptions, Network};
-use mien::train::{self, checkpoint};
+use mien::train;
 use mien::{ensure, Error, Gpu, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -6,7 +6,7 @@
 //!    1/2, seeded; sample 0 is all ones = the image itself); a superpixel that is off shows
 //!    `Fill` (default: its own mean, as `lime`'s `hide_color=None`). The perturbed images
 //!    are built on the GPU by `shaders/lime.wgsl` straight into the network's input batch
-//!    and evaluated in batches (softmax probabilities);
+//!    and evaluated in batches by the batching driver (softmax probabilities);
 //! 3. per explained class, a weighted ridge regression (alpha = 1, with intercept, like
 //!    sklearn's `Ridge`) of the class probability on z, sample weight
 //!    `sqrt(exp(-d^2 / width^2))`, d the cosine distance of z to all-ones, width 0.25:
@@ -18,6 +18,7 @@
 //! The CPU does the segmentation and the fill image (one picture), the sampling of the
 //! binary vectors and the K x K linear systems.
 
+use super::batching::{self, Batch, Chunk, CopyKernel, Layout, Output};
 use super::superpixels::{gaussian_blur, slic, Segmentation, SlicOptions};
 use super::Model;
 use crate::gpu::{shaders::LIME, Dispatch, Gpu, Tensor};
@@ -257,7 +258,8 @@ pub fn fill_image(image: &[f32], chw: [usize; 3], segments: &Segmentation, fill:
             Fill::Constant(v) => dst.fill(v),
             Fill::Blur { sigma } => {
                 ensure!(sigma.is_finite() && sigma > 0.0, "lime fill: blur sigma {sigma} must be positive");
-                let b = gaussian_blur(&crate::reference::f64s(plane), h, w, sigma as f64);
+                let plane: Vec<f64> = plane.iter().map(|&v| v as f64).collect();
+                let b = gaussian_blur(&plane, h, w, sigma as f64);
                 dst.iter_mut().zip(b).for_each(|(d, v)| *d = v as f32);
             }
         }
@@ -336,21 +338,30 @@ impl Perturbation {
     }
 }
 
-/// f64 reference of `lime_perturb`: images [B, C, H, W] from `image` and `fill` [C, H, W],
-/// `segments` [H, W] and `masks` [B, K].
-pub fn perturb_reference(image: &[f64], fill: &[f64], segments: &[u32], masks: &[u32], k: usize) -> Vec<f64> {
-    let (chw, hw) = (image.len(), segments.len());
-    let b = masks.len() / k;
-    (0..b * chw)
-        .map(|i| {
-            let (bi, r) = (i / chw, i % chw);
-            if masks[bi * k + segments[r % hw] as usize] != 0 {
-                image[r]
-            } else {
-                fill[r]
-            }
-        })
-        .collect()
+/// The perturbation kernel with every on/off row, for the batching driver: one image, copy
+/// r shows the superpixels that row r of `masks` [samples, K] switches on.
+struct MaskCopies<'a> {
+    perturb: &'a Perturbation,
+    masks: &'a [u8],
+}
+
+impl CopyKernel for MaskCopies<'_> {
+    fn layout(&self) -> Layout {
+        Layout { rows: self.perturb.batch, copies: self.masks.len() / self.perturb.k, chunk_images: 1 }
+    }
+    /// Nothing per chunk: the image and its fill are bound when the kernel is built.
+    fn load(&self, _: &Gpu, _: &Chunk, _: &[f32]) -> Result<()> {
+        Ok(())
+    }
+    /// The batch's rows [B, K] (padded rows repeat the last copy's).
+    fn seek(&self, gpu: &Gpu, batch: &Batch) -> Result<()> {
+        let k = self.perturb.k;
+        let rows: Vec<u32> = (0..batch.rows).flat_map(|j| &self.masks[batch.copy(j) * k..][..k]).map(|&v| v as u32).collect();
+        self.perturb.set_masks(gpu, &rows)
+    }
+    fn dispatch(&self) -> &Dispatch {
+        self.perturb.dispatch()
+    }
 }
 
 /// `samples` on/off vectors over `k` superpixels ([samples, k], 1 = on), each bit a fair
@@ -535,19 +546,8 @@ pub fn explain_with_segments(
     let weights = kernel_weights(&masks, k, opts.kernel_width);
 
     let perturb = Perturbation::new(gpu, image, &fill, &segments, model.net.input())?;
-    let b = model.batch();
-    let mut probabilities = Vec::with_capacity(opts.samples * nc);
-    for chunk in masks.chunks(b * k) {
-        let m = chunk.len() / k;
-        let mut rows: Vec<u32> = chunk.iter().map(|&v| v as u32).collect();
-        // Pad the last batch by repeating its final row (its outputs are dropped).
-        while rows.len() < b * k {
-            rows.extend_from_within((m - 1) * k..m * k);
-        }
-        perturb.set_masks(gpu, &rows)?;
-        gpu.run(std::iter::once(perturb.dispatch()).chain(model.net.infer_dispatches()))?;
-        probabilities.extend_from_slice(&gpu.read(model.net.probabilities())?[..m * nc]);
-    }
+    let kernel = MaskCopies { perturb: &perturb, masks: &masks };
+    let probabilities = batching::Driver::new(gpu, model, &kernel)?.scores(image, Output::Probabilities)?;
     let p0 = &probabilities[..nc];
     let predicted = (0..nc).max_by(|&a, &b| p0[a].total_cmp(&p0[b]).then(b.cmp(&a))).unwrap();
     let chosen: Vec<usize> = match classes {
@@ -608,15 +608,6 @@ mod tests {
         assert!(a[..7].iter().all(|&v| v == 1));
         let ones = a[7..].iter().filter(|&&v| v == 1).count() as f64 / (49.0 * 7.0);
         assert!((ones - 0.5).abs() < 0.1, "{ones}");
-    }
-
-    #[test]
-    fn reference_selects_image_or_fill() {
-        let img = [1.0, 2.0, 3.0, 4.0];
-        let fill = [-1.0, -2.0, -3.0, -4.0];
-        let seg = [0, 1, 1, 0];
-        let out = perturb_reference(&img, &fill, &seg, &[1, 0, 0, 1], 2);
-        assert_eq!(out, vec![1.0, -2.0, -3.0, 4.0, -1.0, 2.0, 3.0, -4.0]);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! gradients, in inference mode. Each method lives in its own module.
 
 pub mod ascent;
+pub mod batching;
+pub mod filter_outputs;
 pub mod gradcam;
 pub mod lime;
 pub mod occlusion;
@@ -14,8 +16,8 @@ pub mod saliency;
 pub mod superpixels;
 
 use crate::gpu::{Dispatch, Gpu};
+use crate::nn::checkpoint::{self, CheckpointInfo};
 use crate::nn::network::{BuildOptions, Network};
-use crate::train::checkpoint::{self, CheckpointInfo};
 use crate::{ensure, Error, Result};
 use std::path::{Path, PathBuf};
 

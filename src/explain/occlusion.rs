@@ -2,16 +2,18 @@
 //! the image and record how much the class probability drops at each position.
 //!
 //! The occluded copies are made on the GPU by shaders/occlusion.wgsl straight into the
-//! network's input batch, a batch at a time; the softmax probabilities of every batch are
-//! copied into one GPU buffer and read back once per chunk of images. The host turns the
+//! network's input batch, a batch at a time, and scored by the batching driver
+//! (`batching::Driver::scores`: probabilities read back once per chunk of images). The host turns the
 //! drops [P] of an image into a map (each pixel averages the drops of the patches that
 //! cover it). Reference: src/reference/occlusion.rs.
 
+use super::batching::{self, Batch, Chunk, CopyKernel, Cursor, Layout, Output};
 use super::saliency::{image_count, Target};
 use super::Model;
 use crate::gpu::{shaders::OCCLUSION, Dispatch, Gpu, Tensor};
 use crate::nn::u32_of;
 use crate::{ensure, Result};
+use std::mem::offset_of;
 
 /// Occlusion settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,31 +108,17 @@ pub fn occlusion(gpu: &Gpu, model: &Model, images: &[f32], opts: &OcclusionOptio
 
     // About 16 batches of copies per chunk of images.
     let chunk_images = (16 * b).div_ceil(positions).clamp(1, n);
-    let batches = (chunk_images * positions).div_ceil(b);
     let op = Occluder::new(gpu, "occlusion", b, chunk_images, model.info.input_chw, opts.size, opts.stride, opts.fill)?;
     let x = gpu.tensor("occlusion images", &[chunk_images, len])?;
-    let all = gpu.tensor("occlusion probabilities", &[batches * b, k])?;
     let patch = op.patch(gpu, &x, model.net.input())?;
-    let mut drops = Vec::with_capacity(n * positions);
-    for (ci, chunk) in images.chunks(chunk_images * len).enumerate() {
-        let m = chunk.len() / len;
-        let mut xs = chunk.to_vec();
-        xs.resize(chunk_images * len, 0.0);
-        gpu.write(&x, &xs)?;
-        let total = m * positions;
-        op.set_chunk(gpu, total)?;
-        for (bi, first) in (0..total).step_by(b).enumerate() {
-            op.set_first(gpu, first)?;
-            gpu.submit_with(std::iter::once(&patch).chain(model.net.infer_dispatches()), |enc| {
-                model.net.probabilities().copy_to(enc, &all, bi * b * k)
-            });
-        }
-        let p = gpu.read(&all)?;
-        for r in 0..total {
-            let i = ci * chunk_images + r / positions;
-            drops.push(probability[i] - p[r * k + classes[i] as usize]);
-        }
-    }
+    let kernel = PatchCopies { op: &op, x: &x, patch: &patch };
+    let p = batching::Driver::new(gpu, model, &kernel)?.scores(images, Output::Probabilities)?;
+    let drops: Vec<f32> = (0..n * positions)
+        .map(|r| {
+            let i = r / positions;
+            probability[i] - p[r * k + classes[i] as usize]
+        })
+        .collect();
     let mut maps = Vec::with_capacity(n * h * w);
     for d in drops.chunks(positions) {
         maps.extend(drops_to_map(d, h, w, opts.size, opts.stride)?);
@@ -155,13 +143,12 @@ struct Params {
     _pad: u32,
 }
 
-const FIRST_OFFSET: u64 = 32;
-const TOTAL_OFFSET: u64 = 36;
 const WG: u32 = 256;
 
 /// occlusion_patch for one shape: a chunk of `images` images [C, H, W], every patch
-/// position of each, made `rows` copies at a time. `set_chunk` / `set_first` are 4-byte
-/// uniform writes (queued, ordered before the next submit).
+/// position of each, made `rows` copies at a time, numbered as in `batching`.
+/// `set_chunk` / `set_first` are 4-byte uniform writes (queued, ordered before the next
+/// submit).
 pub struct Occluder {
     pub name: String,
     pub rows: usize,
@@ -171,7 +158,7 @@ pub struct Occluder {
     pub stride: usize,
     /// (NY, NX).
     pub grid: (usize, usize),
-    params: wgpu::Buffer,
+    cursor: Cursor,
 }
 
 impl Occluder {
@@ -197,25 +184,24 @@ impl Occluder {
         };
         u32_of(name, "chunk elements", images * c * h * w)?;
         let params = gpu.uniform(&format!("{name} params"), &p);
-        Ok(Occluder { name: name.to_string(), rows, images, chw, size, stride, grid: (ny, nx), params })
+        let layout = Layout { rows, copies: ny * nx, chunk_images: images };
+        let cursor = Cursor::new(name, params, layout, offset_of!(Params, first), offset_of!(Params, total), None);
+        Ok(Occluder { name: name.to_string(), rows, images, chw, size, stride, grid: (ny, nx), cursor })
     }
 
-    fn copies(&self) -> usize {
-        self.images * self.grid.0 * self.grid.1
+    /// Batch rows, patch positions per image and images per chunk.
+    pub fn layout(&self) -> Layout {
+        self.cursor.layout()
     }
 
     /// The chunk holds `total` copies (m real images * P).
     pub fn set_chunk(&self, gpu: &Gpu, total: usize) -> Result<()> {
-        ensure!(total >= 1 && total <= self.copies(), "{}: {total} copies in a chunk of {} copies", self.name, self.copies());
-        gpu.queue.write_buffer(&self.params, TOTAL_OFFSET, bytemuck::bytes_of(&(total as u32)));
-        Ok(())
+        self.cursor.set_chunk(gpu, total, 0)
     }
 
     /// The copy held by batch row 0 for the next submitted dispatches.
     pub fn set_first(&self, gpu: &Gpu, first: usize) -> Result<()> {
-        ensure!(first < self.copies(), "{}: first copy {first} is past the chunk's {} copies", self.name, self.copies());
-        gpu.queue.write_buffer(&self.params, FIRST_OFFSET, bytemuck::bytes_of(&(first as u32)));
-        Ok(())
+        self.cursor.set_first(gpu, first)
     }
 
     /// occlusion_patch: out [rows, C, H, W] = the copies of x [images, C, H, W].
@@ -225,7 +211,30 @@ impl Occluder {
         out.expect_len(&self.name, "occluded batch", self.rows * len)?;
         let label = format!("{} occlusion_patch", self.name);
         let groups = gpu.groups_1d(&label, (self.rows * len) as u64, WG)?;
-        let b = [(0, self.params.as_entire_binding()), (1, x.binding()), (2, out.binding())];
+        let b = [(0, self.cursor.params().as_entire_binding()), (1, x.binding()), (2, out.binding())];
         Dispatch::new(gpu, &label, &OCCLUSION, "occlusion_patch", &[], &b, groups)
+    }
+}
+
+/// The patch kernel bound to its chunk buffer, for the batching driver.
+struct PatchCopies<'a> {
+    op: &'a Occluder,
+    x: &'a Tensor,
+    patch: &'a Dispatch,
+}
+
+impl CopyKernel for PatchCopies<'_> {
+    fn layout(&self) -> Layout {
+        self.op.layout()
+    }
+    fn load(&self, gpu: &Gpu, chunk: &Chunk, images: &[f32]) -> Result<()> {
+        batching::upload_chunk(gpu, self.x, images)?;
+        self.op.set_chunk(gpu, chunk.total)
+    }
+    fn seek(&self, gpu: &Gpu, batch: &Batch) -> Result<()> {
+        self.op.set_first(gpu, batch.first)
+    }
+    fn dispatch(&self) -> &Dispatch {
+        self.patch
     }
 }

@@ -12,10 +12,12 @@
 //! [`logits`] / [`predicted`] / [`scores`], and the evaluation helpers [`spearman`] and
 //! [`argmax`].
 
+use super::batching::{self, Batch, Chunk, CopyKernel, Cursor, Layout};
 use super::Model;
 use crate::gpu::{shaders::SALIENCY, Dispatch, Gpu, Tensor};
 use crate::nn::u32_of;
 use crate::{ensure, Result};
+use std::mem::offset_of;
 
 /// Which class each image is explained for.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -336,44 +338,73 @@ fn path_gradients(gpu: &Gpu, model: &Model, images: &[f32], classes: &[u32], cop
         Mode::Path { .. } => op.interpolate(gpu, &x, &base, model.net.input())?,
     };
     let gather = op.accumulate(gpu, &acc, grad, &x, &base)?;
+    let noise = match mode {
+        Mode::Noise { sigma: frac, .. } => Some((&sigma, frac)),
+        Mode::Path { .. } => None,
+    };
+    let kernel = PerturbCopies { op: &op, x: &x, noise, make: &make };
     let last = model.net.layers.len() - 1;
     let dlogits = model.net.activation(last).1.expect("logits gradient");
+    let net: Vec<&Dispatch> = model.net.forward_infer_dispatches().chain(&model.backward).chain(std::iter::once(&gather)).collect();
 
     let mut out = Vec::with_capacity(n * len);
-    for (ci, chunk) in images.chunks(chunk_images * len).enumerate() {
-        let m = chunk.len() / len;
-        let image0 = ci * chunk_images;
-        let mut xs = chunk.to_vec();
-        xs.resize(chunk_images * len, 0.0);
-        gpu.write(&x, &xs)?;
-        if let Mode::Noise { sigma: frac, .. } = mode {
-            let mut s: Vec<f32> = chunk
-                .chunks(len)
+    batching::Driver::new(gpu, model, &kernel)?.run(
+        images,
+        &net,
+        // One-hot logits gradient of each row's image class. No wait: the writes are
+        // ordered before the batch's submission, and the chunk's read waits for all.
+        |chunk, batch| {
+            let mut seed = vec![0.0f32; b * k];
+            for j in 0..b {
+                seed[j * k + classes[chunk.image0 + batch.copy(j) / copies] as usize] = 1.0;
+            }
+            gpu.write(dlogits, &seed)
+        },
+        |_, _| {},
+        |chunk| {
+            out.extend_from_slice(&gpu.read(&acc)?[..chunk.images * len]);
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// The noise or path kernel bound to its chunk buffers, for the batching driver.
+struct PerturbCopies<'a> {
+    op: &'a Perturb,
+    x: &'a Tensor,
+    /// SmoothGrad: the per-image noise scales [M] and sigma as a fraction of the range.
+    noise: Option<(&'a Tensor, f32)>,
+    make: &'a Dispatch,
+}
+
+impl CopyKernel for PerturbCopies<'_> {
+    fn layout(&self) -> Layout {
+        self.op.layout()
+    }
+
+    fn load(&self, gpu: &Gpu, chunk: &Chunk, images: &[f32]) -> Result<()> {
+        batching::upload_chunk(gpu, self.x, images)?;
+        if let Some((sigma, frac)) = self.noise {
+            let s: Vec<f32> = images
+                .chunks(self.op.len)
                 .map(|img| {
                     let (lo, hi) = img.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
                     frac * (hi - lo)
                 })
                 .collect();
-            s.resize(chunk_images, 0.0);
-            gpu.write(&sigma, &s)?;
+            batching::upload_chunk(gpu, sigma, &s)?;
         }
-        let total = m * copies;
-        op.set_chunk(gpu, total, image0)?;
-        for first in (0..total).step_by(b) {
-            op.set_first(gpu, first)?;
-            let mut seed = vec![0.0f32; b * k];
-            for j in 0..b {
-                let r = (first + j).min(total - 1);
-                seed[j * k + classes[image0 + r / copies] as usize] = 1.0;
-            }
-            gpu.write(dlogits, &seed)?;
-            // No wait: the writes above are ordered before this submission, and the read
-            // below waits for all of them.
-            gpu.submit(std::iter::once(&make).chain(model.net.forward_infer_dispatches()).chain(&model.backward).chain(std::iter::once(&gather)));
-        }
-        out.extend_from_slice(&gpu.read(&acc)?[..m * len]);
+        self.op.set_chunk(gpu, chunk.total, chunk.image0)
     }
-    Ok(out)
+
+    fn seek(&self, gpu: &Gpu, batch: &Batch) -> Result<()> {
+        self.op.set_first(gpu, batch.first)
+    }
+
+    fn dispatch(&self) -> &Dispatch {
+        self.make
+    }
 }
 
 #[repr(C)]
@@ -393,23 +424,17 @@ struct Params {
     _pad1: u32,
 }
 
-/// Byte offsets of the fields the host rewrites between batches / chunks.
-const FIRST_OFFSET: u64 = 16;
-const TOTAL_OFFSET: u64 = 20;
-
 const WG: u32 = 256;
 
 /// The kernels of shaders/saliency.wgsl for one shape: a chunk of `images` images of `len`
-/// values, `copies` copies each, made `rows` at a time (the network's batch). The host
-/// sets the chunk (`set_chunk`) and each batch's first copy (`set_first`) with 4-8 byte
-/// uniform writes (queued, ordered before the next submit); the dispatches are built once.
+/// values, `copies` copies each, made `rows` at a time (the network's batch), numbered as
+/// in `batching`. The host sets the chunk (`set_chunk`) and each batch's first copy
+/// (`set_first`) with small uniform writes (queued, ordered before the next submit); the
+/// dispatches are built once.
 pub struct Perturb {
     pub name: String,
-    pub rows: usize,
     pub len: usize,
-    pub images: usize,
-    pub copies: usize,
-    params: wgpu::Buffer,
+    cursor: Cursor,
 }
 
 impl Perturb {
@@ -440,34 +465,25 @@ impl Perturb {
             _pad1: 0,
         };
         let params = gpu.uniform(&format!("{name} params"), &p);
-        Ok(Perturb { name: name.to_string(), rows, len, images, copies, params })
+        let layout = Layout { rows, copies, chunk_images: images };
+        let cursor = Cursor::new(name, params, layout, offset_of!(Params, first), offset_of!(Params, total), Some(offset_of!(Params, image0)));
+        Ok(Perturb { name: name.to_string(), len, cursor })
     }
 
     /// The chunk holds `total` copies (m real images * copies, m <= images); its first
     /// image is number `image0` of all the images explained (part of the noise key).
     pub fn set_chunk(&self, gpu: &Gpu, total: usize, image0: usize) -> Result<()> {
-        ensure!(
-            total >= 1 && total <= self.images * self.copies,
-            "{}: {total} copies in a chunk of {} images x {} copies",
-            self.name,
-            self.images,
-            self.copies
-        );
-        let v = [total as u32, image0 as u32];
-        gpu.queue.write_buffer(&self.params, TOTAL_OFFSET, bytemuck::cast_slice(&v));
-        Ok(())
+        self.cursor.set_chunk(gpu, total, image0)
     }
 
     /// The copy held by batch row 0 for the next submitted dispatches.
     pub fn set_first(&self, gpu: &Gpu, first: usize) -> Result<()> {
-        ensure!(first < self.images * self.copies, "{}: first copy {first} is past the chunk's {} copies", self.name, self.images * self.copies);
-        gpu.queue.write_buffer(&self.params, FIRST_OFFSET, bytemuck::bytes_of(&(first as u32)));
-        Ok(())
+        self.cursor.set_first(gpu, first)
     }
 
     fn dispatch(&self, gpu: &Gpu, entry: &str, n: usize, bindings: &[(u32, &Tensor)]) -> Result<Dispatch> {
         let label = format!("{} {entry}", self.name);
-        let mut b: Vec<(u32, wgpu::BindingResource)> = vec![(0, self.params.as_entire_binding())];
+        let mut b: Vec<(u32, wgpu::BindingResource)> = vec![(0, self.cursor.params().as_entire_binding())];
         b.extend(bindings.iter().map(|(i, t)| (*i, t.binding())));
         let groups = gpu.groups_1d(&label, n as u64, WG)?;
         Dispatch::new(gpu, &label, &SALIENCY, entry, &[], &b, groups)
@@ -477,30 +493,38 @@ impl Perturb {
         t.expect_len(&self.name, role, n)
     }
 
+    /// Batch rows, copies per image and images per chunk.
+    pub fn layout(&self) -> Layout {
+        self.cursor.layout()
+    }
+
     /// saliency_noise: out [rows, len] = x [images, len] + sigma [images] * N(0, 1).
     pub fn noise(&self, gpu: &Gpu, x: &Tensor, sigma: &Tensor, out: &Tensor) -> Result<Dispatch> {
-        self.check(x, "images", self.images * self.len)?;
-        self.check(sigma, "noise scales", self.images)?;
-        self.check(out, "noisy batch", self.rows * self.len)?;
-        self.dispatch(gpu, "saliency_noise", self.rows * self.len, &[(1, x), (2, sigma), (4, out)])
+        let Layout { rows, chunk_images: images, .. } = self.layout();
+        self.check(x, "images", images * self.len)?;
+        self.check(sigma, "noise scales", images)?;
+        self.check(out, "noisy batch", rows * self.len)?;
+        self.dispatch(gpu, "saliency_noise", rows * self.len, &[(1, x), (2, sigma), (4, out)])
     }
 
     /// saliency_interpolate: out [rows, len] = b + (k + 0.5) / copies * (x - b).
     pub fn interpolate(&self, gpu: &Gpu, x: &Tensor, base: &Tensor, out: &Tensor) -> Result<Dispatch> {
-        self.check(x, "images", self.images * self.len)?;
+        let Layout { rows, chunk_images: images, .. } = self.layout();
+        self.check(x, "images", images * self.len)?;
         self.check(base, "baseline", self.len)?;
-        self.check(out, "path batch", self.rows * self.len)?;
-        self.dispatch(gpu, "saliency_interpolate", self.rows * self.len, &[(1, x), (3, base), (4, out)])
+        self.check(out, "path batch", rows * self.len)?;
+        self.dispatch(gpu, "saliency_interpolate", rows * self.len, &[(1, x), (3, base), (4, out)])
     }
 
     /// saliency_accumulate: acc [images, len] (+)= weight [* (x - b)] * the batch's
     /// gradients g [rows, len] summed per image (overwrites on an image's first copy).
     pub fn accumulate(&self, gpu: &Gpu, acc: &Tensor, g: &Tensor, x: &Tensor, base: &Tensor) -> Result<Dispatch> {
-        self.check(acc, "gradient sums", self.images * self.len)?;
-        self.check(g, "batch gradients", self.rows * self.len)?;
-        self.check(x, "images", self.images * self.len)?;
+        let Layout { rows, chunk_images: images, .. } = self.layout();
+        self.check(acc, "gradient sums", images * self.len)?;
+        self.check(g, "batch gradients", rows * self.len)?;
+        self.check(x, "images", images * self.len)?;
         self.check(base, "baseline", self.len)?;
-        self.dispatch(gpu, "saliency_accumulate", self.images * self.len, &[(1, x), (3, base), (5, g), (6, acc)])
+        self.dispatch(gpu, "saliency_accumulate", images * self.len, &[(1, x), (3, base), (5, g), (6, acc)])
     }
 }
 

@@ -20,8 +20,8 @@
 //! and is rebuilt; a file that cannot be written gives a warning (the choice still holds
 //! for this process).
 
-use crate::bench::time_dispatches;
-use crate::gpu::{Dispatch, Gpu};
+use super::timing::{process_cpu_ns, time_dispatches};
+use super::{Dispatch, Gpu};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -263,28 +263,14 @@ fn read_file(path: &Path) -> CacheFile {
     }
 }
 
-/// Nanoseconds all threads of this process have run (sum of /proc/self/task/*/schedstat;
-/// Linux), or None.
-fn process_cpu_ns() -> Option<u64> {
-    let mut total = 0u64;
-    for t in std::fs::read_dir("/proc/self/task").ok()? {
-        let p = t.ok()?.path().join("schedstat");
-        // A thread may exit between listing and reading: skip it.
-        if let Ok(s) = std::fs::read_to_string(p) {
-            total += s.split_whitespace().next()?.parse::<u64>().ok()?;
-        }
-    }
-    Some(total)
-}
-
 /// Seconds per run of `dispatches` for `Autotune::choose`. On a CPU adapter (lavapipe:
 /// the kernels run on this process's threads) the cost is the process CPU time per run,
 /// which other processes competing for the cores do not inflate; elsewhere wall-clock
 /// time. One untimed warm-up run (it compiles), one timed run: when it took over 3x `best`
 /// (the fastest candidate so far) that is the answer (clearly slower, not worth more
 /// runs); else the fastest of 3 more runs (wall clock: of 3 short repetitions,
-/// `bench::time_dispatches`). The fastest, not
-/// the median: other work only ever adds time.
+/// `timing::time_dispatches`). The fastest, not the median: other work only ever adds
+/// time.
 pub fn time_candidate(gpu: &Gpu, dispatches: &[&Dispatch], best: f64) -> Result<f64> {
     let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu && process_cpu_ns().is_some();
     let run = || -> Result<f64> {

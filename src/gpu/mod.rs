@@ -9,6 +9,7 @@ pub mod autotune;
 mod dispatch;
 pub mod shaders;
 mod tensor;
+pub mod timing;
 
 pub use dispatch::Dispatch;
 pub use shaders::Shader;

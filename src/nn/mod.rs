@@ -4,10 +4,15 @@
 //! shapes and writes its uniform buffer; its `forward` / `backward_*` methods take the
 //! tensors they read and write, check their shapes (errors name the layer), and return
 //! `Dispatch`es that are recorded once and replayed every step.
+//!
+//! Beside the layers: the model spec (`spec`), the network that wires them (`network`) and
+//! its checkpoints (`checkpoint`, safetensors), which training, prediction and the
+//! explanations all read.
 
 pub mod activation;
 pub mod augment;
 pub mod batchnorm;
+pub mod checkpoint;
 pub mod conv2d;
 pub mod dense;
 pub mod dropout;

@@ -1,13 +1,17 @@
-//! Plain f64 CPU versions of every op: the oracle the shader tests compare against.
-//! Each module's backward is itself checked by central finite differences (unit tests).
-//! Same layouts as the GPU: NCHW, conv weight [out, in, kh, kw], dense weight [out, in].
+//! Plain f64 CPU versions of every op and of the explanation kernels: the oracle the shader
+//! tests compare against. Each module's backward is itself checked by central finite
+//! differences (unit tests). Same layouts as the GPU: NCHW, conv weight [out, in, kh, kw],
+//! dense weight [out, in]. This module may use nn's plain types and nothing above them (an
+//! explanation kernel's parameters have their own f64 mirror here), never the reverse.
 
 pub mod activation;
+pub mod ascent;
 pub mod augment;
 pub mod batchnorm;
 pub mod conv2d;
 pub mod dense;
 pub mod dropout;
+pub mod lime;
 pub mod network;
 pub mod occlusion;
 pub mod optim;

@@ -10,9 +10,24 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-pub use crate::train::history::EpochRecord;
+/// One epoch of a training history: a row of `history.csv` (written and read by
+/// `train::history`, in this field order) and a point of every curve. Defined here, below
+/// `train`, so that plotting needs nothing from the training loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based, as Keras prints it.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: Option<f64>,
+    pub val_acc: Option<f64>,
+    pub lr: f64,
+    /// Wall-clock seconds of the epoch's training steps and validation.
+    pub seconds: f64,
+}
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 

@@ -1,22 +1,9 @@
 //! `history.csv`: one row per epoch (epoch, train/val loss and accuracy, learning rate,
 //! seconds), the data behind `curves.png` and the DNN-vs-CNN comparison.
 
+pub use crate::render::EpochRecord;
 use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// 1-based, as Keras prints it.
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub train_acc: f64,
-    pub val_loss: Option<f64>,
-    pub val_acc: Option<f64>,
-    pub lr: f64,
-    /// Wall-clock seconds of the epoch's training steps and validation.
-    pub seconds: f64,
-}
 
 pub fn write(path: &Path, records: &[EpochRecord]) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());

@@ -3,13 +3,13 @@
 //! epoch buffer read once at the end of the epoch); validation; history, checkpoints,
 //! curves and the confusion matrix in the run directory.
 
-pub mod checkpoint;
 pub mod config;
 pub mod history;
 
 use crate::data::Dataset;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::nn::augment::Augment;
+use crate::nn::checkpoint;
 use crate::nn::network::{BuildOptions, Network};
 use crate::nn::optim::Optimizer;
 use crate::nn::spec::ModelSpec;

@@ -239,7 +239,7 @@ fn timing_seed_cnn_shape() {
     let reps = std::env::var("MIEN_TIMING_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let time = |what: &str, d: &[mien::Dispatch]| {
         let refs: Vec<&mien::Dispatch> = d.iter().collect();
-        let t = mien::bench::time_dispatches(gpu, &refs, reps, 0.5).unwrap();
+        let t = mien::gpu::timing::time_dispatches(gpu, &refs, reps, 0.5).unwrap();
         println!("{what:<34} {:>9.2} ms {:>8.2} GFLOP/s ({} dispatches)", t.seconds * 1e3, flop / t.seconds / 1e9, d.len());
     };
     println!("{}", gpu.describe());

@@ -1,12 +1,14 @@
-//! Timing helpers shared by the `bench` binary and the kernel autotuner: run recorded
-//! dispatches repeatedly, warm-up excluded, and take the median of several repetitions.
+//! Timing helpers shared by the kernel autotuner (`autotune::time_candidate`) and the
+//! `bench` binary: run recorded dispatches repeatedly, warm-up excluded, and take the
+//! median of several repetitions; CPU time of this process (on a CPU driver such as
+//! lavapipe the kernels run on its threads).
 //!
 //! Wall-clock timing wraps submit-and-wait around `inner` back-to-back replays of a
 //! dispatch list, so per-submit overhead is amortised. Where the device has
 //! TIMESTAMP_QUERY, `gpu_time` also measures the compute pass with timestamps (lavapipe
 //! may not offer it; the wall clock is then the only figure).
 
-use crate::gpu::{Dispatch, Gpu};
+use super::{Dispatch, Gpu};
 use crate::Result;
 use std::time::Instant;
 
@@ -130,4 +132,19 @@ pub fn process_cpu_seconds() -> Option<f64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
+}
+
+/// Nanoseconds all live threads of this process have run (sum of
+/// /proc/self/task/*/schedstat; Linux), or None. Finer than [`process_cpu_seconds`] (10 ms
+/// ticks) but blind to threads that have exited: for timing short runs.
+pub fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0u64;
+    for t in std::fs::read_dir("/proc/self/task").ok()? {
+        let p = t.ok()?.path().join("schedstat");
+        // A thread may exit between listing and reading: skip it.
+        if let Ok(s) = std::fs::read_to_string(p) {
+            total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
 }
