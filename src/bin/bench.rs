@@ -77,6 +77,27 @@ struct Row {
     load: Option<f64>,
 }
 
+impl Row {
+    /// A row of `group` with the timing fields of `t` (ms per call) and nothing else set.
+    fn timed(group: &'static str, name: String, seconds: f64, min: f64, reps: usize, inner: usize) -> Row {
+        Row {
+            group,
+            name,
+            ms: seconds * 1e3,
+            min_ms: min * 1e3,
+            gpu_ms: None,
+            cpu_ms: None,
+            gflops: None,
+            gbps: None,
+            images_per_s: None,
+            peak_bytes: None,
+            reps,
+            inner,
+            load: load_average(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Report {
     adapter: String,
@@ -101,6 +122,11 @@ impl Ctx<'_> {
         self.args.filter.as_deref().is_none_or(|f| name.contains(f))
     }
 
+    fn push(&mut self, row: Row) {
+        print_row(&row);
+        self.rows.push(row);
+    }
+
     /// Time one kernel (a dispatch list) with its FLOP and byte counts.
     fn kernel(&mut self, name: String, ds: &[Dispatch], flops: f64, bytes: f64) -> Result<()> {
         if !self.wanted(&name) {
@@ -112,23 +138,13 @@ impl Ctx<'_> {
         let cpu_ms = c0.zip(process_cpu_seconds()).map(|(a, b)| (b - a) / (1 + t.reps * t.inner) as f64 * 1e3);
         let gpu_ms = gpu_time(self.gpu, &refs, self.reps.min(3))?.map(|s| s * 1e3);
         let secs = gpu_ms.map(|m| m * 1e-3).unwrap_or(t.seconds);
-        let row = Row {
-            group: "kernel",
-            name,
-            ms: t.seconds * 1e3,
-            min_ms: t.min * 1e3,
+        self.push(Row {
             gpu_ms,
             cpu_ms,
             gflops: (flops > 0.0).then(|| flops / secs * 1e-9),
             gbps: (bytes > 0.0).then(|| bytes / secs * 1e-9),
-            images_per_s: None,
-            peak_bytes: None,
-            reps: t.reps,
-            inner: t.inner,
-            load: load_average(),
-        };
-        print_row(&row);
-        self.rows.push(row);
+            ..Row::timed("kernel", name, t.seconds, t.min, t.reps, t.inner)
+        });
         Ok(())
     }
 
@@ -258,23 +274,7 @@ impl Ctx<'_> {
         let cpu_ms = cpu0.zip(mien::gpu::timing::process_cpu_seconds()).map(|(a, b)| (b - a) * 1e3 / (self.reps * inner) as f64);
         let s = mien::gpu::timing::median(&samples);
         let min = samples.iter().cloned().fold(f64::INFINITY, f64::min);
-        let row = Row {
-            group: "step",
-            name,
-            ms: s * 1e3,
-            min_ms: min * 1e3,
-            gpu_ms: None,
-            cpu_ms,
-            gflops: None,
-            gbps: None,
-            images_per_s: Some(batch as f64 / s),
-            peak_bytes: None,
-            reps: samples.len(),
-            inner,
-            load: load_average(),
-        };
-        print_row(&row);
-        self.rows.push(row);
+        self.push(Row { cpu_ms, images_per_s: Some(batch as f64 / s), ..Row::timed("step", name, s, min, samples.len(), inner) });
         Ok(())
     }
 
@@ -291,23 +291,7 @@ impl Ctx<'_> {
         self.fill(&net)?;
         let ds: Vec<&Dispatch> = net.infer_dispatches().collect();
         let t = time_dispatches(gpu, &ds, self.reps, self.target_s)?;
-        let row = Row {
-            group: "infer",
-            name,
-            ms: t.seconds * 1e3,
-            min_ms: t.min * 1e3,
-            gpu_ms: None,
-            cpu_ms: None,
-            gflops: None,
-            gbps: None,
-            images_per_s: Some(batch as f64 / t.seconds),
-            peak_bytes: None,
-            reps: t.reps,
-            inner: t.inner,
-            load: load_average(),
-        };
-        print_row(&row);
-        self.rows.push(row);
+        self.push(Row { images_per_s: Some(batch as f64 / t.seconds), ..Row::timed("infer", name, t.seconds, t.min, t.reps, t.inner) });
         Ok(())
     }
 
@@ -326,23 +310,7 @@ impl Ctx<'_> {
         let opt = Optimizer::new(gpu, "adam", OptimizerConfig::adam(), &net.arena, &net.grads)?;
         let peak = gpu.mem().peak() - live0;
         drop((opt, net));
-        let row = Row {
-            group: "memory",
-            name,
-            ms: 0.0,
-            min_ms: 0.0,
-            gpu_ms: None,
-            cpu_ms: None,
-            gflops: None,
-            gbps: None,
-            images_per_s: None,
-            peak_bytes: Some(peak),
-            reps: 1,
-            inner: 1,
-            load: load_average(),
-        };
-        print_row(&row);
-        self.rows.push(row);
+        self.push(Row { peak_bytes: Some(peak), ..Row::timed("memory", name, 0.0, 0.0, 1, 1) });
         Ok(())
     }
 }
