@@ -6,6 +6,7 @@
 //! step.
 
 pub mod autotune;
+pub mod coop;
 mod dispatch;
 pub mod shaders;
 mod tensor;
@@ -111,17 +112,40 @@ impl Gpu {
         let info = adapter.get_info();
         let autotune = autotune::Autotune::from_env(&info)?;
         let limits = adapter.limits();
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS | wgpu::Features::SUBGROUP;
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS | wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
         let features = adapter.features() & wanted;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("mien"),
-            required_features: features,
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::new(format!("could not open device on adapter {:?}: {e}", info.name)))?;
+        let request = |features: wgpu::Features, experimental: wgpu::ExperimentalFeatures| {
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("mien"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: experimental,
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            }))
+        };
+        // Cooperative matrices where the adapter offers a configuration mien's kernels are
+        // written for (coop::usable); MIEN_COOP=0 leaves them off. If the device refuses them,
+        // open it without (the coop variants then report themselves unavailable).
+        let coop = coop::wanted(&adapter, features)?;
+        let opened = if coop {
+            // SAFETY: wgpu gates every EXPERIMENTAL_* feature behind this token because its
+            // implementation may still have bugs that cause undefined behaviour from safe
+            // calls. mien uses cooperative matrices only in its own kernels
+            // (shaders/coop/real.wgsl), which validate with naga offline (tests/shaders.rs)
+            // and are checked against the f64 reference wherever they run.
+            let experimental = unsafe { wgpu::ExperimentalFeatures::enabled() };
+            match request(features | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX, experimental) {
+                Ok(d) => Ok(d),
+                Err(e) => {
+                    log::warn!("adapter {:?} offers cooperative matrices but the device refused them ({e}); opening it without", info.name);
+                    request(features, wgpu::ExperimentalFeatures::disabled())
+                }
+            }
+        } else {
+            request(features, wgpu::ExperimentalFeatures::disabled())
+        };
+        let (device, queue) = opened.map_err(|e| Error::new(format!("could not open device on adapter {:?}: {e}", info.name)))?;
         Ok(Gpu {
             device,
             queue,
@@ -158,12 +182,37 @@ impl Gpu {
         self.device.features().contains(wgpu::Features::SUBGROUP).then_some(self.info.subgroup_min_size)
     }
 
+    /// Whether shaders may use f16 (wgpu's SHADER_F16, requested whenever the adapter offers
+    /// it): both builds of the cooperative-matrix kernels need it.
+    pub fn has_f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
+    }
+
+    /// The cooperative-matrix configurations this device can run (empty unless wgpu's
+    /// EXPERIMENTAL_COOPERATIVE_MATRIX was granted): the adapter's
+    /// `cooperative_matrix_properties()` that WGSL can spell (square 8 or 16, float types,
+    /// f16 only with SHADER_F16), best first (f16 -> f32, 16 before 8).
+    pub fn coop_configs(&self) -> Vec<coop::CoopConfig> {
+        if !self.device.features().contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            return Vec::new();
+        }
+        coop::usable(&self.adapter.cooperative_matrix_properties(), self.has_f16())
+    }
+
+    /// Whether the real (hardware) build of the `*_coop` kernels runs here: cooperative
+    /// matrices with the 16x16x16 f16 -> f32 configuration they are written for, f16, and
+    /// subgroup sizes that are powers of two (the workgroup is built on the largest).
+    pub fn has_coop(&self) -> bool {
+        self.has_f16() && self.info.subgroup_max_size.is_power_of_two() && self.coop_configs().contains(&coop::CoopConfig::KERNELS)
+    }
+
     /// Adapter name, backend, device type, driver and the limits mien cares about.
     pub fn describe(&self) -> String {
         let i = &self.info;
         let l = &self.limits;
+        let coop: Vec<String> = self.coop_configs().iter().map(|c| c.to_string()).collect();
         format!(
-            "adapter: {} ({:?}, {:?})\ndriver: {} {}\nlimits: max_storage_buffer_binding_size={} max_buffer_size={} \
+            "adapter: {} ({:?}, {:?})\ndriver: {} {}\nf16: {} subgroups: {:?} cooperative matrices: {}\nlimits: max_storage_buffer_binding_size={} max_buffer_size={} \
              max_compute_workgroups_per_dimension={} max_compute_invocations_per_workgroup={} \
              max_compute_workgroup_storage_size={} max_storage_buffers_per_shader_stage={}",
             i.name,
@@ -171,6 +220,9 @@ impl Gpu {
             i.device_type,
             i.driver,
             i.driver_info,
+            self.has_f16(),
+            self.subgroup_min_size().map(|_| (i.subgroup_min_size, i.subgroup_max_size)),
+            if coop.is_empty() { "none".to_string() } else { coop.join(", ") },
             l.max_storage_buffer_binding_size,
             l.max_buffer_size,
             l.max_compute_workgroups_per_dimension,

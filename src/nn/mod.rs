@@ -15,6 +15,7 @@ pub mod batchnorm;
 pub mod checkpoint;
 pub mod conv2d;
 pub mod dense;
+pub mod dense_coop;
 pub mod dropout;
 pub mod fuse;
 pub mod layer;

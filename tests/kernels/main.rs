@@ -3,6 +3,7 @@
 //! multiples of the workgroup size. One test binary so wgpu is linked once.
 
 mod common;
+mod coop_common;
 
 mod context;
 
@@ -10,6 +11,7 @@ mod activation;
 mod augment;
 mod batchnorm;
 mod conv2d;
+mod conv2d_coop;
 mod conv2d_tiled;
 mod dense;
 mod dropout;

@@ -29,6 +29,7 @@ use crate::gpu::{shaders::CONV2D, Dispatch, Gpu, Tensor};
 use crate::{bail, ensure, Result};
 use std::sync::OnceLock;
 
+pub mod coop;
 pub mod fast;
 pub mod general;
 mod geom;
