@@ -14,6 +14,7 @@ mod conv2d;
 mod conv2d_coop;
 mod conv2d_tiled;
 mod dense;
+mod dense_coop;
 mod dropout;
 mod optim;
 mod pad;
