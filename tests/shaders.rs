@@ -2,20 +2,35 @@
 //! shaders/prelude.wgsl), parses and validates with naga, and every entry point translates
 //! to SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12), so a Metal or DX12 break shows on a
 //! Linux machine without those drivers.
+//!
+//! The cooperative-matrix kernels (`*_coop`, two builds of one body: src/gpu/shaders.rs)
+//! validate with naga's COOPERATIVE_MATRIX and SHADER_FLOAT16 capabilities (the real build)
+//! or SHADER_FLOAT16 alone (`*_coop_emulated`). The real build translates to SPIR-V and MSL
+//! 2.4 (naga's HLSL writer has no cooperative matrices; DX12 never gets the feature), and,
+//! as wgpu's Vulkan backend would compile it, for every block shape the host may pick.
 
-use mien::gpu::shaders::{ALL, PRELUDE};
+#[path = "kernels/coop_common.rs"]
+mod coop_common;
+
+use mien::gpu::shaders::{ALL, CONV2D_COOP, DENSE_COOP, PRELUDE};
+use mien::gpu::Shader;
 use naga::back::{hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
 /// Shaders that use subgroup operations (`*_subgroup.wgsl`) validate with naga's SUBGROUP
 /// capability and translate for MSL 2.4 (simd_* functions) and HLSL shader model 6.0 (Wave*
-/// intrinsics); every other shader must need no capability at all.
-fn validate(name: &str, src: &str, subgroups: bool) -> (naga::Module, naga::valid::ModuleInfo) {
+/// intrinsics); the cooperative-matrix builds (`coop`, `f16`) their capabilities; every
+/// other shader must need no capability at all.
+fn validate(name: &str, src: &str, subgroups: bool, coop: bool, f16: bool) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
     let mut validator = if subgroups {
         let mut v = Validator::new(ValidationFlags::all(), Capabilities::SUBGROUP);
         v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());
         v
+    } else if coop {
+        Validator::new(ValidationFlags::all(), Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16)
+    } else if f16 {
+        Validator::new(ValidationFlags::all(), Capabilities::SHADER_FLOAT16)
     } else {
         Validator::new(ValidationFlags::all(), Capabilities::empty())
     };
@@ -39,7 +54,16 @@ fn every_shader_file_is_registered() {
             }
             let shader = ALL.iter().find(|s| s.name == stem).unwrap_or_else(|| panic!("{} is not listed in src/gpu/shaders.rs", path.display()));
             assert_eq!(shader.file, text, "{stem}: compiled-in source is stale");
-            assert_eq!(shader.source, format!("{text}\n{PRELUDE}"), "{stem}: not compiled as the file followed by the prelude");
+            if !shader.needs_coop() {
+                assert_eq!(shader.source, format!("{text}\n{PRELUDE}"), "{stem}: not compiled as the file followed by the prelude");
+                continue;
+            }
+            // Both builds: a coop prelude, the GEMM core, this body, the prelude.
+            let part = |f: &str| std::fs::read_to_string(dir.join("coop").join(f)).unwrap();
+            let gemm = part("gemm.wgsl");
+            assert_eq!(shader.source, format!("{}{gemm}{text}\n{PRELUDE}", part("real.wgsl")), "{stem}: compiled-in real build is stale");
+            let emulated = ALL.iter().find(|s| s.name == format!("{stem}_emulated")).unwrap_or_else(|| panic!("{stem}: no emulated build in src/gpu/shaders.rs"));
+            assert_eq!(emulated.source, format!("{}{gemm}{text}\n{PRELUDE}", part("emulated.wgsl")), "{stem}: compiled-in emulated build is stale");
         }
     }
 }
@@ -50,7 +74,7 @@ fn every_shader_file_is_registered() {
 #[test]
 fn the_prelude_is_plain_helpers_that_shaders_use() {
     let src = format!("const WG: u32 = 64u;\n{PRELUDE}");
-    let (module, _) = validate("prelude", &src, false);
+    let (module, _) = validate("prelude", &src, false, false, false);
     assert!(module.entry_points.is_empty(), "the prelude declares entry points");
     assert!(module.global_variables.is_empty(), "the prelude declares bindings or workgroup variables");
     assert!(!module.functions.is_empty(), "the prelude declares no helper");
@@ -68,7 +92,7 @@ fn the_prelude_is_plain_helpers_that_shaders_use() {
 fn every_shader_validates_and_translates_to_spirv_msl_hlsl() {
     for shader in ALL {
         let subgroups = shader.needs_subgroups();
-        let (module, info) = validate(shader.name, shader.source, subgroups);
+        let (module, info) = validate(shader.name, shader.source, subgroups, shader.needs_coop(), shader.needs_f16());
         for ep in &module.entry_points {
             assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}::{} is not a compute entry point", shader.name, ep.name);
             let what = format!("{}::{}", shader.name, ep.name);
@@ -90,14 +114,35 @@ fn every_shader_validates_and_translates_to_spirv_msl_hlsl() {
                 entry_point: Some((naga::ShaderStage::Compute, ep.name.clone())),
                 ..Default::default()
             };
-            let options = msl::Options { lang_version: if subgroups { (2, 4) } else { msl::Options::default().lang_version }, ..Default::default() };
+            let options = msl::Options { lang_version: if subgroups || shader.needs_coop() { (2, 4) } else { msl::Options::default().lang_version }, ..Default::default() };
             msl::write_string(module, info, &options, &pipeline).unwrap_or_else(|e| panic!("{what} -> MSL: {e}"));
 
+            if shader.needs_coop() {
+                continue;
+            }
             let mut out = String::new();
-            let options = hlsl::Options { shader_model: if subgroups { hlsl::ShaderModel::V6_0 } else { hlsl::Options::default().shader_model }, ..Default::default() };
+            let model = if shader.needs_f16() {
+                hlsl::ShaderModel::V6_2
+            } else if subgroups {
+                hlsl::ShaderModel::V6_0
+            } else {
+                hlsl::Options::default().shader_model
+            };
+            let options = hlsl::Options { shader_model: model, ..Default::default() };
             let pipeline = hlsl::PipelineOptions { entry_point: Some((naga::ShaderStage::Compute, ep.name.clone())) };
             let mut writer = hlsl::Writer::new(&mut out, &options, &pipeline);
             writer.write(module, info, None).unwrap_or_else(|e| panic!("{what} -> HLSL: {e}"));
         }
+    }
+}
+
+/// The real cooperative-matrix builds as wgpu's Vulkan backend compiles them (SPIR-V 1.6 with
+/// the device's capabilities, bounds checks, loop bounding) for every block shape the host
+/// may pick, with subgroups of 32 and 64: what an NVIDIA GPU runs is what was checked here.
+#[test]
+fn cooperative_matrix_builds_compile_for_every_block_shape() {
+    coop_common::validate_real_build(&CONV2D_COOP, &["conv2d_coop_forward", "conv2d_coop_backward_input", "conv2d_coop_backward_weight", "conv2d_coop_reduce"], &[("ACCUMULATE", 1.0)]);
+    for pass in [0.0, 1.0, 2.0] {
+        coop_common::validate_real_build(&DENSE_COOP, &["dense_coop_gemm", "dense_coop_reduce"], &[("ACCUMULATE", 1.0), ("PASS", pass)]);
     }
 }
