@@ -177,7 +177,7 @@ impl CoopTiles {
     /// positive multiple of 16) and the workgroup fits the adapter with `build`.
     pub fn check(&self, gpu: &Gpu, layer: &str, build: CoopBuild) -> Result<()> {
         ensure!(
-            (1..=4).contains(&self.tm) && (1..=4).contains(&self.tn) && self.wm >= 1 && self.wn >= 1 && self.bk >= CT && self.bk % CT == 0,
+            (1..=4).contains(&self.tm) && (1..=4).contains(&self.tn) && self.wm >= 1 && self.wn >= 1 && self.bk >= CT && self.bk.is_multiple_of(CT),
             "layer {layer}: cooperative-matrix tiles {self:?}: TM and TN must be 1 to 4, WM and WN positive, BK a positive multiple of {CT}"
         );
         let l = gpu.limits();

@@ -183,3 +183,66 @@ fn hardware_build_or_naga_check() {
     check(h, [2, 64, 24, 24], cfg(64, 128, (3, 3), (1, 1), Padding::Same, true), None, 4, 20);
     check(h, [2, 128, 12, 12], cfg(128, 256, (3, 3), (1, 1), Padding::Same, true), None, 4, 21);
 }
+
+/// Block shapes the timing compares with the defaults (CoopTiles::for_gemm).
+const TIMING_TILES: [CoopTiles; 5] = [
+    CoopTiles { wm: 2, wn: 2, tm: 4, tn: 4, bk: 64 },
+    CoopTiles { wm: 4, wn: 2, tm: 2, tn: 4, bk: 32 },
+    CoopTiles { wm: 2, wn: 4, tm: 4, tn: 2, bk: 32 },
+    CoopTiles { wm: 4, wn: 1, tm: 2, tn: 4, bk: 32 },
+    CoopTiles { wm: 2, wn: 2, tm: 2, tn: 2, bk: 32 },
+];
+
+/// The HARDWARE build at the seed-cnn conv shapes (3x3 same: 1->64 and 64->64 at 48x48,
+/// 64->128 and 128->128 at 24x24, 128->256 and 256->256 at 12x12), batch MIEN_TIMING_BATCH
+/// (default 256): every pass with the default blocks and TIMING_TILES, TFLOP/s of the
+/// 2 N OH OW CO CI KH KW multiply-adds, next to the tiled variant. Wall clock, median of
+/// MIEN_TIMING_REPS (3). Fails where the adapter has no cooperative matrices.
+/// `cargo test --release --test kernels coop_timing -- --ignored --nocapture --test-threads 1`
+#[test]
+#[ignore]
+fn coop_timing_seed_cnn_conv() {
+    let gpu = gpu!();
+    assert!(hardware_available(gpu, "coop_timing"), "coop_timing needs cooperative matrices");
+    let batch = std::env::var("MIEN_TIMING_BATCH").ok().and_then(|s| s.parse().ok()).unwrap_or(256);
+    let reps = std::env::var("MIEN_TIMING_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    println!("{}", gpu.describe());
+    for (cin, cout, side) in [(1, 64, 48), (64, 64, 48), (64, 128, 24), (128, 128, 24), (128, 256, 12), (256, 256, 12)] {
+        let shape = [batch, cin, side, side];
+        let layer = Conv2d::new_with(gpu, "seed", cfg(cin, cout, (3, 3), (1, 1), Padding::Same, true), &shape, ConvKernels::Tiled).unwrap();
+        let g = layer.geom();
+        let mut rng = Rng::new(60);
+        let tx = up(gpu, "x", &shape, &rng.vec_f32(g.x_len(), -1.0, 1.0));
+        let tw = up(gpu, "w", &layer.weight_shape(), &rng.vec_f32(g.w_len(), -0.1, 0.1));
+        let tb = up(gpu, "b", &[cout], &rng.vec_f32(cout, -1.0, 1.0));
+        let tdy = up(gpu, "dy", &layer.output_shape, &rng.vec_f32(g.y_len(), -1.0, 1.0));
+        let (ty, tdx, tdw) = (zeros(gpu, "y", &layer.output_shape), zeros(gpu, "dx", &shape), zeros(gpu, "dw", &layer.weight_shape()));
+        let flop = 2.0 * (g.n * g.cout * g.oh * g.ow * g.cin * g.kh * g.kw) as f64;
+        let time = |what: String, d: Vec<mien::Dispatch>| {
+            let refs: Vec<&mien::Dispatch> = d.iter().collect();
+            let t = mien::bench::time_dispatches(gpu, &refs, reps, 0.2).unwrap();
+            println!("  {what:<64} {:>9.3} ms {:>8.2} TFLOP/s", t.seconds * 1e3, flop / t.seconds / 1e12);
+        };
+        println!("conv {cin}->{cout} at {side}x{side}, batch {batch} ({:.1} GFLOP a pass)", flop / 1e9);
+        time("tiled forward".into(), layer.forward_dispatches(gpu, &tx, &tw, Some(&tb), &ty).unwrap());
+        time("tiled backward_weight".into(), layer.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap());
+        let default = CoopConv::new(gpu, &layer, CoopBuild::Hardware).unwrap();
+        let mut plans = vec![("default".to_string(), default)];
+        for t in TIMING_TILES {
+            let o = CoopConvOptions { forward: Some(t), backward_input: Some(t), backward_weight: Some(t), splits: None };
+            match CoopConv::with_options(gpu, &layer, CoopBuild::Hardware, o) {
+                Ok(p) => plans.push((format!("{}x{} {}x{} sg bk{}", t.bm(), t.bn(), t.wm, t.wn, t.bk), p)),
+                Err(e) => println!("  {t:?}: {e}"),
+            }
+        }
+        for (name, p) in &plans {
+            let [f, i, w] = p.tiles();
+            let blk = |t: CoopTiles| format!("{}x{}", t.bm(), t.bn());
+            time(format!("coop forward {name} ({})", blk(f)), p.forward(gpu, &tx, &tw, Some(&tb), &ty).unwrap());
+            if cin > 1 {
+                time(format!("coop backward_input {name} ({})", blk(i)), p.backward_input(gpu, &tdx, &tdy, &tw).unwrap());
+            }
+            time(format!("coop backward_weight {name} ({}, {} splits)", blk(w), p.weight_splits()), p.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap());
+        }
+    }
+}

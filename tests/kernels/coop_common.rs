@@ -45,7 +45,7 @@ fn within(what: &str, got: &[f32], want: &[f64], tol: impl Fn(usize) -> f64) -> 
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g as f64 - w).abs();
         let ratio = err / tol(i);
-        if !(ratio <= 1.0) {
+        if ratio.is_nan() || ratio > 1.0 {
             failed += 1;
         }
         if ratio.is_nan() || ratio > worst.1 {

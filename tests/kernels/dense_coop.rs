@@ -16,6 +16,7 @@ use mien::rng::Rng;
 
 /// Forward, dx and dW of an `n x inf -> outf` layer with `tiles` (None: defaults) and `splits`
 /// for every pass (None: defaults), into garbage, against the reference.
+#[allow(clippy::too_many_arguments)]
 fn check(build: CoopBuild, n: usize, inf: usize, outf: usize, bias: bool, tiles: Option<CoopTiles>, splits: Option<usize>, seed: u64) {
     let gpu = gpu!();
     require_f16(gpu);
@@ -138,4 +139,37 @@ fn hardware_build_or_naga_check() {
     }
     check(h, 64, 4608, 512, true, None, None, 20);
     check(h, 64, 512, 7, true, None, None, 21);
+}
+
+/// The HARDWARE build at the seed-cnn classifier shapes (4608 -> 512, 512 -> 7) at batch 64
+/// and 256: every pass with the default blocks and splits, TFLOP/s of the 2 N I O
+/// multiply-adds. Fails where the adapter has no cooperative matrices.
+/// `cargo test --release --test kernels coop_timing -- --ignored --nocapture --test-threads 1`
+#[test]
+#[ignore]
+fn coop_timing_seed_cnn_dense() {
+    let gpu = gpu!();
+    assert!(hardware_available(gpu, "coop_timing"), "coop_timing needs cooperative matrices");
+    let reps = std::env::var("MIEN_TIMING_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    for (n, inf, outf) in [(64, 4608, 512), (256, 4608, 512), (256, 512, 7)] {
+        let layer = Dense::new_with(gpu, "fc", inf, outf, true, &[n, inf], DenseKernels::Blocked).unwrap();
+        let plan = CoopDense::new(gpu, &layer, CoopBuild::Hardware).unwrap();
+        let mut rng = Rng::new(61);
+        let tx = up(gpu, "x", &[n, inf], &rng.vec_f32(n * inf, -1.0, 1.0));
+        let tw = up(gpu, "w", &[outf, inf], &rng.vec_f32(outf * inf, -0.1, 0.1));
+        let tb = up(gpu, "b", &[outf], &rng.vec_f32(outf, -1.0, 1.0));
+        let tdy = up(gpu, "dy", &[n, outf], &rng.vec_f32(n * outf, -1.0, 1.0));
+        let (ty, tdx, tdw) = (zeros(gpu, "y", &[n, outf]), zeros(gpu, "dx", &[n, inf]), zeros(gpu, "dw", &[outf, inf]));
+        let flop = 2.0 * (n * inf * outf) as f64;
+        println!("dense {inf}->{outf}, batch {n} (splits {:?})", plan.splits());
+        for (what, d) in [
+            ("forward", plan.forward(gpu, &tx, &tw, Some(&tb), &ty).unwrap()),
+            ("backward_input", plan.backward_input(gpu, &tdx, &tdy, &tw).unwrap()),
+            ("backward_weight", plan.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap()),
+        ] {
+            let refs: Vec<&mien::Dispatch> = d.iter().collect();
+            let t = mien::bench::time_dispatches(gpu, &refs, reps, 0.2).unwrap();
+            println!("  coop {what:<20} {:>9.3} ms {:>8.2} TFLOP/s", t.seconds * 1e3, flop / t.seconds / 1e12);
+        }
+    }
 }
