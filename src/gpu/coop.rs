@@ -94,21 +94,30 @@ impl CoopBuild {
         }
     }
 
-    /// Error (naming the layer) unless this build runs on `gpu`.
-    pub fn check(self, gpu: &Gpu, layer: &str) -> Result<()> {
-        ensure!(gpu.has_f16(), "layer {layer}: the cooperative-matrix kernels need f16 shaders (wgpu SHADER_F16), which adapter {:?} does not offer", gpu.info().name);
-        if self == CoopBuild::Hardware {
-            ensure!(
-                gpu.has_coop(),
-                "layer {layer}: adapter {:?} offers no {} cooperative matrices (offered: {:?}; subgroup sizes {}..{}); the emulated build runs anywhere with f16",
+    /// Why this build cannot run on `gpu`, or None.
+    pub fn unavailable(self, gpu: &Gpu) -> Option<String> {
+        if !gpu.has_f16() {
+            return Some(format!("the cooperative-matrix kernels need f16 shaders (wgpu SHADER_F16), which adapter {:?} does not offer", gpu.info().name));
+        }
+        if self == CoopBuild::Hardware && !gpu.has_coop() {
+            return Some(format!(
+                "adapter {:?} offers no {} cooperative matrices (offered: {:?}; subgroup sizes {}..{}); the emulated build runs anywhere with f16",
                 gpu.info().name,
                 CoopConfig::KERNELS,
                 gpu.coop_configs().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
                 gpu.info().subgroup_min_size,
                 gpu.info().subgroup_max_size
-            );
+            ));
         }
-        Ok(())
+        None
+    }
+
+    /// Error (naming the layer) unless this build runs on `gpu`.
+    pub fn check(self, gpu: &Gpu, layer: &str) -> Result<()> {
+        match self.unavailable(gpu) {
+            Some(why) => bail!("layer {layer}: {why}"),
+            None => Ok(()),
+        }
     }
 
     /// The build of a kernel: `real` (shaders/coop/real.wgsl) or its `_emulated` twin.

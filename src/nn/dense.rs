@@ -8,7 +8,9 @@ use super::layer::{Init, Io, LayerOp, Mode, ParamDecl};
 use super::{accumulate_constant, u32_of};
 use crate::gpu::autotune::time_candidate;
 use crate::gpu::shaders::{DENSE, DENSE_SUBGROUP};
+use crate::gpu::coop::CoopBuild;
 use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::nn::dense_coop::CoopDense;
 use crate::{bail, ensure, Result};
 
 #[repr(C)]
@@ -43,12 +45,16 @@ pub enum DenseVariant {
     SubgroupTall,
     /// Workgroup-memory tiled GEMM (`dense_tiled`, 64 x 64 tiles, 16 x 16 invocations).
     Tiled,
+    /// Cooperative-matrix GEMMs (tensor cores; nn::dense_coop, shaders/dense_coop.wgsl), f16
+    /// operands and f32 sums, depth split into partials: adapters with 16x16x16 f16 -> f32
+    /// cooperative matrices (`Gpu::has_coop`).
+    Coop,
 }
 
 impl DenseVariant {
     /// In the order the autotuner times them (fast ones first, so that clearly slower ones
     /// are cut after one run).
-    pub const ALL: [DenseVariant; 6] = [DenseVariant::SubgroupTall, DenseVariant::SubgroupWide, DenseVariant::Subgroup, DenseVariant::Uniform, DenseVariant::Tiled, DenseVariant::Blocked];
+    pub const ALL: [DenseVariant; 7] = [DenseVariant::Coop, DenseVariant::SubgroupTall, DenseVariant::SubgroupWide, DenseVariant::Subgroup, DenseVariant::Uniform, DenseVariant::Tiled, DenseVariant::Blocked];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -58,6 +64,7 @@ impl DenseVariant {
             DenseVariant::SubgroupWide => "subgroup-wide",
             DenseVariant::SubgroupTall => "subgroup-tall",
             DenseVariant::Tiled => "tiled",
+            DenseVariant::Coop => "coop",
         }
     }
 
@@ -257,6 +264,8 @@ pub struct Dense {
     pub bias: bool,
     params: wgpu::Buffer,
     uplan: Option<UPlan>,
+    /// The cooperative-matrix plan (all three passes) while a pass uses or times it.
+    coop: Option<CoopDense>,
     /// Variant of forward, dx, dW (DensePass order).
     variants: [DenseVariant; 3],
     /// `dense_tiled` parameters of forward, dx, dW.
@@ -307,6 +316,7 @@ impl Dense {
             bias,
             params,
             uplan: None,
+            coop: None,
             variants: [DenseVariant::Blocked; 3],
             tiled,
             dummy,
@@ -327,6 +337,7 @@ impl Dense {
             DenseVariant::Uniform => self.in_features.is_multiple_of(4) && l.max_uniform_buffer_binding_size as usize >= CHUNK * 4,
             DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => gpu.subgroup_min_size() >= Some(8),
             DenseVariant::Tiled => l.max_compute_invocations_per_workgroup >= TILE_T * TILE_T && l.max_compute_workgroup_storage_size >= 8192,
+            DenseVariant::Coop => CoopBuild::Hardware.unavailable(gpu).is_none(),
         }
     }
 
@@ -366,7 +377,7 @@ impl Dense {
             DenseKernels::Only(v) => {
                 ensure!(
                     self.supports(gpu, v),
-                    "layer {}: dense variant {} is not available here (uniform needs in_features % 4 == 0, subgroup needs subgroups of >= 8 lanes)",
+                    "layer {}: dense variant {} is not available here (uniform needs in_features % 4 == 0, subgroup needs subgroups of >= 8 lanes, coop cooperative matrices)",
                     self.name,
                     v.name()
                 );
@@ -382,6 +393,9 @@ impl Dense {
                     if cands.contains(&DenseVariant::Uniform) {
                         self.uplan = self.make_uplan(gpu);
                     }
+                    if cands.contains(&DenseVariant::Coop) {
+                        self.coop = CoopDense::new(gpu, &self, CoopBuild::Hardware).ok();
+                    }
                     let mut scratch = None;
                     let mut v = [default; 3];
                     for (k, pass) in DensePass::ALL.into_iter().enumerate() {
@@ -392,6 +406,7 @@ impl Dense {
             }
         };
         self.uplan = if self.variants.contains(&DenseVariant::Uniform) { self.make_uplan(gpu) } else { None };
+        self.coop = if self.variants.contains(&DenseVariant::Coop) { Some(CoopDense::new(gpu, &self, CoopBuild::Hardware)?) } else { None };
         if self.uplan.is_none() {
             // No plan (a buffer over the binding limit): the blocked kernels instead.
             for v in &mut self.variants {
@@ -506,6 +521,10 @@ impl Dense {
         self.backward_weight_variant(gpu, self.variants[2], dw, dy, x, accumulate)
     }
 
+    fn coop_plan(&self) -> Result<&CoopDense> {
+        self.coop.as_ref().ok_or_else(|| crate::Error::new(format!("layer {}: dense variant coop has no plan (cooperative matrices unavailable, or not planned)", self.name)))
+    }
+
     fn uplan(&self, variant: DenseVariant) -> Result<&UPlan> {
         self.uplan.as_ref().ok_or_else(|| crate::Error::new(format!("layer {}: dense variant {} has no plan for this shape", self.name, variant.name())))
     }
@@ -536,6 +555,7 @@ impl Dense {
                 let b = [(19, self.tiled[0].as_entire_binding()), (20, x.binding()), (21, w.binding()), (22, y.binding()), (3, bias.binding())];
                 Ok(vec![self.tiled_gemm(gpu, self.batch, self.out_features, false, &b)?])
             }
+            DenseVariant::Coop => self.coop_plan()?.forward(gpu, x, w, b, y),
         }
     }
 
@@ -559,6 +579,7 @@ impl Dense {
                 let b = [(19, self.tiled[1].as_entire_binding()), (20, dy.binding()), (21, w.binding()), (22, dx.binding()), (3, w.binding())];
                 Ok(vec![self.tiled_gemm(gpu, self.batch, self.in_features, false, &b)?])
             }
+            DenseVariant::Coop => self.coop_plan()?.backward_input(gpu, dx, dy, w),
         }
     }
 
@@ -582,6 +603,7 @@ impl Dense {
                 let b = [(19, self.tiled[2].as_entire_binding()), (20, dy.binding()), (21, x.binding()), (22, dw.binding()), (3, x.binding())];
                 Ok(vec![self.tiled_gemm(gpu, self.out_features, self.in_features, accumulate, &b)?])
             }
+            DenseVariant::Coop => self.coop_plan()?.backward_weight(gpu, dw, dy, x, accumulate),
         }
     }
 

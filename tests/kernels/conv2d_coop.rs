@@ -9,14 +9,20 @@ use crate::common::{rand, read, up, zeros};
 use crate::gpu;
 use mien::gpu::coop::{CoopBuild, CoopTiles};
 use mien::gpu::shaders::CONV2D_COOP;
-use mien::nn::conv2d::coop::{CoopConv, CoopConvOptions};
-use mien::nn::conv2d::{Conv2d, Conv2dConfig, ConvKernels};
+use mien::nn::conv2d::coop::{self, Plan};
+use mien::nn::conv2d::{Conv2d, Conv2dConfig, ConvKernels, ConvPass, ConvVariant};
 use mien::nn::Padding;
 use mien::reference::{conv2d as r, f64s};
 use mien::rng::Rng;
 
 fn cfg(cin: usize, cout: usize, kernel: (usize, usize), stride: (usize, usize), padding: Padding, bias: bool) -> Conv2dConfig {
     Conv2dConfig { in_channels: cin, out_channels: cout, kernel, stride, padding, bias }
+}
+
+/// The plans of forward, backward_input and backward_weight with `tiles` (None: defaults)
+/// and `splits` weight-gradient splits (None: default).
+fn plans(gpu: &mien::Gpu, layer: &Conv2d, build: CoopBuild, tiles: Option<CoopTiles>, splits: Option<usize>) -> [Plan; 3] {
+    ConvPass::ALL.map(|p| Plan::new(gpu, layer, p, build, tiles, splits).unwrap())
 }
 
 /// Every pass of `build` with `tiles` for all three (None: defaults) and the weight gradient
@@ -38,17 +44,17 @@ fn check(build: CoopBuild, x_shape: [usize; 4], cfg: Conv2dConfig, tiles: Option
     let ty = zeros(gpu, "y", &layer.output_shape);
     let tdx = zeros(gpu, "dx", &x_shape);
     let tdws: Vec<_> = (0..3).map(|i| zeros(gpu, &format!("dw {i}"), &layer.weight_shape())).collect();
-    let opts = |s: Option<usize>| CoopConvOptions { forward: tiles, backward_input: tiles, backward_weight: tiles, splits: s };
-    let plans: Vec<CoopConv> = [None, Some(1), Some(splits)].into_iter().map(|s| CoopConv::with_options(gpu, &layer, build, opts(s)).unwrap()).collect();
+    let [pf, pi, _] = plans(gpu, &layer, build, tiles, None);
+    let pws: Vec<Plan> = [None, Some(1), Some(splits)].into_iter().map(|s| Plan::new(gpu, &layer, ConvPass::BackwardWeight, build, tiles, s).unwrap()).collect();
     let bias = cfg.bias.then_some(&tb);
-    let mut steps = plans[0].forward(gpu, &tx, &tw, bias, &ty).unwrap();
-    steps.extend(plans[0].backward_input(gpu, &tdx, &tdy, &tw).unwrap());
-    for (plan, tdw) in plans.iter().zip(&tdws) {
-        steps.extend(plan.backward_weight(gpu, tdw, &tdy, &tx, false).unwrap());
+    let mut steps = coop::forward(gpu, &layer, &pf, &tx, &tw, bias, &ty).unwrap();
+    steps.extend(coop::backward_input(gpu, &layer, &pi, &tdx, &tdy, &tw).unwrap());
+    for (plan, tdw) in pws.iter().zip(&tdws) {
+        steps.extend(coop::backward_weight(gpu, &layer, plan, tdw, &tdy, &tx, false).unwrap());
     }
     gpu.run(&steps).unwrap();
 
-    let what = format!("{} {x_shape:?} {cfg:?} {:?}", build.name(), plans[0].tiles());
+    let what = format!("{} {x_shape:?} {cfg:?} {:?}", build.name(), [pf.tiles(), pi.tiles(), pws[0].tiles()]);
     let (kk, ohw) = (g.kh * g.kw, g.oh * g.ow);
     let bias64 = cfg.bias.then_some(&b64[..]);
     // f64 reference of the unrounded inputs, of their magnitudes (S), of the f16-rounded ones.
@@ -64,13 +70,13 @@ fn check(build: CoopBuild, x_shape: [usize; 4], cfg: Conv2dConfig, tiles: Option
     let dx = read(gpu, &tdx);
     check_f16(&format!("coop backward_input {what}"), &dx, &want_dx, &s_dx, g.cout * kk);
     check_rounded(build, &format!("coop backward_input (f16-rounded inputs) {what}"), &dx, &want_dx16, &s_dx, g.cout * kk);
-    for (plan, tdw) in plans.iter().zip(&tdws) {
-        let what = format!("coop backward_weight ({} splits) {what}", plan.weight_splits());
+    for (plan, tdw) in pws.iter().zip(&tdws) {
+        let what = format!("coop backward_weight ({} splits) {what}", plan.splits());
         let dw = read(gpu, tdw);
         check_f16(&what, &dw, &want_dw, &s_dw, g.n * ohw);
         check_rounded(build, &format!("{what} (f16-rounded inputs)"), &dw, &want_dw16, &s_dw, g.n * ohw);
     }
-    assert_eq!(plans[1].weight_splits(), 1);
+    assert_eq!(pws[1].splits(), 1);
 }
 
 const E: CoopBuild = CoopBuild::Emulated;
@@ -127,11 +133,11 @@ fn emulated_backward_weight_accumulates() {
     let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
     let s2: Vec<f64> = s.iter().map(|v| 2.0 * v).collect();
     for splits in [1, 3] {
-        let plan = CoopConv::with_options(gpu, &layer, E, CoopConvOptions { splits: Some(splits), ..Default::default() }).unwrap();
-        assert_eq!(plan.weight_splits(), splits);
+        let plan = Plan::new(gpu, &layer, ConvPass::BackwardWeight, E, None, Some(splits)).unwrap();
+        assert_eq!(plan.splits(), splits);
         let tdw = up(gpu, "dw", &layer.weight_shape(), &vec![7.0f32; g.w_len()]);
-        gpu.run(&plan.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap()).unwrap();
-        gpu.run(&plan.backward_weight(gpu, &tdw, &tdy, &tx, true).unwrap()).unwrap();
+        gpu.run(&coop::backward_weight(gpu, &layer, &plan, &tdw, &tdy, &tx, false).unwrap()).unwrap();
+        gpu.run(&coop::backward_weight(gpu, &layer, &plan, &tdw, &tdy, &tx, true).unwrap()).unwrap();
         check_f16(&format!("coop backward_weight accumulate ({splits} splits)"), &read(gpu, &tdw), &twice, &s2, g.n * g.oh * g.ow);
     }
 }
@@ -143,20 +149,29 @@ fn wrong_operands_are_errors_naming_the_layer() {
     require_f16(gpu);
     let x_shape = [1, 2, 5, 5];
     let layer = Conv2d::new_with(gpu, "conv_q", cfg(2, 3, (3, 3), (1, 1), Padding::Same, true), &x_shape, ConvKernels::General).unwrap();
-    let plan = CoopConv::new(gpu, &layer, E).unwrap();
+    let [pf, pi, _] = plans(gpu, &layer, E, None, None);
     let x = zeros(gpu, "x", &x_shape);
     let w = zeros(gpu, "w", &layer.weight_shape());
     let y = zeros(gpu, "y", &layer.output_shape);
-    let e = plan.forward(gpu, &x, &w, None, &y).err().unwrap().to_string();
+    let e = coop::forward(gpu, &layer, &pf, &x, &w, None, &y).err().unwrap().to_string();
     assert!(e.contains("conv_q") && e.contains("bias"), "{e}");
     let bad = zeros(gpu, "w", &[3, 2, 3, 2]);
-    let e = plan.backward_input(gpu, &x, &y, &bad).err().unwrap().to_string();
+    let e = coop::backward_input(gpu, &layer, &pi, &x, &y, &bad).err().unwrap().to_string();
     assert!(e.contains("conv_q") && e.contains("weight"), "{e}");
+    let e = coop::backward_input(gpu, &layer, &pf, &x, &y, &w).err().unwrap().to_string();
+    assert!(e.contains("conv_q") && e.contains("forward plan"), "{e}");
     let t = CoopTiles { wm: 1, wn: 1, tm: 5, tn: 1, bk: 16 };
-    let e = CoopConv::with_options(gpu, &layer, E, CoopConvOptions { forward: Some(t), ..Default::default() }).err().unwrap().to_string();
+    let e = Plan::new(gpu, &layer, ConvPass::Forward, E, Some(t), None).err().unwrap().to_string();
     assert!(e.contains("conv_q") && e.contains("TM"), "{e}");
+    // The layer's coop variant (the hardware build) where offered; elsewhere a refusal naming
+    // the layer and the reason.
+    let forced = Conv2d::new_with(gpu, "conv_q", layer.cfg, &x_shape, ConvKernels::Coop);
+    assert_eq!(forced.is_ok(), gpu.has_coop());
+    assert_eq!(ConvPass::ALL.map(|p| layer.supports(gpu, p, ConvVariant::Coop)), [gpu.has_coop(); 3]);
     if !gpu.has_coop() {
-        let e = CoopConv::new(gpu, &layer, CoopBuild::Hardware).err().unwrap().to_string();
+        let e = forced.err().unwrap().to_string();
+        assert!(e.contains("conv_q") && e.contains("cooperative matrices"), "{e}");
+        let e = Plan::new(gpu, &layer, ConvPass::Forward, CoopBuild::Hardware, None, None).err().unwrap().to_string();
         assert!(e.contains("conv_q") && e.contains("cooperative matrices"), "{e}");
     }
 }
@@ -226,23 +241,21 @@ fn coop_timing_seed_cnn_conv() {
         println!("conv {cin}->{cout} at {side}x{side}, batch {batch} ({:.1} GFLOP a pass)", flop / 1e9);
         time("tiled forward".into(), layer.forward_dispatches(gpu, &tx, &tw, Some(&tb), &ty).unwrap());
         time("tiled backward_weight".into(), layer.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap());
-        let default = CoopConv::new(gpu, &layer, CoopBuild::Hardware).unwrap();
-        let mut plans = vec![("default".to_string(), default)];
-        for t in TIMING_TILES {
-            let o = CoopConvOptions { forward: Some(t), backward_input: Some(t), backward_weight: Some(t), splits: None };
-            match CoopConv::with_options(gpu, &layer, CoopBuild::Hardware, o) {
-                Ok(p) => plans.push((format!("{}x{} {}x{} sg bk{}", t.bm(), t.bn(), t.wm, t.wn, t.bk), p)),
-                Err(e) => println!("  {t:?}: {e}"),
-            }
-        }
-        for (name, p) in &plans {
-            let [f, i, w] = p.tiles();
-            let blk = |t: CoopTiles| format!("{}x{}", t.bm(), t.bn());
-            time(format!("coop forward {name} ({})", blk(f)), p.forward(gpu, &tx, &tw, Some(&tb), &ty).unwrap());
+        let mut tiles = vec![("default".to_string(), None)];
+        tiles.extend(TIMING_TILES.map(|t| (format!("{}x{} {}x{} sg bk{}", t.bm(), t.bn(), t.wm, t.wn, t.bk), Some(t))));
+        let h = CoopBuild::Hardware;
+        for (name, t) in tiles {
+            let ps: Vec<_> = ConvPass::ALL.iter().map(|&p| Plan::new(gpu, &layer, p, h, t, None)).collect();
+            let [Ok(f), Ok(i), Ok(w)] = <[_; 3]>::try_from(ps).ok().unwrap() else {
+                println!("  {name}: does not fit this adapter");
+                continue;
+            };
+            let blk = |p: &Plan| format!("{}x{}", p.tiles().bm(), p.tiles().bn());
+            time(format!("coop forward {name} ({})", blk(&f)), coop::forward(gpu, &layer, &f, &tx, &tw, Some(&tb), &ty).unwrap());
             if cin > 1 {
-                time(format!("coop backward_input {name} ({})", blk(i)), p.backward_input(gpu, &tdx, &tdy, &tw).unwrap());
+                time(format!("coop backward_input {name} ({})", blk(&i)), coop::backward_input(gpu, &layer, &i, &tdx, &tdy, &tw).unwrap());
             }
-            time(format!("coop backward_weight {name} ({}, {} splits)", blk(w), p.weight_splits()), p.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap());
+            time(format!("coop backward_weight {name} ({}, {} splits)", blk(&w), w.splits()), coop::backward_weight(gpu, &layer, &w, &tdw, &tdy, &tx, false).unwrap());
         }
     }
 }

@@ -12,10 +12,13 @@ fn atol(len: usize) -> f64 {
     ATOL * (len as f64 / 64.0).sqrt().max(1.0)
 }
 
-/// The variants `layer` supports on `gpu` (all but uniform need no particular shape; on an
-/// adapter with subgroups of >= 8 lanes, as lavapipe, both subgroup variants are in).
+/// The variants `layer` supports on `gpu`, coop aside (all but uniform need no particular
+/// shape; on an adapter with subgroups of >= 8 lanes, as lavapipe, both subgroup variants
+/// are in).
 fn variants(gpu: &Gpu, layer: &Dense) -> Vec<DenseVariant> {
-    let v: Vec<DenseVariant> = DenseVariant::ALL.into_iter().filter(|&v| layer.supports(gpu, v)).collect();
+    // Coop has f16 operands: dense_coop.rs checks it with the tolerance for those.
+    assert_eq!(layer.supports(gpu, DenseVariant::Coop), gpu.has_coop());
+    let v: Vec<DenseVariant> = DenseVariant::ALL.into_iter().filter(|&v| v != DenseVariant::Coop && layer.supports(gpu, v)).collect();
     assert_eq!(v.contains(&DenseVariant::Uniform), layer.in_features.is_multiple_of(4));
     assert_eq!(v.contains(&DenseVariant::Subgroup), gpu.subgroup_min_size() >= Some(8));
     assert!(v.contains(&DenseVariant::Tiled) && v.contains(&DenseVariant::Blocked));

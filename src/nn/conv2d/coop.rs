@@ -13,15 +13,17 @@
 //! `CoopBuild::Emulated` the same kernels with plain-WGSL stand-ins (any adapter with f16),
 //! which is how CI's lavapipe tests the tiling, staging and indexing.
 //!
-//! A `CoopConv` is planned once per layer (uniforms, depth tables, partial buffer) and
-//! builds the dispatches of each pass; replay them every step.
+//! A `Plan` per pass (block shape, uniform, depth table, grid; backward_weight its depth
+//! split and partial sums) is built when the layer is planned (`ConvVariant::Coop`: the
+//! hardware build); `forward`, `backward_input` and `backward_weight` record dispatches over
+//! it. Tests build plans of either build, other blocks and splits directly.
 
-use super::Conv2d;
+use super::{Conv2d, ConvPass};
 use crate::gpu::coop::{depth_split, CoopBuild, CoopTiles};
 use crate::gpu::shaders::{CONV2D_COOP, CONV2D_COOP_EMULATED};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::nn::{accumulate_constant, u32_of};
-use crate::{bail, ensure, Result};
+use crate::{ensure, Result};
 
 /// Mirror of `P` in shaders/conv2d_coop.wgsl.
 #[repr(C)]
@@ -51,80 +53,56 @@ struct Params {
 
 /// Workgroup size of conv2d_coop_reduce (WG in the shader).
 const WG: u32 = 64;
-/// Weight-gradient split: about this many workgroups in all (a big GPU twice over), at least
-/// this much depth (output pixels) per split.
+/// Weight-gradient split: about this many workgroups in all (an H200's 132 SMs twice over),
+/// at least this much depth (output pixels) per split.
 const BW_TARGET_WORKGROUPS: usize = 264;
 const BW_MIN_CHUNK: usize = 512;
 
-/// Tiles and depth split of a plan (None: the defaults, `CoopTiles::for_gemm` of each pass
-/// and `depth_split`'s). For tests and tuning.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CoopConvOptions {
-    pub forward: Option<CoopTiles>,
-    pub backward_input: Option<CoopTiles>,
-    pub backward_weight: Option<CoopTiles>,
-    pub splits: Option<usize>,
+/// Why the cooperative-matrix kernels cannot run `pass` of `conv` on `gpu` with `build`
+/// and the default blocks, or None. Every geometry `Conv2d` accepts is handled.
+pub fn unsupported(gpu: &Gpu, conv: &Conv2d, pass: ConvPass, build: CoopBuild) -> Option<String> {
+    if let Some(why) = build.unavailable(gpu) {
+        return Some(why);
+    }
+    let [gm, gn, _] = gemm(conv, pass);
+    CoopTiles::for_gemm(gm, gn).check(gpu, &conv.name, build).err().map(|e| e.to_string())
 }
 
-/// One pass: its block shape, uniform, depth table and grid.
-struct PassPlan {
-    tiles: CoopTiles,
-    uniform: wgpu::Buffer,
-    tab: Tensor,
-    groups: [u32; 3],
-}
-
-/// The cooperative-matrix plan of one layer.
-pub struct CoopConv {
-    name: String,
-    build: CoopBuild,
-    input_shape: [usize; 4],
-    output_shape: [usize; 4],
-    weight_shape: [usize; 4],
-    bias: bool,
-    fwd: PassPlan,
-    bin: PassPlan,
-    bw: PassPlan,
-    splits: usize,
-    /// [splits, CO*CI*KH*KW] weight-gradient partials; None with one split.
-    scratch: Option<Tensor>,
-}
-
-/// Whether the cooperative-matrix kernels handle `conv`: every geometry `Conv2d` accepts.
-/// Whether they run here is `CoopBuild::check`.
-pub fn supports(conv: &Conv2d) -> bool {
-    let _ = conv;
-    true
+/// (rows, columns, depth) of the GEMM of `pass`.
+fn gemm(conv: &Conv2d, pass: ConvPass) -> [usize; 3] {
+    let g = &conv.geom;
+    let kk = g.kh * g.kw;
+    match pass {
+        ConvPass::Forward => [g.n * g.oh * g.ow, g.cout, g.cin * kk],
+        ConvPass::BackwardInput => [g.n * g.h * g.w, g.cin, g.cout * kk],
+        ConvPass::BackwardWeight => [g.cout, g.cin * kk, g.n * g.oh * g.ow],
+    }
 }
 
 /// The uniform of one pass.
 fn params(conv: &Conv2d, gemm: [usize; 3], kchunk: usize, splits: usize) -> Result<Params> {
-    let [n, ci, h, w] = conv.input_shape;
-    let [_, co, oh, ow] = conv.output_shape;
-    let (kh, kw) = conv.cfg.kernel;
-    let (sh, sw) = conv.cfg.stride;
-    let (pt, pl) = conv.padding();
+    let g = &conv.geom;
     let u = |what: &str, v: usize| u32_of(&conv.name, what, v);
     Ok(Params {
-        n: u("batch", n)?,
-        ci: u("in_channels", ci)?,
-        h: u("height", h)?,
-        w: u("width", w)?,
-        co: u("out_channels", co)?,
-        kh: u("kernel height", kh)?,
-        kw: u("kernel width", kw)?,
-        sh: u("stride", sh)?,
-        sw: u("stride", sw)?,
-        pt: u("padding", pt)?,
-        pl: u("padding", pl)?,
-        oh: u("output height", oh)?,
-        ow: u("output width", ow)?,
+        n: u("batch", g.n)?,
+        ci: u("in_channels", g.cin)?,
+        h: u("height", g.h)?,
+        w: u("width", g.w)?,
+        co: u("out_channels", g.cout)?,
+        kh: u("kernel height", g.kh)?,
+        kw: u("kernel width", g.kw)?,
+        sh: u("stride", g.stride_h)?,
+        sw: u("stride", g.stride_w)?,
+        pt: u("padding", g.pad_top)?,
+        pl: u("padding", g.pad_left)?,
+        oh: u("output height", g.oh)?,
+        ow: u("output width", g.ow)?,
         gm: u("GEMM rows", gemm[0])?,
         gn: u("GEMM columns", gemm[1])?,
         gk: u("GEMM depth", gemm[2])?,
         kchunk: u("GEMM depth per split", kchunk)?,
         splits: u("weight-gradient splits", splits)?,
-        nw: u("weight elements", co * ci * kh * kw)?,
+        nw: u("weight elements", g.w_len())?,
         bias: conv.cfg.bias as u32,
     })
 }
@@ -160,161 +138,127 @@ fn fold_grid(gpu: &Gpu, conv: &Conv2d, tiles: CoopTiles, gm: usize, gn: usize, e
     Ok([mt.div_ceil(gz) as u32, gy as u32, gz as u32])
 }
 
-impl CoopConv {
-    /// The plan of `conv` with the default tiles and split.
-    pub fn new(gpu: &Gpu, conv: &Conv2d, build: CoopBuild) -> Result<CoopConv> {
-        Self::with_options(gpu, conv, build, CoopConvOptions::default())
-    }
+/// One pass: build, block shape, uniform, depth table, grid; backward_weight also its depth
+/// split and (when split) the [splits, CO*CI*KH*KW] partial sums.
+pub struct Plan {
+    pass: ConvPass,
+    build: CoopBuild,
+    tiles: CoopTiles,
+    uniform: wgpu::Buffer,
+    table: Tensor,
+    groups: [u32; 3],
+    splits: usize,
+    scratch: Option<Tensor>,
+}
 
-    /// The plan with explicit tiles / split (`CoopConvOptions`). Errors name the layer: the
-    /// build does not run here, a tile shape does not fit the adapter, a grid is too large.
-    pub fn with_options(gpu: &Gpu, conv: &Conv2d, build: CoopBuild, opts: CoopConvOptions) -> Result<CoopConv> {
+impl Plan {
+    /// The plan of `pass` with `build`, `tiles` (None: `CoopTiles::for_gemm` of the pass's
+    /// GEMM) and, for backward_weight, `splits` depth splits (None: about
+    /// BW_TARGET_WORKGROUPS workgroups, at least BW_MIN_CHUNK depth each; rounded so every
+    /// split is whole BK slices). Errors name the layer: the build does not run here, the
+    /// block does not fit the adapter, a grid is too large.
+    pub fn new(gpu: &Gpu, conv: &Conv2d, pass: ConvPass, build: CoopBuild, tiles: Option<CoopTiles>, splits: Option<usize>) -> Result<Plan> {
         let name = &conv.name;
         build.check(gpu, name)?;
-        let [n, ci, h, w] = conv.input_shape;
-        let [_, co, oh, ow] = conv.output_shape;
-        let (kh, kw) = conv.cfg.kernel;
-        let kk = kh * kw;
-
-        let (gm, gn, gk) = (n * oh * ow, co, ci * kk);
-        let tiles = opts.forward.unwrap_or_else(|| CoopTiles::for_gemm(gm, gn));
+        let g = conv.geom;
+        let [gm, gn, gk] = gemm(conv, pass);
+        let tiles = tiles.unwrap_or_else(|| CoopTiles::for_gemm(gm, gn));
         tiles.check(gpu, name, build)?;
-        let fwd = PassPlan {
-            tiles,
-            uniform: gpu.uniform(&format!("{name} coop forward params"), &params(conv, [gm, gn, gk], gk, 1)?),
-            tab: table(gpu, conv, "forward", ci, h * w, w, 0)?,
-            groups: fold_grid(gpu, conv, tiles, gm, gn, "conv2d_coop_forward")?,
+        let p = pass.name();
+        let (table, groups, kchunk, splits) = match pass {
+            ConvPass::Forward => (table(gpu, conv, p, g.cin, g.h * g.w, g.w, 0)?, fold_grid(gpu, conv, tiles, gm, gn, "conv2d_coop_forward")?, gk, 1),
+            ConvPass::BackwardInput => {
+                // (co * CI * KK + ky * KW + kx, ky, kx, co * OH * OW).
+                let tab = table(gpu, conv, p, g.cout, g.cin * g.kh * g.kw, g.kw, g.oh * g.ow)?;
+                (tab, fold_grid(gpu, conv, tiles, gm, gn, "conv2d_coop_backward_input")?, gk, 1)
+            }
+            ConvPass::BackwardWeight => {
+                let blocks = gm.div_ceil(tiles.bm() as usize) * gn.div_ceil(tiles.bn() as usize);
+                let (kchunk, splits) = depth_split(gk, tiles.bk as usize, blocks, BW_TARGET_WORKGROUPS, BW_MIN_CHUNK, splits);
+                let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
+                let groups = [gn.div_ceil(tiles.bn() as usize), gm.div_ceil(tiles.bm() as usize), splits];
+                ensure!(
+                    groups.iter().all(|&g| g <= max),
+                    "layer {name}: conv2d_coop_backward_weight needs a grid of {groups:?} workgroups, over max_compute_workgroups_per_dimension={max}"
+                );
+                (table(gpu, conv, p, g.cin, g.h * g.w, g.w, 0)?, groups.map(|g| g as u32), kchunk, splits)
+            }
         };
-
-        let (gm, gn, gk) = (n * h * w, ci, co * kk);
-        let tiles = opts.backward_input.unwrap_or_else(|| CoopTiles::for_gemm(gm, gn));
-        tiles.check(gpu, name, build)?;
-        let bin = PassPlan {
-            tiles,
-            uniform: gpu.uniform(&format!("{name} coop backward_input params"), &params(conv, [gm, gn, gk], gk, 1)?),
-            tab: table(gpu, conv, "backward_input", co, ci * kk, kw, oh * ow)?,
-            groups: fold_grid(gpu, conv, tiles, gm, gn, "conv2d_coop_backward_input")?,
-        };
-
-        let (gm, gn, gk) = (co, ci * kk, n * oh * ow);
-        let tiles = opts.backward_weight.unwrap_or_else(|| CoopTiles::for_gemm(gm, gn));
-        tiles.check(gpu, name, build)?;
-        let blocks = gm.div_ceil(tiles.bm() as usize) * gn.div_ceil(tiles.bn() as usize);
-        let (kchunk, splits) = depth_split(gk, tiles.bk as usize, blocks, BW_TARGET_WORKGROUPS, BW_MIN_CHUNK, opts.splits);
-        let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
-        let groups = [gn.div_ceil(tiles.bn() as usize), gm.div_ceil(tiles.bm() as usize), splits];
-        ensure!(
-            groups.iter().all(|&g| g <= max),
-            "layer {name}: conv2d_coop_backward_weight needs a grid of {groups:?} workgroups, over max_compute_workgroups_per_dimension={max}"
-        );
-        let bw = PassPlan {
-            tiles,
-            uniform: gpu.uniform(&format!("{name} coop backward_weight params"), &params(conv, [gm, gn, gk], kchunk, splits)?),
-            tab: fwd.tab.clone(),
-            groups: groups.map(|g| g as u32),
-        };
-        let nw = co * ci * kk;
+        let uniform = gpu.uniform(&format!("{name} coop {p} params"), &params(conv, [gm, gn, gk], kchunk, splits)?);
         let scratch = if splits > 1 {
-            let t = gpu.tensor(&format!("{name} coop weight-gradient partials"), &[splits, nw])?;
-            u32_of(name, "weight-gradient partials", t.len())?;
-            Some(t)
+            u32_of(name, "weight-gradient partials", splits * g.w_len())?;
+            Some(gpu.tensor(&format!("{name} coop weight-gradient partials"), &[splits, g.w_len()])?)
         } else {
             None
         };
-        Ok(CoopConv {
-            name: name.clone(),
-            build,
-            input_shape: conv.input_shape,
-            output_shape: conv.output_shape,
-            weight_shape: conv.weight_shape(),
-            bias: conv.cfg.bias,
-            fwd,
-            bin,
-            bw,
-            splits,
-            scratch,
-        })
+        Ok(Plan { pass, build, tiles, uniform, table, groups, splits, scratch })
     }
 
     pub fn build(&self) -> CoopBuild {
         self.build
     }
 
-    /// Depth splits of the weight gradient (1: no reduce pass).
-    pub fn weight_splits(&self) -> usize {
+    pub fn tiles(&self) -> CoopTiles {
+        self.tiles
+    }
+
+    /// Depth splits of the weight gradient (1 for the other passes).
+    pub fn splits(&self) -> usize {
         self.splits
     }
 
-    /// Block shapes of forward, backward_input, backward_weight.
-    pub fn tiles(&self) -> [CoopTiles; 3] {
-        [self.fwd.tiles, self.bin.tiles, self.bw.tiles]
+    /// Error unless this plan is for `pass`.
+    fn expect(&self, conv: &Conv2d, pass: ConvPass) -> Result<()> {
+        ensure!(self.pass == pass, "layer {}: a coop {} plan cannot record {}", conv.name, self.pass.name(), pass.name());
+        Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn dispatch(&self, gpu: &Gpu, entry: &str, pass: &PassPlan, constants: Vec<(&str, f64)>, bindings: &[(u32, &Tensor)], uniform: &wgpu::Buffer, groups: [u32; 3]) -> Result<Dispatch> {
-        let label = format!("{} {entry} ({})", self.name, self.build.name());
-        let mut b: Vec<(u32, wgpu::BindingResource)> = vec![(0, uniform.as_entire_binding())];
+    /// A dispatch of `entry` with the plan's uniform at binding 0 (and the GEMMs' table at 5).
+    fn dispatch(&self, gpu: &Gpu, conv: &Conv2d, entry: &str, constants: &[(&str, f64)], bindings: &[(u32, &Tensor)], groups: [u32; 3]) -> Result<Dispatch> {
+        let label = format!("{} {entry} ({})", conv.name, self.build.name());
+        let mut b: Vec<(u32, wgpu::BindingResource)> = vec![(0, self.uniform.as_entire_binding())];
         if entry != "conv2d_coop_reduce" {
-            b.push((5, pass.tab.binding()));
+            b.push((5, self.table.binding()));
         }
         b.extend(bindings.iter().map(|(i, t)| (*i, t.binding())));
         let shader = self.build.shader(CONV2D_COOP, CONV2D_COOP_EMULATED);
-        Dispatch::new(gpu, &label, &shader, entry, &constants, &b, groups)
+        Dispatch::new(gpu, &label, &shader, entry, constants, &b, groups)
     }
+}
 
-    /// y = conv(x, w) (+ b). Overwrites y. `b` is required iff the layer has a bias. One
-    /// dispatch.
-    pub fn forward(&self, gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
-        let name = &self.name;
-        x.expect_shape(name, "input", &self.input_shape)?;
-        w.expect_shape(name, "weight", &self.weight_shape)?;
-        y.expect_len(name, "output", self.output_shape.iter().product())?;
-        let co = self.output_shape[1];
-        let bias = match (self.bias, b) {
-            (true, Some(b)) => {
-                b.expect_shape(name, "bias", &[co])?;
-                b
-            }
-            // Unread without bias (p.bias is 0), but bound: alias the weights.
-            (false, None) => w,
-            (true, None) => bail!("layer {name}: configured with bias, but no bias tensor [{co}] was given"),
-            (false, Some(_)) => bail!("layer {name}: configured without bias, but a bias tensor was given"),
-        };
-        let c = self.fwd.tiles.constants(gpu, self.build);
-        let d = self.dispatch(gpu, "conv2d_coop_forward", &self.fwd, c, &[(1, x), (2, w), (3, bias), (4, y)], &self.fwd.uniform, self.fwd.groups)?;
-        Ok(vec![d])
-    }
+/// y = conv(x, w) (+ b; required iff `cfg.bias`): one dispatch. Overwrites y.
+pub fn forward(gpu: &Gpu, conv: &Conv2d, plan: &Plan, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
+    plan.expect(conv, ConvPass::Forward)?;
+    conv.check_forward(x, w, b, y)?;
+    // Unread without bias (p.bias is 0), but bound: alias the weights.
+    let bias = b.unwrap_or(w);
+    let c = plan.tiles.constants(gpu, plan.build);
+    Ok(vec![plan.dispatch(gpu, conv, "conv2d_coop_forward", &c, &[(1, x), (2, w), (3, bias), (4, y)], plan.groups)?])
+}
 
-    /// dx = conv_transpose(dy, w). Overwrites dx. One dispatch.
-    pub fn backward_input(&self, gpu: &Gpu, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
-        let name = &self.name;
-        dx.expect_len(name, "input gradient", self.input_shape.iter().product())?;
-        dy.expect_len(name, "output gradient", self.output_shape.iter().product())?;
-        w.expect_shape(name, "weight", &self.weight_shape)?;
-        let c = self.bin.tiles.constants(gpu, self.build);
-        let d = self.dispatch(gpu, "conv2d_coop_backward_input", &self.bin, c, &[(1, dy), (2, w), (3, w), (4, dx)], &self.bin.uniform, self.bin.groups)?;
-        Ok(vec![d])
-    }
+/// dx = conv_transpose(dy, w): one dispatch. Overwrites dx.
+pub fn backward_input(gpu: &Gpu, conv: &Conv2d, plan: &Plan, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
+    plan.expect(conv, ConvPass::BackwardInput)?;
+    conv.check_backward_input(dx, dy, w)?;
+    let c = plan.tiles.constants(gpu, plan.build);
+    Ok(vec![plan.dispatch(gpu, conv, "conv2d_coop_backward_input", &c, &[(1, dy), (2, w), (3, w), (4, dx)], plan.groups)?])
+}
 
-    /// dw[co,ci,ky,kx] = sum over n, oy, ox of dy * x. Overwrites dw, or adds to it when
-    /// `accumulate`. One dispatch, or two (partials into this plan's buffer, then the reduce)
-    /// with several splits: two such lists of one plan must not run concurrently (they never
-    /// do within one submission).
-    pub fn backward_weight(&self, gpu: &Gpu, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<Vec<Dispatch>> {
-        let name = &self.name;
-        dw.expect_shape(name, "weight gradient", &self.weight_shape)?;
-        dy.expect_len(name, "output gradient", self.output_shape.iter().product())?;
-        x.expect_len(name, "saved input", self.input_shape.iter().product())?;
-        let entry = "conv2d_coop_backward_weight";
-        let mut c = self.bw.tiles.constants(gpu, self.build);
-        let Some(scratch) = &self.scratch else {
-            c.push(accumulate_constant(accumulate));
-            return Ok(vec![self.dispatch(gpu, entry, &self.bw, c, &[(1, dy), (2, x), (3, x), (4, dw)], &self.bw.uniform, self.bw.groups)?]);
-        };
-        c.push(accumulate_constant(false));
-        let partial = self.dispatch(gpu, entry, &self.bw, c, &[(1, dy), (2, x), (3, x), (4, scratch)], &self.bw.uniform, self.bw.groups)?;
-        let rg = gpu.groups_1d(&format!("layer {name} conv2d_coop_reduce"), dw.len() as u64, WG)?;
-        let reduce = self.dispatch(gpu, "conv2d_coop_reduce", &self.bw, vec![accumulate_constant(accumulate)], &[(4, dw), (6, scratch)], &self.bw.uniform, rg)?;
-        Ok(vec![partial, reduce])
-    }
+/// dw[co,ci,ky,kx] = sum over n, oy, ox of dy * x: the GEMM, then (when split) the reduce.
+/// Overwrites dw, or adds to it when `accumulate`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_weight(gpu: &Gpu, conv: &Conv2d, plan: &Plan, dw: &Tensor, dy: &Tensor, x: &Tensor, accumulate: bool) -> Result<Vec<Dispatch>> {
+    plan.expect(conv, ConvPass::BackwardWeight)?;
+    conv.check_backward_weight(dw, dy, x)?;
+    let entry = "conv2d_coop_backward_weight";
+    let mut c = plan.tiles.constants(gpu, plan.build);
+    let Some(scratch) = &plan.scratch else {
+        c.push(accumulate_constant(accumulate));
+        return Ok(vec![plan.dispatch(gpu, conv, entry, &c, &[(1, dy), (2, x), (3, x), (4, dw)], plan.groups)?]);
+    };
+    c.push(accumulate_constant(false));
+    let partial = plan.dispatch(gpu, conv, entry, &c, &[(1, dy), (2, x), (3, x), (4, scratch)], plan.groups)?;
+    let rg = gpu.groups_1d(&format!("layer {} conv2d_coop_reduce", conv.name), dw.len() as u64, WG)?;
+    let reduce = plan.dispatch(gpu, conv, "conv2d_coop_reduce", &[accumulate_constant(accumulate)], &[(4, dw), (6, scratch)], rg)?;
+    Ok(vec![partial, reduce])
 }

@@ -13,7 +13,9 @@
 //! - `uniform`: 3x3 stride-1 kernels reading the repacked weights (forward, backward_input)
 //!   or dy (backward_weight) through 64 KiB uniform windows (conv2d.wgsl);
 //! - `subgroup`: 3x3 'same' kernels broadcasting within subgroups (conv2d_subgroup.wgsl);
-//! - `tiled`: workgroup-memory implicit GEMMs for any geometry (conv2d_tiled.wgsl).
+//! - `tiled`: workgroup-memory implicit GEMMs for any geometry (conv2d_tiled.wgsl);
+//! - `coop`: implicit GEMMs on cooperative matrices (tensor cores), f16 operands with f32
+//!   sums, for any geometry where the adapter offers them (conv2d_coop.wgsl).
 //!
 //! This file keeps the config, the operand checks, the choice of variants (`ConvKernels`,
 //! autotune) and one match per pass. Recording (`*_dispatches`, `backward_weight`)
@@ -25,6 +27,7 @@
 use super::layer::{Init, Io, LayerOp, Mode, ParamDecl};
 use super::{nchw, u32_of, Padding};
 use crate::gpu::autotune::time_candidate;
+use crate::gpu::coop::CoopBuild;
 use crate::gpu::{shaders::CONV2D, Dispatch, Gpu, Tensor};
 use crate::{bail, ensure, Result};
 use std::sync::OnceLock;
@@ -74,10 +77,13 @@ pub enum ConvVariant {
     Subgroup,
     /// Workgroup-memory tiled implicit GEMMs (`tiled`): any geometry.
     Tiled,
+    /// Cooperative-matrix implicit GEMMs (`coop`), f16 operands and f32 sums: any geometry,
+    /// adapters with 16x16x16 f16 -> f32 cooperative matrices (`Gpu::has_coop`).
+    Coop,
 }
 
 impl ConvVariant {
-    pub const ALL: [ConvVariant; 5] = [ConvVariant::General, ConvVariant::Fast, ConvVariant::Uniform, ConvVariant::Subgroup, ConvVariant::Tiled];
+    pub const ALL: [ConvVariant; 6] = [ConvVariant::General, ConvVariant::Fast, ConvVariant::Uniform, ConvVariant::Subgroup, ConvVariant::Tiled, ConvVariant::Coop];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -86,6 +92,7 @@ impl ConvVariant {
             ConvVariant::Uniform => "uniform",
             ConvVariant::Subgroup => "subgroup",
             ConvVariant::Tiled => "tiled",
+            ConvVariant::Coop => "coop",
         }
     }
 
@@ -119,9 +126,9 @@ impl ConvPass {
 /// one variant per pass).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvKernels {
-    /// The autotuner's choice among subgroup (where it applies), fast and tiled (see
-    /// `Conv2d::tune`); untuned (small layers, autotune off): subgroup where it applies,
-    /// else fast.
+    /// The autotuner's choice among subgroup (where it applies), fast, tiled and coop (where
+    /// the adapter has cooperative matrices) (see `Conv2d::tune`); untuned (small layers,
+    /// autotune off): subgroup where it applies, else fast.
     #[default]
     Auto,
     /// The general kernels only.
@@ -134,18 +141,22 @@ pub enum ConvKernels {
     Subgroup,
     /// The tiled kernels for every pass: what real GPUs usually prefer.
     Tiled,
+    /// The cooperative-matrix kernels for every pass (f16 operands; planning fails, naming
+    /// the reason, where the adapter has no cooperative matrices).
+    Coop,
 }
 
 impl ConvKernels {
-    /// `MIEN_CONV_KERNELS=auto|fast|general|tiled` (benchmarks, debugging; default auto: the
-    /// autotuner's choice).
+    /// `MIEN_CONV_KERNELS=auto|fast|general|tiled|coop` (benchmarks, debugging; default
+    /// auto: the autotuner's choice).
     pub fn from_env() -> Result<ConvKernels> {
         Ok(match std::env::var("MIEN_CONV_KERNELS").as_deref() {
             Err(_) | Ok("") | Ok("auto") => ConvKernels::Auto,
             Ok("fast") => ConvKernels::Fast,
             Ok("general") => ConvKernels::General,
             Ok("tiled") => ConvKernels::Tiled,
-            Ok(other) => bail!("MIEN_CONV_KERNELS={other:?}: expected auto, fast, general or tiled"),
+            Ok("coop") => ConvKernels::Coop,
+            Ok(other) => bail!("MIEN_CONV_KERNELS={other:?}: expected auto, fast, general, tiled or coop"),
         })
     }
 }
@@ -158,6 +169,7 @@ enum Plan {
     Uniform(uniform::Plan),
     Subgroup(subgroup::Plan),
     Tiled(tiled::Plan),
+    Coop(coop::Plan),
 }
 
 impl Plan {
@@ -174,6 +186,7 @@ impl Plan {
             ConvVariant::Uniform => Plan::Uniform(uniform::Plan::new(gpu, conv, pass)?),
             ConvVariant::Subgroup => Plan::Subgroup(subgroup::Plan::new(gpu, conv, pass, splits)?),
             ConvVariant::Tiled => Plan::Tiled(tiled::Plan::new(gpu, conv, pass, tiled::Tiles::DEFAULT, splits)?),
+            ConvVariant::Coop => Plan::Coop(coop::Plan::new(gpu, conv, pass, CoopBuild::Hardware, None, splits)?),
         })
     }
 
@@ -184,6 +197,7 @@ impl Plan {
             Plan::Uniform(_) => ConvVariant::Uniform,
             Plan::Subgroup(_) => ConvVariant::Subgroup,
             Plan::Tiled(_) => ConvVariant::Tiled,
+            Plan::Coop(_) => ConvVariant::Coop,
         }
     }
 
@@ -195,6 +209,7 @@ impl Plan {
             Plan::Uniform(_) => 1,
             Plan::Subgroup(p) => p.splits(),
             Plan::Tiled(p) => p.splits(),
+            Plan::Coop(p) => p.splits(),
         }
     }
 }
@@ -303,6 +318,7 @@ impl Conv2d {
             ConvKernels::General => [General; 3],
             ConvKernels::Subgroup => [Subgroup; 3],
             ConvKernels::Tiled => [Tiled; 3],
+            ConvKernels::Coop => [Coop; 3],
             ConvKernels::Fast => ConvPass::ALL.map(|p| self.first_supported(gpu, p, &[Uniform, Fast, General])),
         })
     }
@@ -326,6 +342,7 @@ impl Conv2d {
             ConvVariant::Fast => fast::unsupported(self, pass),
             ConvVariant::Uniform => uniform::unsupported(gpu, self, pass),
             ConvVariant::Subgroup => subgroup::unsupported(gpu, self),
+            ConvVariant::Coop => coop::unsupported(gpu, self, pass, CoopBuild::Hardware),
         }
     }
 
@@ -352,6 +369,9 @@ impl Conv2d {
             cands.push(("subgroup", ConvKernels::Subgroup));
         }
         cands.extend([("fast", ConvKernels::Fast), ("tiled", ConvKernels::Tiled)]);
+        if ConvPass::ALL.iter().all(|&p| self.supports(gpu, p, ConvVariant::Coop)) {
+            cands.push(("coop", ConvKernels::Coop));
+        }
         let names: Vec<&str> = cands.iter().map(|c| c.0).collect();
         let (pt, pl) = self.padding();
         let key = format!("conv {n}x{ci}x{h}x{w}->{co} k{kh}x{kw} s{}x{} p{pt}x{pl}", self.cfg.stride.0, self.cfg.stride.1);
@@ -496,6 +516,7 @@ impl Conv2d {
             Plan::Uniform(p) => uniform::forward(gpu, self, p, x, w, b, y),
             Plan::Subgroup(p) => subgroup::forward(gpu, self, p, x, w, b, y),
             Plan::Tiled(p) => tiled::forward(gpu, self, p, x, w, b, y),
+            Plan::Coop(p) => coop::forward(gpu, self, p, x, w, b, y),
         }
     }
 
@@ -520,6 +541,7 @@ impl Conv2d {
             Plan::Uniform(p) => uniform::backward_input(gpu, self, p, dx, dy, w),
             Plan::Subgroup(p) => subgroup::backward_input(gpu, self, p, dx, dy, w),
             Plan::Tiled(p) => tiled::backward_input(gpu, self, p, dx, dy, w),
+            Plan::Coop(p) => coop::backward_input(gpu, self, p, dx, dy, w),
         }
     }
 
@@ -534,6 +556,7 @@ impl Conv2d {
             Plan::Uniform(p) => uniform::backward_weight(gpu, self, p, dw, dy, x, accumulate),
             Plan::Subgroup(p) => subgroup::backward_weight(gpu, self, p, dw, dy, x, accumulate),
             Plan::Tiled(p) => tiled::backward_weight(gpu, self, p, dw, dy, x, accumulate),
+            Plan::Coop(p) => coop::backward_weight(gpu, self, p, dw, dy, x, accumulate),
         }
     }
 
