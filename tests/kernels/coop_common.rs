@@ -93,18 +93,18 @@ pub fn require_f16(gpu: &Gpu) {
     assert!(gpu.has_f16(), "adapter {:?} offers no SHADER_F16: the cooperative-matrix kernels (both builds) cannot run on it", gpu.info().name);
 }
 
-/// Whether the hardware build runs here; where it does not, says so loudly on stderr.
+/// Whether the hardware build runs here; where it does not, says so loudly on stderr
+/// (written to the stream itself, so the test harness's capture does not hide it).
 pub fn hardware_available(gpu: &Gpu, what: &str) -> bool {
-    if gpu.has_coop() {
-        eprintln!("{what}: cooperative matrices offered by {:?} ({:?}): testing the HARDWARE build", gpu.info().name, gpu.coop_configs().iter().map(|c| c.to_string()).collect::<Vec<_>>());
-        return true;
-    }
-    eprintln!(
-        "!!! {what}: cooperative matrices not offered by {:?} (offered: {:?}): hardware path NOT tested; checking that the real build validates with naga instead",
-        gpu.info().name,
-        gpu.coop_configs().iter().map(|c| c.to_string()).collect::<Vec<_>>()
-    );
-    false
+    use std::io::Write;
+    let offered: Vec<String> = gpu.coop_configs().iter().map(|c| c.to_string()).collect();
+    let msg = if gpu.has_coop() {
+        format!("{what}: cooperative matrices offered by {:?} ({offered:?}): testing the HARDWARE build", gpu.info().name)
+    } else {
+        format!("!!! {what}: cooperative matrices not offered by {:?} (offered: {offered:?}): hardware path NOT tested; checking that the real build validates with naga instead", gpu.info().name)
+    };
+    let _ = writeln!(std::io::stderr(), "{msg}");
+    gpu.has_coop()
 }
 
 /// Block shapes every kernel should handle: every TM / TN guard, BK 16 / 32 / 48, one to
