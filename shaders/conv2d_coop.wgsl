@@ -260,7 +260,7 @@ fn conv2d_coop_backward_weight(@builtin(local_invocation_index) li: u32, @builti
 // dst[i] (= dw) = sum over splits s of part[s * NW + i]; 1-D grid (groups_1d, WG).
 @compute @workgroup_size(WG)
 fn conv2d_coop_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat(gid, nwg);
     if (i >= p.nw) { return; }
     var s = 0.0;
     for (var z = 0u; z < p.splits; z++) {

@@ -117,7 +117,7 @@ fn dense_coop_gemm(@builtin(local_invocation_index) li: u32, @builtin(workgroup_
 @compute @workgroup_size(WG)
 fn dense_coop_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let nc = p.gm * p.gn;
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat(gid, nwg);
     if (i >= nc) { return; }
     var s = 0.0;
     for (var z = 0u; z < p.splits; z++) {

@@ -13,7 +13,6 @@
 mod coop_common;
 
 use mien::gpu::shaders::{ALL, CONV2D_COOP, DENSE_COOP, PRELUDE};
-use mien::gpu::Shader;
 use naga::back::{hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 

@@ -235,7 +235,7 @@ fn coop_timing_seed_cnn_conv() {
         let flop = 2.0 * (g.n * g.cout * g.oh * g.ow * g.cin * g.kh * g.kw) as f64;
         let time = |what: String, d: Vec<mien::Dispatch>| {
             let refs: Vec<&mien::Dispatch> = d.iter().collect();
-            let t = mien::bench::time_dispatches(gpu, &refs, reps, 0.2).unwrap();
+            let t = mien::gpu::timing::time_dispatches(gpu, &refs, reps, 0.2).unwrap();
             println!("  {what:<64} {:>9.3} ms {:>8.2} TFLOP/s", t.seconds * 1e3, flop / t.seconds / 1e12);
         };
         println!("conv {cin}->{cout} at {side}x{side}, batch {batch} ({:.1} GFLOP a pass)", flop / 1e9);

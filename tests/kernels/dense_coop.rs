@@ -168,7 +168,7 @@ fn coop_timing_seed_cnn_dense() {
             ("backward_weight", plan.backward_weight(gpu, &tdw, &tdy, &tx, false).unwrap()),
         ] {
             let refs: Vec<&mien::Dispatch> = d.iter().collect();
-            let t = mien::bench::time_dispatches(gpu, &refs, reps, 0.2).unwrap();
+            let t = mien::gpu::timing::time_dispatches(gpu, &refs, reps, 0.2).unwrap();
             println!("  coop {what:<20} {:>9.3} ms {:>8.2} TFLOP/s", t.seconds * 1e3, flop / t.seconds / 1e12);
         }
     }
