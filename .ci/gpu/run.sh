@@ -13,23 +13,27 @@ part() { echo "== $1 ($(date +%T))"; }
 {
   part env; nvidia-smi -L; nvidia-smi --query-gpu=driver_version,clocks.sm,clocks.mem --format=csv
   part "kernel tests (hardware cooperative matrices included)"
-  timeout 150 $B/kernels --test-threads=8 2>&1 | tail -40
+  timeout 80 $B/kernels --test-threads=8 2>&1 | tail -40
 } > "$OUT/tests.log" 2>&1
 {
+  part "coop block shapes (seed-cnn convs, dense 4608->512, 512->7), beside tiled"
+  timeout 80 $B/kernels coop_timing --ignored --nocapture --test-threads=1 2>&1 | grep -vE "^(running|test |$)"
+} > "$OUT/coop.log" 2>&1
+{
   part bench
-  timeout "${BENCH_S:-260}" $B/bench --quick --json "$OUT/bench.json" --models seed-cnn,seed-dnn --batch 64,256 \
+  timeout "${BENCH_S:-170}" $B/bench --quick --json "$OUT/bench.json" --models seed-cnn,seed-dnn --batch 64,256 \
     --kernel-batch 256 --infer-batch 256 ${BENCH_ARGS:-}
 } > "$OUT/bench.log" 2>&1
 {
   part "FER2013-sized epochs (28,709 synthetic faces, seed-cnn, batch 256)"
-  timeout 90 $B/train --synthetic 28709 --model seed-cnn --batch 256 --epochs 2 --out /tmp/mien-run --quiet ${TRAIN_ARGS:-}
+  timeout 60 $B/train --synthetic 28709 --model seed-cnn --batch 256 --epochs 2 --out /tmp/mien-run --quiet ${TRAIN_ARGS:-}
   cat /tmp/mien-run/history.csv
 } > "$OUT/train.log" 2>&1
 {
   part "PyTorch peer"
-  timeout 100 python3 $B/torch_peer.py --models seed-cnn --batches 64,256 --modes fp32,bf16 --seconds 2
+  timeout 60 python3 $B/torch_peer.py --models seed-cnn --batches 64,256 --modes fp32,bf16 --seconds 2
   part "Keras peer (JAX)"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl &&
-    PYTHONPATH=/tmp/site timeout 120 python3 $B/keras_gpu_peer.py 64,256
+    PYTHONPATH=/tmp/site timeout 90 python3 $B/keras_gpu_peer.py 64,256
 } > "$OUT/peers.log" 2>&1
 tail -n 3 "$OUT"/*.log

@@ -29,7 +29,7 @@ struct Args {
     /// Also write every figure as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
-    /// Fewer repetitions and skip the slow cases (seed-cnn training at batch 128).
+    /// Fewer repetitions; on CPU adapters skip seed-cnn training above batch 64.
     #[arg(long)]
     quick: bool,
     /// Only run cases whose name contains this substring (e.g. `conv`, `step`, `seed-cnn`).
@@ -50,6 +50,9 @@ struct Args {
     /// Models of the step / inference / memory benchmarks.
     #[arg(long, value_delimiter = ',', default_values_t = vec!["small".to_string(), "seed-cnn".to_string(), "seed-dnn".to_string()])]
     models: Vec<String>,
+    /// Models whose layers (a) times.
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["seed-cnn".to_string(), "seed-dnn".to_string()])]
+    kernel_models: Vec<String>,
     /// Kernel-variant autotuning: on (cached per adapter), off (built-in defaults) or
     /// refresh (time again). Default: $MIEN_AUTOTUNE, else on.
     #[arg(long, value_name = "on|off|refresh")]
@@ -165,7 +168,9 @@ impl Ctx<'_> {
         let mut seen = std::collections::HashSet::new();
         for (i, layer) in net.layers.iter().enumerate() {
             let tag = layer_tag(layer, n);
-            if layer.op.is_view() || !seen.insert(tag.clone()) || !self.wanted(&tag) {
+            // Layers of one kind and shape run the same kernels: time the first.
+            let shape_key = format!("{} {:?}->{:?}", layer.spec.kind_name(), layer.in_shape, layer.out_shape);
+            if layer.op.is_view() || !seen.insert(shape_key) || !self.wanted(&tag) {
                 continue;
             }
             let io = net.io(i, i > 0);
@@ -240,7 +245,8 @@ impl Ctx<'_> {
         if !self.wanted(&name) {
             return Ok(());
         }
-        if self.args.quick && model == "seed-cnn" && batch > 64 {
+        let cpu = self.gpu.info().device_type == wgpu::DeviceType::Cpu;
+        if self.args.quick && cpu && model == "seed-cnn" && batch > 64 {
             println!("{name:<58} skipped (--quick)");
             return Ok(());
         }
@@ -379,7 +385,7 @@ fn main() -> Result<()> {
     let mut ctx = Ctx { gpu: &gpu, args: &args, reps, target_s, rows: Vec::new(), rng: Rng::new(0x5EED) };
 
     println!("\n(a) layers of seed-cnn and seed-dnn (median ms per call; backward = parameter and input gradients)");
-    for model in ["seed-cnn", "seed-dnn"] {
+    for model in &args.kernel_models {
         ctx.layers(model, args.kernel_batch)?;
     }
 
