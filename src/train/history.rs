@@ -1,5 +1,7 @@
 //! `history.csv`: one row per epoch (epoch, train/val loss and accuracy, learning rate,
-//! seconds), the data behind `curves.png` and the DNN-vs-CNN comparison.
+//! seconds, note), the data behind `curves.png` and the DNN-vs-CNN comparison. Floats are
+//! written in their shortest round-trip form, so a resumed run reads back exactly the
+//! values the schedule and early stopping saw.
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -16,6 +18,10 @@ pub struct EpochRecord {
     pub lr: f64,
     /// Wall-clock seconds of the epoch's training steps and validation.
     pub seconds: f64,
+    /// What changed before this epoch, e.g. `resumed: --epochs 4 -> 10` (empty when
+    /// nothing did; files written before the column existed read as empty).
+    #[serde(default)]
+    pub note: String,
 }
 
 pub fn write(path: &Path, records: &[EpochRecord]) -> Result<()> {
