@@ -407,3 +407,34 @@ fn data_smaller_than_a_batch_trains_as_one_batch() {
     assert_eq!(out.history.len(), 2);
     assert!(out.history.iter().all(|r| r.train_loss.is_finite()));
 }
+
+/// Malformed data is reported before the GPU is set up, and start-up prints nothing a user
+/// cannot act on (no XDG_RUNTIME_DIR complaint from Mesa, no GL probing errors).
+#[test]
+fn start_up_is_quiet_and_bad_data_is_reported_first() {
+    let _gpu = gpu!();
+    let dir = tmpdir("quiet");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "emotion,pixels,Usage\n3,1 2 3,Training\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_train")).arg("--data").arg(&bad).env_remove("XDG_RUNTIME_DIR").output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("bad.csv:2"), "{e}");
+    assert!(!e.contains("adapter:"), "the GPU was set up before the data was read:\n{e}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--model", "tiny-cnn", "--synthetic", "64", "--image-size", "16", "--batch", "32", "--epochs", "1"])
+        .arg("--out")
+        .arg(dir.join("run"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WGPU_BACKEND")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{e}");
+    assert!(e.starts_with("adapter: "), "start-up printed something before the adapter line:\n{e}");
+    for noise in ["XDG_RUNTIME_DIR", "ERROR", "egl", "DRI2"] {
+        assert!(!e.contains(noise), "start-up noise {noise:?}:\n{e}");
+    }
+}
