@@ -18,14 +18,15 @@ mod common;
 
 use common::{rand, read, up, zeros, ATOL, RTOL};
 use mien::data::Dataset;
-use mien::explain::gradcam::{self, GradCamOptions, LayerChoice};
+use mien::explain::gradcam::{self, GradCamOptions, LayerChoice, Weighting};
 use mien::explain::occlusion::{self, Occluder, OcclusionOptions};
 use mien::explain::saliency::{self, argmax, spearman, Baseline, IgOptions, Perturb, SmoothGradOptions, Target};
 use mien::explain::Model;
 use mien::gpu::Gpu;
 use mien::nn::network::{BuildOptions, Network};
 use mien::nn::spec::ModelSpec;
-use mien::reference::{assert_close, f64s, occlusion as ro, saliency as rs};
+use mien::explain::faithfulness::{self, CurveOptions, Fill, MethodMaps, Perturber};
+use mien::reference::{assert_close, f64s, faithfulness as rf, occlusion as ro, saliency as rs};
 use mien::rng::Rng;
 use mien::train::checkpoint::CheckpointInfo;
 use mien::train;
@@ -129,13 +130,14 @@ fn all_maps(gpu: &Gpu, model: &Model, x: &[f32], target: &Target, n: usize) -> (
     let completeness = ig.completeness.iter().map(|c| c.error()).chain(ig.completeness.iter().map(|c| c.delta().abs())).collect();
     push("Integrated Gradients", ig.saliency.maps);
     lap("Integrated Gradients");
-    for (name, layer, plus_plus) in [
-        ("Grad-CAM conv2d_2", LayerChoice::Name(CAM_LAYER.into()), false),
-        ("Grad-CAM++ conv2d_2", LayerChoice::Name(CAM_LAYER.into()), true),
-        ("Grad-CAM last conv", LayerChoice::LastConv, false),
-        ("Grad-CAM++ last conv", LayerChoice::LastConv, true),
+    for (name, layer, weighting) in [
+        ("Grad-CAM default", LayerChoice::Auto, Weighting::LayerCam),
+        ("Grad-CAM conv2d_2", LayerChoice::Name(CAM_LAYER.into()), Weighting::GradCam),
+        ("Grad-CAM++ conv2d_2", LayerChoice::Name(CAM_LAYER.into()), Weighting::PlusPlus),
+        ("Grad-CAM last conv", LayerChoice::LastConv, Weighting::GradCam),
+        ("Grad-CAM++ last conv", LayerChoice::LastConv, Weighting::PlusPlus),
     ] {
-        push(name, gradcam::gradcam(gpu, model, x, &GradCamOptions { layer, target: target.clone(), plus_plus }).unwrap().maps);
+        push(name, gradcam::gradcam(gpu, model, x, &GradCamOptions { layer, target: target.clone(), weighting }).unwrap().maps);
     }
     lap("Grad-CAM (4 variants)");
     let k = N_OCC.min(n);
@@ -377,6 +379,73 @@ fn occlusion_matches_the_reference_pipeline() {
         assert_close(&format!("occlusion drops of image {i}"), &occ.drops[i * p..(i + 1) * p], &drops, ATOL, RTOL);
         assert_close(&format!("occlusion map of image {i}"), occ.map(i), &ro::map(&drops, side, side, size, stride), ATOL, RTOL);
     }
+}
+
+#[test]
+fn faithfulness_kernel_matches_the_reference() {
+    let gpu = gpu!();
+    let mut rng = Rng::new(12);
+    // (rows, [C, H, W], images, steps)
+    for (rows, chw, images, steps) in [(4, [3, 5, 7], 2, 3), (1, [1, 9, 8], 2, 4), (5, [1, 6, 6], 3, 36), (7, [2, 1, 1], 2, 1)] {
+        let (len, hw) = (chw.iter().product::<usize>(), chw[1] * chw[2]);
+        let (x, xd) = rand(&mut rng, images * len);
+        let (fill, filld) = rand(&mut rng, images * len);
+        let rank: Vec<u32> = faithfulness::random_ranks(images, hw, 3);
+        let op = Perturber::new(gpu, "faith", rows, images, chw, steps).unwrap();
+        let (xt, ft, rt, out) = (up(gpu, "x", &[images, len], &x), up(gpu, "fill", &[images, len], &fill), gpu.upload("rank", &[images, hw], &rank).unwrap(), zeros(gpu, "out", &[rows, len]));
+        for insert in [false, true] {
+            let d = op.perturb(gpu, &xt, &ft, &rt, &out, insert).unwrap();
+            for (total, first) in batches(images, steps + 1, rows) {
+                op.set_chunk(gpu, total).unwrap();
+                op.set_first(gpu, first).unwrap();
+                gpu.run([&d]).unwrap();
+                let want = rf::perturb(&xd, &filld, &rank, len, hw, steps, insert, rows, first, total);
+                assert_close(&format!("faithfulness {chw:?} steps {steps} insert {insert} total {total} first {first}"), &read(gpu, &out), &want, 0.0, 0.0);
+            }
+        }
+    }
+}
+
+/// The deletion / insertion pipeline (chunks of images, batches of copies, a partial last
+/// batch) against the reference copies scored by the GPU forward one image at a time; the
+/// first point of the deletion curve is the image's own probability, the last the fill's.
+#[test]
+fn deletion_and_insertion_curves_match_the_reference_pipeline() {
+    let gpu = gpu!();
+    let side = 12;
+    let model = tiny(gpu, "tiny-cnn", side, 3);
+    let (n, len, steps) = (4, side * side, 5);
+    let mut rng = Rng::new(13);
+    let x = rng.vec_f32(n * len, 0.0, 1.0);
+    let maps = rng.vec_f32(n * len, -1.0, 1.0);
+    let ranks: Vec<u32> = maps.chunks(len).flat_map(faithfulness::rank_of).collect();
+    let classes = vec![1u32, 4, 6, 0];
+    let opts = CurveOptions { steps, fill: Fill::Value(0.3) };
+    let c = faithfulness::curves(gpu, &model, &x, &ranks, &classes, &opts).unwrap();
+    for i in 0..n {
+        let xi = f64s(&x[i * len..(i + 1) * len]);
+        let fill = vec![0.3f64; len];
+        for (insert, got) in [(false, &c.deletion), (true, &c.insertion)] {
+            let copies: Vec<f32> = rf::perturb(&xi, &fill, &ranks[i * len..(i + 1) * len], len, len, steps, insert, steps + 1, 0, steps + 1)
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
+            let probs = model.probabilities(gpu, &copies).unwrap();
+            let want: Vec<f64> = (0..=steps).map(|k| probs[k * 7 + classes[i] as usize] as f64).collect();
+            assert_close(&format!("curve insert={insert} of image {i}"), &got[i * (steps + 1)..(i + 1) * (steps + 1)], &want, ATOL, RTOL);
+        }
+        let own = model.probabilities(gpu, &x[i * len..(i + 1) * len]).unwrap()[classes[i] as usize];
+        assert_eq!(c.deletion[i * (steps + 1)], own);
+        assert_eq!(c.insertion[(i + 1) * (steps + 1) - 1], own);
+    }
+    let (del, ins) = c.mean_auc();
+    let want_del = (0..n).map(|i| rf::auc(&f64s(&c.deletion[i * (steps + 1)..(i + 1) * (steps + 1)]))).sum::<f64>() / n as f64;
+    let want_ins = (0..n).map(|i| rf::auc(&f64s(&c.insertion[i * (steps + 1)..(i + 1) * (steps + 1)]))).sum::<f64>() / n as f64;
+    assert!((del - want_del).abs() < 1e-12 && (ins - want_ins).abs() < 1e-12);
+    // Ranks: most important first, ties by pixel index.
+    assert_eq!(faithfulness::rank_of(&[0.5, 2.0, 0.5, f32::NAN, -1.0]), vec![1, 0, 2, 4, 3]);
+    let e = faithfulness::curves(gpu, &model, &x, &ranks[..10], &classes, &opts).unwrap_err().to_string();
+    assert!(e.contains("10 ranks for 4 images of 144 pixels"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------

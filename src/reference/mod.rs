@@ -8,6 +8,7 @@ pub mod batchnorm;
 pub mod conv2d;
 pub mod dense;
 pub mod dropout;
+pub mod faithfulness;
 pub mod network;
 pub mod occlusion;
 pub mod optim;
