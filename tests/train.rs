@@ -438,3 +438,39 @@ fn start_up_is_quiet_and_bad_data_is_reported_first() {
         assert!(!e.contains(noise), "start-up noise {noise:?}:\n{e}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// BatchNorm population statistics.
+
+/// After `PopulationStats::compute`, each BN layer's running mean and variance are the
+/// exact (f64) mean and biased variance of its input over the sample when the network runs
+/// in inference mode with those statistics (so BN 2's input is computed with BN 1's
+/// population statistics): read back from a network that keeps every activation.
+#[test]
+fn population_statistics_are_those_of_each_bn_input_in_inference_mode() {
+    let gpu = gpu!();
+    let data = tiny_data(200);
+    let spec = ModelSpec::preset("tiny-cnn", 7).unwrap();
+    let net = Network::build(gpu, &spec, [1, SIDE, SIDE], 7, 32, BuildOptions::default()).unwrap();
+    net.init(gpu, 3).unwrap();
+    let pop = train::bn_stats::PopulationStats::new(gpu, &net, &data, Some(150), 9).unwrap().expect("tiny-cnn has BatchNorm");
+    // 150 images: whole batches of 64.
+    assert_eq!(pop.images(), 128);
+    pop.compute(gpu, &data.train).unwrap();
+
+    let check = net.build_like(gpu, 128, BuildOptions { input_grad: false, reuse: false }).unwrap();
+    let images: Vec<f32> = pop.sample().iter().flat_map(|&i| data.train.image(i).to_vec()).collect();
+    gpu.write(check.input(), &images).unwrap();
+    gpu.run(check.forward_infer_dispatches()).unwrap();
+    let mut layers = 0;
+    for (i, l) in check.layers.iter().enumerate().filter(|(_, l)| matches!(l.spec, mien::nn::spec::LayerSpec::BatchNorm { .. })) {
+        let x = mien::reference::f64s(&gpu.read(check.activation(i - 1).0).unwrap());
+        let (c, s) = (l.in_shape[1], l.in_shape[2..].iter().product::<usize>());
+        let (mean, var) = mien::reference::batchnorm::population(&[x], c, s);
+        let stat = |k: &str| gpu.read(&net.buffers.iter().find(|(n, _)| *n == format!("{}.{k}", l.name)).unwrap().1).unwrap();
+        mien::reference::assert_close(&format!("{} population mean", l.name), &stat("running_mean"), &mean, 1e-4, 1e-4);
+        mien::reference::assert_close(&format!("{} population variance", l.name), &stat("running_var"), &var, 1e-4, 1e-4);
+        layers += 1;
+    }
+    assert_eq!(layers, 2);
+}

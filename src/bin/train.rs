@@ -54,6 +54,11 @@ struct Args {
     /// a list like rotation=15,shift=0.1,zoom=0.2,flip=true,fill=nearest.
     #[arg(long, default_value = "none")]
     augment: String,
+    /// BatchNorm inference statistics: population (exact mean and variance of each BN
+    /// input over 1024 training images, recomputed before each validation and checkpoint),
+    /// population:N, population:all, or momentum (Keras: running averages of the steps).
+    #[arg(long, default_value = "population")]
+    bn_stats: String,
     /// Validation fraction when the data has no PublicTest / validation part.
     #[arg(long, default_value_t = 0.1)]
     val_split: f64,
@@ -99,6 +104,7 @@ fn config(args: &Args) -> mien::Result<TrainConfig> {
         data: args.data.clone(),
         synthetic: args.synthetic,
         image_size: args.image_size,
+        bn_stats: args.bn_stats.parse()?,
         changes: Vec::new(),
     })
 }

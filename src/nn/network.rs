@@ -729,10 +729,22 @@ impl Network {
     /// The forward pass (training or inference) and, for inference, the fused conv + BN
     /// layers it records (see `fold_conv_bn`).
     fn record_forward(&self, gpu: &Gpu, train: bool) -> Result<(Vec<Dispatch>, Vec<(Conv2d, Tensor, Tensor)>)> {
+        self.record_forward_upto(gpu, train, self.layers.len())
+    }
+
+    /// The inference forward of layers `0..upto` only: it writes the input of layer `upto`
+    /// (BatchNorm population statistics read it). Without `BuildOptions::reuse`, so that the
+    /// activation survives and no BN is folded away.
+    pub fn forward_infer_prefix(&self, gpu: &Gpu, upto: usize) -> Result<Vec<Dispatch>> {
+        ensure!(!self.reuse && upto <= self.layers.len(), "model {}: forward_infer_prefix needs a build without reuse", self.spec.name);
+        Ok(self.record_forward_upto(gpu, false, upto)?.0)
+    }
+
+    fn record_forward_upto(&self, gpu: &Gpu, train: bool, upto: usize) -> Result<(Vec<Dispatch>, Vec<(Conv2d, Tensor, Tensor)>)> {
         let mut out = Vec::new();
         let mut fused = Vec::new();
         let mut skip = 0;
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, layer) in self.layers.iter().enumerate().take(upto) {
             if skip > 0 {
                 skip -= 1;
                 continue;

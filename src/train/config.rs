@@ -87,6 +87,55 @@ impl Schedule {
     }
 }
 
+/// Where BatchNorm's inference statistics come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BnStats {
+    /// Recomputed exactly before each validation and checkpoint: the mean and variance of
+    /// every BN layer's input in inference mode over `images` training images (a fixed
+    /// seeded sample; None: all of them). See `train::bn_stats`.
+    Population { images: Option<usize> },
+    /// Keras: running averages updated by every training step with the layer's momentum.
+    Momentum,
+}
+
+impl BnStats {
+    /// The default: population statistics over 1024 training images.
+    pub const DEFAULT: BnStats = BnStats::Population { images: Some(1024) };
+
+    /// What a config.json written before this setting existed meant.
+    fn legacy() -> BnStats {
+        BnStats::Momentum
+    }
+}
+
+impl std::str::FromStr for BnStats {
+    type Err = Error;
+    /// `population` (1024 images), `population:N`, `population:all`, `momentum` (or `keras`).
+    fn from_str(s: &str) -> Result<BnStats> {
+        Ok(match s.split_once(':').unwrap_or((s, "")) {
+            ("population", "") => BnStats::DEFAULT,
+            ("population", "all") => BnStats::Population { images: None },
+            ("population", n) => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => BnStats::Population { images: Some(n) },
+                _ => bail!("--bn-stats {s}: {n:?} is not a positive number of images (or all)"),
+            },
+            ("momentum" | "keras", "") => BnStats::Momentum,
+            _ => bail!("--bn-stats {s}: expected population, population:N, population:all or momentum"),
+        })
+    }
+}
+
+impl std::fmt::Display for BnStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BnStats::Population { images: Some(n) } => write!(f, "population:{n}"),
+            BnStats::Population { images: None } => write!(f, "population:all"),
+            BnStats::Momentum => write!(f, "momentum"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerChoice {
@@ -122,6 +171,9 @@ pub struct TrainConfig {
     pub synthetic: usize,
     /// Input size images are resized to (folders); CSVs keep their own size.
     pub image_size: usize,
+    /// BatchNorm inference statistics (config files from before this setting: momentum).
+    #[serde(default = "BnStats::legacy")]
+    pub bn_stats: BnStats,
     /// Settings changed when the run was resumed, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<ConfigChange>,
@@ -150,6 +202,7 @@ impl std::fmt::Display for ConfigChange {
 fn show(key: &str, v: &serde_json::Value) -> String {
     match (key, v) {
         ("schedule", _) => serde_json::from_value::<Schedule>(v.clone()).map_or_else(|_| v.to_string(), |s| s.to_string()),
+        ("bn_stats", _) => serde_json::from_value::<BnStats>(v.clone()).map_or_else(|_| v.to_string(), |s| s.to_string()),
         (_, serde_json::Value::String(s)) => s.clone(),
         (_, serde_json::Value::Null) => "none".to_string(),
         _ => v.to_string(),
@@ -162,7 +215,7 @@ const FIXED_ON_RESUME: [&str; 7] = ["model", "data", "synthetic", "image_size", 
 
 impl Default for TrainConfig {
     /// The `train` binary's defaults: `small` on 8000 built-in faces, 10 epochs, Adam 2e-3
-    /// with a cosine schedule, batch 64, no augmentation.
+    /// with a cosine schedule, batch 64, no augmentation, BatchNorm population statistics.
     fn default() -> Self {
         TrainConfig {
             model: "small".into(),
@@ -182,6 +235,7 @@ impl Default for TrainConfig {
             data: None,
             synthetic: 8000,
             image_size: 48,
+            bn_stats: BnStats::DEFAULT,
             changes: Vec::new(),
         }
     }

@@ -3,6 +3,7 @@
 //! epoch buffer read once at the end of the epoch); validation; history, checkpoints,
 //! curves and the confusion matrix in the run directory.
 
+pub mod bn_stats;
 pub mod checkpoint;
 pub mod config;
 pub mod history;
@@ -16,7 +17,7 @@ use crate::nn::optim::Optimizer;
 use crate::nn::spec::ModelSpec;
 use crate::rng::Rng;
 use crate::{ensure, Error, Result};
-pub use config::{OptimizerChoice, Schedule, TrainConfig};
+pub use config::{BnStats, OptimizerChoice, Schedule, TrainConfig};
 pub use history::EpochRecord;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -145,6 +146,8 @@ struct Session<'g> {
     step_stats: Tensor,
     /// Validation's partial last batch.
     val_tail: Option<Network>,
+    /// BatchNorm population statistics (`BnStats::Population` and a model with BN).
+    population: Option<bn_stats::PopulationStats>,
     steps_per_epoch: usize,
 }
 
@@ -174,7 +177,11 @@ impl<'g> Session<'g> {
         let steps_per_epoch = data.train.len() / batch;
         let step_stats = gpu.tensor("step stats", &[steps_per_epoch, 2])?;
         let val_tail = tail_network(gpu, &net, data.val.len())?;
-        Ok(Session { gpu, cfg: cfg.clone(), batch, net, opt, augment, step_stats, val_tail, steps_per_epoch })
+        let population = match cfg.bn_stats {
+            BnStats::Population { images } => bn_stats::PopulationStats::new(gpu, &net, data, images, cfg.seed)?,
+            BnStats::Momentum => None,
+        };
+        Ok(Session { gpu, cfg: cfg.clone(), batch, net, opt, augment, step_stats, val_tail, population, steps_per_epoch })
     }
 
     /// One epoch of training steps; returns (mean loss, accuracy) over its samples. The
@@ -299,6 +306,9 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, data: &TrainData, dir: &Path, resume: b
     let summary = s.net.summary();
     if progress {
         eprintln!("{summary}");
+        if let Some(p) = &s.population {
+            eprintln!("BatchNorm statistics: recomputed over {} training images before each validation (--bn-stats {})", p.images(), cfg.bn_stats);
+        }
     }
     write_text(&dir.join("summary.txt"), &summary)?;
 
@@ -314,6 +324,10 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, data: &TrainData, dir: &Path, resume: b
         let bar = progress_bar(progress, images_per_epoch as u64, epoch + 1, cfg.epochs);
         let (train_loss, train_acc) = s.epoch(&data.train, epoch, lr, &bar)?;
         bar.finish_and_clear();
+        // Before validation and the checkpoints: the statistics inference will use.
+        if let Some(p) = &s.population {
+            p.compute(gpu, &data.train)?;
+        }
         let val = if data.val.is_empty() { None } else { Some(evaluate(gpu, &s.net, s.val_tail.as_ref(), &data.val)?) };
         let record = EpochRecord {
             epoch: epoch + 1,
