@@ -20,7 +20,7 @@ use common::{rand, read, up, zeros, ATOL, RTOL};
 use mien::data::Dataset;
 use mien::explain::gradcam::{self, GradCamOptions, LayerChoice, Weighting};
 use mien::explain::occlusion::{self, Occluder, OcclusionOptions};
-use mien::explain::saliency::{self, argmax, spearman, Baseline, IgOptions, Perturb, SmoothGradOptions, Target};
+use mien::explain::saliency::{self, argmax, Baseline, IgOptions, Perturb, SmoothGradOptions, Target};
 use mien::explain::Model;
 use mien::gpu::Gpu;
 use mien::nn::network::{BuildOptions, Network};
@@ -43,7 +43,7 @@ const N_OCC: usize = 20;
 const N_RANDOM: usize = 24;
 /// Batch of the explanation models.
 const BATCH: usize = 50;
-const SG_SAMPLES: usize = 12;
+const SG_SAMPLES: usize = 32;
 const IG_STEPS: usize = 12;
 /// Grad-CAM's layer in the pointing game: conv2d_2's block output (16x16). The default,
 /// the last conv block (8x8, each cell seeing 18x18 of the 32x32 face), is reported too,
@@ -80,14 +80,6 @@ fn trained(gpu: &Gpu) -> &'static Trained {
 
 fn images(d: &Dataset, n: usize) -> Vec<f32> {
     d.images[..n * d.h * d.w].to_vec()
-}
-
-/// A random-weight copy of a model's architecture (the randomization check's control).
-fn randomized(gpu: &Gpu, model: &Model, seed: u64) -> Model {
-    let info = model.info.clone();
-    let net = Network::build(gpu, &info.model, info.input_chw, info.class_names.len(), model.batch(), BuildOptions::EXPLAIN).unwrap();
-    net.init(gpu, seed).unwrap();
-    Model::wrap(gpu, net, info, PathBuf::from("random")).unwrap()
 }
 
 /// A tiny random model (no training) for the pipeline-vs-reference and error tests.
@@ -545,11 +537,13 @@ fn explanations_point_at_the_expression() {
         let n = method.n;
         let hits = (0..n).filter(|&i| masks[i * s + argmax(&method.maps[i * s..(i + 1) * s])] != 0).count();
         let (rate, chance) = (hits as f64 / n as f64, share(n));
-        // Floors: about 0.7x the hit rate measured on lavapipe (see the README's report);
-        // occlusion's is lower as it is measured on N_OCC images only.
+        // Floors: the targets for SmoothGrad (0.8) and the default Grad-CAM (0.6);
+        // for the others about 0.7x the hit rate measured on lavapipe (see the README's
+        // table; occlusion's is lower as it is measured on N_OCC images only).
         let floor = match method.name {
             "vanilla gradient" => 0.5,
-            "SmoothGrad" => 0.6,
+            "SmoothGrad" => 0.8,
+            "Grad-CAM default" => 0.6,
             "Integrated Gradients" => 0.3,
             "Grad-CAM conv2d_2" | "Grad-CAM++ conv2d_2" => 0.25,
             "occlusion 4x4" => 0.2,
@@ -564,35 +558,81 @@ fn explanations_point_at_the_expression() {
     assert!(failed.is_empty(), "pointing game: {failed:?}");
 }
 
-/// The model-randomization check: the maps of the trained model and of the same
-/// architecture with freshly initialised weights are weakly rank-correlated (a method whose
-/// maps survive randomization explains the input, not the model).
+/// Maps of the same architecture with random weights for the first N_RANDOM images,
+/// explaining the classes the trained model predicted (only the weights differ).
+fn random_maps(gpu: &Gpu) -> &'static Vec<Method> {
+    static RANDOM: OnceLock<Vec<Method>> = OnceLock::new();
+    RANDOM.get_or_init(|| {
+        let t = trained(gpu);
+        let m = maps(gpu);
+        let trained_model = Model::load(gpu, &t.dir, BATCH).unwrap();
+        let model = faithfulness::randomized(gpu, &trained_model, 1234).unwrap();
+        let x = images(&t.val, N_RANDOM);
+        let time = Instant::now();
+        let (random, _) = all_maps(gpu, &model, &x, &Target::PerImage(m.classes[..N_RANDOM].to_vec()), N_RANDOM);
+        eprintln!("maps of the random model in {:.1} s", time.elapsed().as_secs_f64());
+        random
+    })
+}
+
+/// The model-randomization check (Adebayo et al. 2018): the maps of the trained model and
+/// of the same architecture with freshly initialised weights are weakly rank-correlated
+/// (a method whose maps survive randomization explains the input, not the model). Every
+/// method of the report's gallery stays below 0.3 mean |Spearman rho| (the target);
+/// the last conv block's Grad-CAM / Grad-CAM++ (not in the gallery) are reported only.
 #[test]
 fn explanations_depend_on_the_learned_weights() {
     let gpu = gpu!();
-    let t = trained(gpu);
     let m = maps(gpu);
-    let trained_model = Model::load(gpu, &t.dir, BATCH).unwrap();
-    let model = randomized(gpu, &trained_model, 1234);
-    let x = images(&t.val, N_RANDOM);
-    // The same classes as the trained model explained: only the weights differ.
-    let target = Target::PerImage(m.classes[..N_RANDOM].to_vec());
-    let time = Instant::now();
-    let (random, _) = all_maps(gpu, &model, &x, &target, N_RANDOM);
-    eprintln!("maps of the random model in {:.1} s", time.elapsed().as_secs_f64());
+    let random = random_maps(gpu);
     let s = SIDE * SIDE;
-    let mut vanilla = f64::NAN;
-    for (a, b) in m.methods.iter().zip(&random) {
+    let mut failed = Vec::new();
+    for (a, b) in m.methods.iter().zip(random) {
         let n = b.n;
-        let rhos: Vec<f64> = (0..n).map(|i| spearman(&a.maps[i * s..(i + 1) * s], &b.maps[i * s..(i + 1) * s])).collect();
-        let defined: Vec<f64> = rhos.iter().filter(|r| !r.is_nan()).map(|r| r.abs()).collect();
-        let mean = defined.iter().sum::<f64>() / defined.len().max(1) as f64;
-        eprintln!("randomization {:<22} mean |Spearman rho| {mean:.3} over {} images ({} constant maps)", a.name, defined.len(), n - defined.len());
-        if a.name == "vanilla gradient" {
-            vanilla = mean;
+        let rho = faithfulness::rank_correlation(&a.maps[..n * s], &b.maps, s);
+        eprintln!("randomization {:<22} mean |Spearman rho| {rho:.3} over {n} images", a.name);
+        if !a.name.ends_with("last conv") && !(rho < 0.3) {
+            failed.push(format!("{}: {rho}", a.name));
         }
     }
-    assert!(vanilla < 0.5, "vanilla gradients of the trained and the random model: mean |rho| {vanilla}");
+    assert!(failed.is_empty(), "maps that survive randomization: {failed:?}");
+}
+
+/// Deletion and insertion curves on the trained model: the gradient methods, the default
+/// Grad-CAM and occlusion rank the evidence first (deletion AUC below a random order's,
+/// insertion AUC above it). Every method's scores are printed (the README's table).
+#[test]
+fn attributions_beat_a_random_order_on_deletion_and_insertion() {
+    let gpu = gpu!();
+    let t = trained(gpu);
+    let m = maps(gpu);
+    let random = random_maps(gpu);
+    let model = Model::load(gpu, &t.dir, BATCH).unwrap();
+    let (n, s) = (N_OCC, SIDE * SIDE);
+    let x = images(&t.val, n);
+    let methods: Vec<MethodMaps> =
+        m.methods.iter().zip(random).map(|(a, b)| MethodMaps { name: a.name, trained: &a.maps[..n * s], randomized: &b.maps[..n * s] }).collect();
+    let masks = &t.val.masks.as_ref().unwrap()[..n * s];
+    let time = Instant::now();
+    let scores = faithfulness::score(gpu, &model, &x, &m.classes[..n], &methods, Some(masks), &CurveOptions::default(), 5).unwrap();
+    eprintln!("faithfulness scores of {} methods on {n} images in {:.1} s", methods.len(), time.elapsed().as_secs_f64());
+    eprintln!("random order: deletion AUC {:.3}, insertion AUC {:.3}", scores.random_deletion_auc, scores.random_insertion_auc);
+    let mut failed = Vec::new();
+    for r in &scores.methods {
+        eprintln!(
+            "{:<22} deletion AUC {:.3} insertion AUC {:.3} randomization {:.3} pointing {:.2}",
+            r.method,
+            r.deletion_auc,
+            r.insertion_auc,
+            r.randomization_rho,
+            r.pointing_game.unwrap()
+        );
+        let asserted = ["vanilla gradient", "SmoothGrad", "Grad-CAM default", "occlusion 4x4"].contains(&r.method.as_str());
+        if asserted && !(r.deletion_auc < scores.random_deletion_auc && r.insertion_auc > scores.random_insertion_auc) {
+            failed.push(r.method.clone());
+        }
+    }
+    assert!(failed.is_empty(), "no better than a random order: {failed:?}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -228,8 +228,10 @@ fn gallery_maps(gpu: &Gpu, model: &Model, images: &[f32], preds: &[u32], args: &
     // the expression (IG multiplies the gradient by x - baseline).
     let ig = saliency::integrated_gradients(gpu, model, images, &IgOptions { steps: args.samples, baseline: Baseline::Value(1.0), target: target.clone() })?;
     let cam = gradcam::gradcam(gpu, model, images, &GradCamOptions { target: target.clone(), ..Default::default() })?;
-    let classic = gradcam::gradcam(gpu, model, images, &GradCamOptions { target: target.clone(), layer: LayerChoice::LastConv, weighting: Weighting::GradCam })?;
-    let campp = gradcam::gradcam(gpu, model, images, &GradCamOptions { target: target.clone(), layer: LayerChoice::LastConv, weighting: Weighting::PlusPlus })?;
+    // Grad-CAM++ at the deepest of the default's layers (its channel weights need a
+    // layer's features; at the last conv block the maps barely point, see gradcam.rs).
+    let deepest = *gradcam::auto_layers(model)?.last().expect("at least one layer");
+    let campp = gradcam::gradcam(gpu, model, images, &GradCamOptions { target: target.clone(), layer: LayerChoice::Index(deepest), weighting: Weighting::PlusPlus })?;
     let (h, _) = model.hw();
     let occ = occlusion::occlusion(gpu, model, images, &OcclusionOptions { size: (h / 8).max(2), stride: (h / 16).max(1), target, ..Default::default() })?;
     Ok(vec![
@@ -237,8 +239,7 @@ fn gallery_maps(gpu: &Gpu, model: &Model, images: &[f32], preds: &[u32], args: &
         ("SmoothGrad", smooth.maps),
         ("Integrated Gradients", ig.saliency.maps),
         ("Grad-CAM", cam.maps),
-        ("Grad-CAM classic (last conv)", classic.maps),
-        ("Grad-CAM++ (last conv)", campp.maps),
+        ("Grad-CAM++", campp.maps),
         ("occlusion", occ.maps),
     ])
 }
@@ -274,8 +275,8 @@ fn explain_sections(report: &mut Report, gpu: &Gpu, model: &Model, val: &mien::d
     let cols = maps.len() + 3;
     mien::render::grid(&cells, cols, &labels, 1, &report.file("gallery.png"))?;
     let mut body = String::from("<p class=\"note\">One validation image per class (true -> predicted, probability). Every map explains the predicted class: \
-        vanilla gradient |d score / d pixel|, SmoothGrad, Integrated Gradients (white baseline), Grad-CAM (the default: LayerCAM weighting \
-        fused over the conv blocks that keep at least half the input's side), the classic channel-mean Grad-CAM and Grad-CAM++ at the last conv block, \
+        vanilla gradient |d score / d pixel|, SmoothGrad, Integrated Gradients (white baseline), Grad-CAM (LayerCAM weighting fused over the \
+        conv blocks that keep at least half the input's side), Grad-CAM++ at the deepest of those blocks, \
         occlusion (drop in probability under a sliding gray patch), the image keeping only its top 10% salient pixels, and LIME \
         (green superpixels support the class, red oppose it).</p>\n");
     body += &Report::figure("gallery.png", "per-class gallery");
