@@ -474,3 +474,65 @@ fn population_statistics_are_those_of_each_bn_input_in_inference_mode() {
     }
     assert_eq!(layers, 2);
 }
+
+/// Conv blocks with Keras' BatchNorm momentum 0.99, the issue's case in small.
+const BN99_MODEL: &str = r#"name = "bn99"
+[[layers]]
+type = "conv2d"
+filters = 8
+kernel = 3
+[[layers]]
+type = "batch_norm"
+momentum = 0.99
+[[layers]]
+type = "relu"
+[[layers]]
+type = "max_pool"
+[[layers]]
+type = "conv2d"
+filters = 16
+kernel = 3
+[[layers]]
+type = "batch_norm"
+momentum = 0.99
+[[layers]]
+type = "relu"
+[[layers]]
+type = "max_pool"
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dense"
+"#;
+
+/// At a large batch (6 steps an epoch), momentum-0.99 running statistics lag the weights and
+/// validation says little about the model; population statistics make it follow training.
+/// The same seeded run with --bn-stats momentum and population: the training (which uses
+/// batch statistics) is identical, and with population statistics the best validation
+/// accuracy is clearly higher and the last epoch's gap to the training accuracy is less than
+/// half of momentum's. Measured on lavapipe: best 0.28 vs 0.16, gaps 0.06 vs 0.18.
+#[test]
+fn population_statistics_make_validation_follow_training_at_large_batches() {
+    let gpu = gpu!();
+    let side = 24;
+    let opts = mien::data::SynthOptions { hw: (side, side), background: false, occluders: false, lighting: false, noise: false, ..Default::default() };
+    let train_set = mien::data::synthetic_with(1200, 5, &opts);
+    let data = TrainData { val: mien::data::synthetic_with(300, 6, &opts), class_names: train_set.class_names.clone(), train: train_set };
+    let root = tmpdir("bn99");
+    std::fs::create_dir_all(&root).unwrap();
+    let model = root.join("bn99.toml");
+    std::fs::write(&model, BN99_MODEL).unwrap();
+    let cfg = TrainConfig { model: model.to_str().unwrap().into(), epochs: 6, batch: 200, lr: 4e-3, schedule: Schedule::Constant, seed: 7, image_size: side, ..Default::default() };
+    let run = |bn: train::BnStats| {
+        let out = train::run(gpu, &TrainConfig { bn_stats: bn, ..cfg.clone() }, &data, &root.join(bn.to_string()), false, false).unwrap();
+        let v: Vec<String> = out.history.iter().map(|r| format!("{:.3}/{:.3}", r.train_acc, r.val_acc.unwrap())).collect();
+        eprintln!("--bn-stats {bn}: best {:.3}, train/val per epoch {}", out.best_val_acc, v.join(" "));
+        out
+    };
+    let (m, p) = (run(train::BnStats::Momentum), run(train::BnStats::DEFAULT));
+    let train_accs = |o: &train::Outcome| o.history.iter().map(|r| (r.train_loss, r.train_acc)).collect::<Vec<_>>();
+    assert_eq!(train_accs(&m), train_accs(&p), "the BN statistics changed the training itself");
+    let gap = |o: &train::Outcome| (o.history.last().unwrap().train_acc - o.history.last().unwrap().val_acc.unwrap()).abs();
+    assert!(p.best_val_acc >= m.best_val_acc + 0.05, "population best {} vs momentum best {}", p.best_val_acc, m.best_val_acc);
+    assert!(gap(&p) < gap(&m) / 2.0, "last-epoch train/val gap: population {} vs momentum {}", gap(&p), gap(&m));
+}
