@@ -412,7 +412,7 @@ fn deletion_and_insertion_curves_match_the_reference_pipeline() {
     let maps = rng.vec_f32(n * len, -1.0, 1.0);
     let ranks: Vec<u32> = maps.chunks(len).flat_map(faithfulness::rank_of).collect();
     let classes = vec![1u32, 4, 6, 0];
-    let opts = CurveOptions { steps, fill: Fill::Value(0.3) };
+    let opts = CurveOptions { steps, fill: Fill::Value(0.3), ..Default::default() };
     let c = faithfulness::curves(gpu, &model, &x, &ranks, &classes, &opts).unwrap();
     for i in 0..n {
         let xi = f64s(&x[i * len..(i + 1) * len]);
@@ -591,7 +591,7 @@ fn explanations_depend_on_the_learned_weights() {
         let n = b.n;
         let rho = faithfulness::rank_correlation(&a.maps[..n * s], &b.maps, s);
         eprintln!("randomization {:<22} mean |Spearman rho| {rho:.3} over {n} images", a.name);
-        if !a.name.ends_with("last conv") && !(rho < 0.3) {
+        if !a.name.ends_with("last conv") && (rho >= 0.3 || rho.is_nan()) {
             failed.push(format!("{}: {rho}", a.name));
         }
     }
@@ -614,7 +614,7 @@ fn attributions_beat_a_random_order_on_deletion_and_insertion() {
         m.methods.iter().zip(random).map(|(a, b)| MethodMaps { name: a.name, trained: &a.maps[..n * s], randomized: &b.maps[..n * s] }).collect();
     let masks = &t.val.masks.as_ref().unwrap()[..n * s];
     let time = Instant::now();
-    let scores = faithfulness::score(gpu, &model, &x, &m.classes[..n], &methods, Some(masks), &CurveOptions::default(), 5).unwrap();
+    let scores = faithfulness::score(gpu, &model, &x, &m.classes[..n], &methods, Some(masks), &CurveOptions { seed: 5, ..Default::default() }).unwrap();
     eprintln!("faithfulness scores of {} methods on {n} images in {:.1} s", methods.len(), time.elapsed().as_secs_f64());
     eprintln!("random order: deletion AUC {:.3}, insertion AUC {:.3}", scores.random_deletion_auc, scores.random_insertion_auc);
     let mut failed = Vec::new();

@@ -175,14 +175,14 @@ fn metrics(gpu: &Gpu, model: &Model, val: &mien::data::Dataset, args: &Args) -> 
     let (h, w) = model.hw();
     let images = &val.images[..n * model.image_len()];
     let preds = train::argmax_rows(&model.probabilities(gpu, images)?, model.classes());
-    let random_model = faithfulness::randomized(gpu, model, args.seed ^ 0x5EED_0F_4A17)?;
+    let random_model = faithfulness::randomized(gpu, model, args.seed ^ 0x5EED_0F4A)?;
     let trained = method_maps(gpu, model, images, &preds, args)?;
     let randomized = method_maps(gpu, &random_model, images, &preds, args)?;
     let methods: Vec<MethodMaps> =
         trained.iter().zip(&randomized).map(|((name, t), (_, r))| MethodMaps { name, trained: t, randomized: r }).collect();
     let masks = val.masks.as_ref().map(|m| &m[..n * h * w]);
-    let opts = CurveOptions { steps: args.curve_steps, ..Default::default() };
-    faithfulness::score(gpu, model, images, &preds, &methods, masks, &opts, args.seed)
+    let opts = CurveOptions { steps: args.curve_steps, seed: args.seed, ..Default::default() };
+    faithfulness::score(gpu, model, images, &preds, &methods, masks, &opts)
 }
 
 /// Maps [n, h*w] of every gallery method, LIME's painted from its superpixel coefficients.

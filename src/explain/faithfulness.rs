@@ -41,11 +41,13 @@ pub struct CurveOptions {
     /// Points after the first: S + 1 evaluations per image and curve.
     pub steps: usize,
     pub fill: Fill,
+    /// Seed of the random order (`score`'s baseline).
+    pub seed: u64,
 }
 
 impl Default for CurveOptions {
     fn default() -> Self {
-        CurveOptions { steps: 32, fill: Fill::Mean }
+        CurveOptions { steps: 32, fill: Fill::Mean, seed: 1 }
     }
 }
 
@@ -314,22 +316,13 @@ pub struct MethodMaps<'a> {
 }
 
 /// Score every method: deletion / insertion AUCs of its maps and of a random order (seed
-/// `seed`), randomization rank correlation, and the pointing game where `masks` [n, hw]
-/// are given. `classes` [n] are the explained classes (the maps' targets).
-pub fn score(
-    gpu: &Gpu,
-    model: &Model,
-    images: &[f32],
-    classes: &[u32],
-    methods: &[MethodMaps],
-    masks: Option<&[u8]>,
-    opts: &CurveOptions,
-    seed: u64,
-) -> Result<Scores> {
+/// `opts.seed`), randomization rank correlation, and the pointing game where `masks`
+/// [n, hw] are given. `classes` [n] are the explained classes (the maps' targets).
+pub fn score(gpu: &Gpu, model: &Model, images: &[f32], classes: &[u32], methods: &[MethodMaps], masks: Option<&[u8]>, opts: &CurveOptions) -> Result<Scores> {
     let n = image_count(model, images)?;
     let (h, w) = model.hw();
     let hw = h * w;
-    let random = curves(gpu, model, images, &random_ranks(n, hw, seed), classes, opts)?.mean_auc();
+    let random = curves(gpu, model, images, &random_ranks(n, hw, opts.seed), classes, opts)?.mean_auc();
     let mut out = Vec::new();
     for m in methods {
         ensure!(m.trained.len() == n * hw && m.randomized.len() == n * hw, "{}: maps for {n} images of {hw} pixels expected", m.name);

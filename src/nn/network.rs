@@ -740,6 +740,7 @@ impl Network {
         Ok(self.record_forward_upto(gpu, false, upto)?.0)
     }
 
+    #[allow(clippy::type_complexity)]
     fn record_forward_upto(&self, gpu: &Gpu, train: bool, upto: usize) -> Result<(Vec<Dispatch>, Vec<(Conv2d, Tensor, Tensor)>)> {
         let mut out = Vec::new();
         let mut fused = Vec::new();
