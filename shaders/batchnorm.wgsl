@@ -347,3 +347,65 @@ fn batchnorm_backward_params_rows(@builtin(global_invocation_id) gid: vec3<u32>)
     dbeta[c] = select(0.0, dbeta[c], ACCUMULATE) + t.x;
     dgamma[c] = select(0.0, dgamma[c], ACCUMULATE) + t.y;
 }
+
+// ---- population statistics (precise BatchNorm): exact mean and variance of each channel
+// over K equal batches of the BN's input, replacing the running statistics ----
+// batchnorm_population_accumulate  one workgroup per channel: this batch's mean mu_b and
+//     biased variance var_b (shifted two-pass, as batchnorm_stats), merged into
+//     acc [3, C] = (mean of the mu_b so far, sum of their squared deviations (Welford),
+//     mean of the var_b so far) with batch index pop.k (0 overwrites acc).
+// batchnorm_population_finish  one invocation per channel: with K = pop.batches,
+//     running_mean = acc[0], running_var = acc[2] + acc[1] / K (law of total variance for
+//     equal batches: the variance over all K*M values). Overwrites the running statistics.
+struct Population {
+    k: u32,        // index of this batch (rewritten by the host before each batch)
+    batches: u32,  // K
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(24) var<uniform> pop: Population;
+@group(0) @binding(25) var<storage, read_write> acc: array<f32>;
+
+@compute @workgroup_size(WG)
+fn batchnorm_population_accumulate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wid.x;
+    let inv_m = 1.0 / f32(p.m);
+    let shift = x[at(0u, c)];
+    var a = 0.0;
+    for (var k = lid.x; k < p.m; k += WG) {
+        a += x[at(k, c)] - shift;
+    }
+    let mean0 = shift + reduce2(vec2<f32>(a, 0.0), lid.x).x * inv_m;
+    var b = vec2<f32>(0.0);
+    for (var k = lid.x; k < p.m; k += WG) {
+        let d = x[at(k, c)] - mean0;
+        b += vec2<f32>(d, d * d);
+    }
+    let t = reduce2(b, lid.x);
+    if (lid.x == 0u) {
+        let md = t.x * inv_m;
+        let mean = mean0 + md;
+        let variance = max(t.y * inv_m - md * md, 0.0);
+        if (pop.k == 0u) {
+            acc[c] = mean;
+            acc[p.c + c] = 0.0;
+            acc[2u * p.c + c] = variance;
+        } else {
+            let w = 1.0 / f32(pop.k + 1u);
+            let delta = mean - acc[c];
+            let m_new = acc[c] + delta * w;
+            acc[p.c + c] += delta * (mean - m_new);
+            acc[c] = m_new;
+            acc[2u * p.c + c] += (variance - acc[2u * p.c + c]) * w;
+        }
+    }
+}
+
+@compute @workgroup_size(WG_ROWS)
+fn batchnorm_population_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.c) { return; }
+    running_mean[c] = acc[c];
+    running_var[c] = acc[2u * p.c + c] + acc[p.c + c] / f32(pop.batches);
+}

@@ -18,15 +18,16 @@ mod common;
 
 use common::{rand, read, up, zeros, ATOL, RTOL};
 use mien::data::Dataset;
-use mien::explain::gradcam::{self, GradCamOptions, LayerChoice};
+use mien::explain::gradcam::{self, GradCamOptions, LayerChoice, Weighting};
 use mien::explain::occlusion::{self, Occluder, OcclusionOptions};
-use mien::explain::saliency::{self, argmax, spearman, Baseline, IgOptions, Perturb, SmoothGradOptions, Target};
+use mien::explain::saliency::{self, argmax, Baseline, IgOptions, Perturb, SmoothGradOptions, Target};
 use mien::explain::Model;
 use mien::gpu::Gpu;
 use mien::nn::checkpoint::CheckpointInfo;
 use mien::nn::network::{BuildOptions, Network};
 use mien::nn::spec::ModelSpec;
-use mien::reference::{assert_close, f64s, occlusion as ro, saliency as rs};
+use mien::explain::faithfulness::{self, CurveOptions, Fill, MethodMaps, Perturber};
+use mien::reference::{assert_close, f64s, faithfulness as rf, occlusion as ro, saliency as rs};
 use mien::rng::Rng;
 use mien::train;
 use std::path::PathBuf;
@@ -42,7 +43,7 @@ const N_OCC: usize = 20;
 const N_RANDOM: usize = 24;
 /// Batch of the explanation models.
 const BATCH: usize = 50;
-const SG_SAMPLES: usize = 12;
+const SG_SAMPLES: usize = 32;
 const IG_STEPS: usize = 12;
 /// Grad-CAM's layer in the pointing game: conv2d_2's block output (16x16). The default,
 /// the last conv block (8x8, each cell seeing 18x18 of the 32x32 face), is reported too,
@@ -79,14 +80,6 @@ fn trained(gpu: &Gpu) -> &'static Trained {
 
 fn images(d: &Dataset, n: usize) -> Vec<f32> {
     d.images[..n * d.h * d.w].to_vec()
-}
-
-/// A random-weight copy of a model's architecture (the randomization check's control).
-fn randomized(gpu: &Gpu, model: &Model, seed: u64) -> Model {
-    let info = model.info.clone();
-    let net = Network::build(gpu, &info.model, info.input_chw, info.class_names.len(), model.batch(), BuildOptions::EXPLAIN).unwrap();
-    net.init(gpu, seed).unwrap();
-    Model::wrap(gpu, net, info, PathBuf::from("random")).unwrap()
 }
 
 /// A tiny random model (no training) for the pipeline-vs-reference and error tests.
@@ -129,13 +122,14 @@ fn all_maps(gpu: &Gpu, model: &Model, x: &[f32], target: &Target, n: usize) -> (
     let completeness = ig.completeness.iter().map(|c| c.error()).chain(ig.completeness.iter().map(|c| c.delta().abs())).collect();
     push("Integrated Gradients", ig.saliency.maps);
     lap("Integrated Gradients");
-    for (name, layer, plus_plus) in [
-        ("Grad-CAM conv2d_2", LayerChoice::Name(CAM_LAYER.into()), false),
-        ("Grad-CAM++ conv2d_2", LayerChoice::Name(CAM_LAYER.into()), true),
-        ("Grad-CAM last conv", LayerChoice::LastConv, false),
-        ("Grad-CAM++ last conv", LayerChoice::LastConv, true),
+    for (name, layer, weighting) in [
+        ("Grad-CAM default", LayerChoice::Auto, Weighting::LayerCam),
+        ("Grad-CAM conv2d_2", LayerChoice::Name(CAM_LAYER.into()), Weighting::GradCam),
+        ("Grad-CAM++ conv2d_2", LayerChoice::Name(CAM_LAYER.into()), Weighting::PlusPlus),
+        ("Grad-CAM last conv", LayerChoice::LastConv, Weighting::GradCam),
+        ("Grad-CAM++ last conv", LayerChoice::LastConv, Weighting::PlusPlus),
     ] {
-        push(name, gradcam::gradcam(gpu, model, x, &GradCamOptions { layer, target: target.clone(), plus_plus }).unwrap().maps);
+        push(name, gradcam::gradcam(gpu, model, x, &GradCamOptions { layer, target: target.clone(), weighting }).unwrap().maps);
     }
     lap("Grad-CAM (4 variants)");
     let k = N_OCC.min(n);
@@ -379,6 +373,73 @@ fn occlusion_matches_the_reference_pipeline() {
     }
 }
 
+#[test]
+fn faithfulness_kernel_matches_the_reference() {
+    let gpu = gpu!();
+    let mut rng = Rng::new(12);
+    // (rows, [C, H, W], images, steps)
+    for (rows, chw, images, steps) in [(4, [3, 5, 7], 2, 3), (1, [1, 9, 8], 2, 4), (5, [1, 6, 6], 3, 36), (7, [2, 1, 1], 2, 1)] {
+        let (len, hw) = (chw.iter().product::<usize>(), chw[1] * chw[2]);
+        let (x, xd) = rand(&mut rng, images * len);
+        let (fill, filld) = rand(&mut rng, images * len);
+        let rank: Vec<u32> = faithfulness::random_ranks(images, hw, 3);
+        let op = Perturber::new(gpu, "faith", rows, images, chw, steps).unwrap();
+        let (xt, ft, rt, out) = (up(gpu, "x", &[images, len], &x), up(gpu, "fill", &[images, len], &fill), gpu.upload("rank", &[images, hw], &rank).unwrap(), zeros(gpu, "out", &[rows, len]));
+        for insert in [false, true] {
+            let d = op.perturb(gpu, &xt, &ft, &rt, &out, insert).unwrap();
+            for (total, first) in batches(images, steps + 1, rows) {
+                op.set_chunk(gpu, total).unwrap();
+                op.set_first(gpu, first).unwrap();
+                gpu.run([&d]).unwrap();
+                let want = rf::perturb(&xd, &filld, &rank, len, hw, steps, insert, rows, first, total);
+                assert_close(&format!("faithfulness {chw:?} steps {steps} insert {insert} total {total} first {first}"), &read(gpu, &out), &want, 0.0, 0.0);
+            }
+        }
+    }
+}
+
+/// The deletion / insertion pipeline (chunks of images, batches of copies, a partial last
+/// batch) against the reference copies scored by the GPU forward one image at a time; the
+/// first point of the deletion curve is the image's own probability, the last the fill's.
+#[test]
+fn deletion_and_insertion_curves_match_the_reference_pipeline() {
+    let gpu = gpu!();
+    let side = 12;
+    let model = tiny(gpu, "tiny-cnn", side, 3);
+    let (n, len, steps) = (4, side * side, 5);
+    let mut rng = Rng::new(13);
+    let x = rng.vec_f32(n * len, 0.0, 1.0);
+    let maps = rng.vec_f32(n * len, -1.0, 1.0);
+    let ranks: Vec<u32> = maps.chunks(len).flat_map(faithfulness::rank_of).collect();
+    let classes = vec![1u32, 4, 6, 0];
+    let opts = CurveOptions { steps, fill: Fill::Value(0.3), ..Default::default() };
+    let c = faithfulness::curves(gpu, &model, &x, &ranks, &classes, &opts).unwrap();
+    for i in 0..n {
+        let xi = f64s(&x[i * len..(i + 1) * len]);
+        let fill = vec![0.3f64; len];
+        for (insert, got) in [(false, &c.deletion), (true, &c.insertion)] {
+            let copies: Vec<f32> = rf::perturb(&xi, &fill, &ranks[i * len..(i + 1) * len], len, len, steps, insert, steps + 1, 0, steps + 1)
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
+            let probs = model.probabilities(gpu, &copies).unwrap();
+            let want: Vec<f64> = (0..=steps).map(|k| probs[k * 7 + classes[i] as usize] as f64).collect();
+            assert_close(&format!("curve insert={insert} of image {i}"), &got[i * (steps + 1)..(i + 1) * (steps + 1)], &want, ATOL, RTOL);
+        }
+        let own = model.probabilities(gpu, &x[i * len..(i + 1) * len]).unwrap()[classes[i] as usize];
+        assert_eq!(c.deletion[i * (steps + 1)], own);
+        assert_eq!(c.insertion[(i + 1) * (steps + 1) - 1], own);
+    }
+    let (del, ins) = c.mean_auc();
+    let want_del = (0..n).map(|i| rf::auc(&f64s(&c.deletion[i * (steps + 1)..(i + 1) * (steps + 1)]))).sum::<f64>() / n as f64;
+    let want_ins = (0..n).map(|i| rf::auc(&f64s(&c.insertion[i * (steps + 1)..(i + 1) * (steps + 1)]))).sum::<f64>() / n as f64;
+    assert!((del - want_del).abs() < 1e-12 && (ins - want_ins).abs() < 1e-12);
+    // Ranks: most important first, ties by pixel index.
+    assert_eq!(faithfulness::rank_of(&[0.5, 2.0, 0.5, f32::NAN, -1.0]), vec![1, 0, 2, 4, 3]);
+    let e = faithfulness::curves(gpu, &model, &x, &ranks[..10], &classes, &opts).unwrap_err().to_string();
+    assert!(e.contains("10 ranks for 4 images of 144 pixels"), "{e}");
+}
+
 // ---------------------------------------------------------------------------------------
 // The trained model.
 
@@ -476,11 +537,13 @@ fn explanations_point_at_the_expression() {
         let n = method.n;
         let hits = (0..n).filter(|&i| masks[i * s + argmax(&method.maps[i * s..(i + 1) * s])] != 0).count();
         let (rate, chance) = (hits as f64 / n as f64, share(n));
-        // Floors: about 0.7x the hit rate measured on lavapipe (see the README's report);
-        // occlusion's is lower as it is measured on N_OCC images only.
+        // Floors: the targets for SmoothGrad (0.8) and the default Grad-CAM (0.6);
+        // for the others about 0.7x the hit rate measured on lavapipe (see the README's
+        // table; occlusion's is lower as it is measured on N_OCC images only).
         let floor = match method.name {
             "vanilla gradient" => 0.5,
-            "SmoothGrad" => 0.6,
+            "SmoothGrad" => 0.8,
+            "Grad-CAM default" => 0.6,
             "Integrated Gradients" => 0.3,
             "Grad-CAM conv2d_2" | "Grad-CAM++ conv2d_2" => 0.25,
             "occlusion 4x4" => 0.2,
@@ -495,35 +558,81 @@ fn explanations_point_at_the_expression() {
     assert!(failed.is_empty(), "pointing game: {failed:?}");
 }
 
-/// The model-randomization check: the maps of the trained model and of the same
-/// architecture with freshly initialised weights are weakly rank-correlated (a method whose
-/// maps survive randomization explains the input, not the model).
+/// Maps of the same architecture with random weights for the first N_RANDOM images,
+/// explaining the classes the trained model predicted (only the weights differ).
+fn random_maps(gpu: &Gpu) -> &'static Vec<Method> {
+    static RANDOM: OnceLock<Vec<Method>> = OnceLock::new();
+    RANDOM.get_or_init(|| {
+        let t = trained(gpu);
+        let m = maps(gpu);
+        let trained_model = Model::load(gpu, &t.dir, BATCH).unwrap();
+        let model = faithfulness::randomized(gpu, &trained_model, 1234).unwrap();
+        let x = images(&t.val, N_RANDOM);
+        let time = Instant::now();
+        let (random, _) = all_maps(gpu, &model, &x, &Target::PerImage(m.classes[..N_RANDOM].to_vec()), N_RANDOM);
+        eprintln!("maps of the random model in {:.1} s", time.elapsed().as_secs_f64());
+        random
+    })
+}
+
+/// The model-randomization check (Adebayo et al. 2018): the maps of the trained model and
+/// of the same architecture with freshly initialised weights are weakly rank-correlated
+/// (a method whose maps survive randomization explains the input, not the model). Every
+/// method of the report's gallery stays below 0.3 mean |Spearman rho| (the target);
+/// the last conv block's Grad-CAM / Grad-CAM++ (not in the gallery) are reported only.
 #[test]
 fn explanations_depend_on_the_learned_weights() {
     let gpu = gpu!();
-    let t = trained(gpu);
     let m = maps(gpu);
-    let trained_model = Model::load(gpu, &t.dir, BATCH).unwrap();
-    let model = randomized(gpu, &trained_model, 1234);
-    let x = images(&t.val, N_RANDOM);
-    // The same classes as the trained model explained: only the weights differ.
-    let target = Target::PerImage(m.classes[..N_RANDOM].to_vec());
-    let time = Instant::now();
-    let (random, _) = all_maps(gpu, &model, &x, &target, N_RANDOM);
-    eprintln!("maps of the random model in {:.1} s", time.elapsed().as_secs_f64());
+    let random = random_maps(gpu);
     let s = SIDE * SIDE;
-    let mut vanilla = f64::NAN;
-    for (a, b) in m.methods.iter().zip(&random) {
+    let mut failed = Vec::new();
+    for (a, b) in m.methods.iter().zip(random) {
         let n = b.n;
-        let rhos: Vec<f64> = (0..n).map(|i| spearman(&a.maps[i * s..(i + 1) * s], &b.maps[i * s..(i + 1) * s])).collect();
-        let defined: Vec<f64> = rhos.iter().filter(|r| !r.is_nan()).map(|r| r.abs()).collect();
-        let mean = defined.iter().sum::<f64>() / defined.len().max(1) as f64;
-        eprintln!("randomization {:<22} mean |Spearman rho| {mean:.3} over {} images ({} constant maps)", a.name, defined.len(), n - defined.len());
-        if a.name == "vanilla gradient" {
-            vanilla = mean;
+        let rho = faithfulness::rank_correlation(&a.maps[..n * s], &b.maps, s);
+        eprintln!("randomization {:<22} mean |Spearman rho| {rho:.3} over {n} images", a.name);
+        if !a.name.ends_with("last conv") && (rho >= 0.3 || rho.is_nan()) {
+            failed.push(format!("{}: {rho}", a.name));
         }
     }
-    assert!(vanilla < 0.5, "vanilla gradients of the trained and the random model: mean |rho| {vanilla}");
+    assert!(failed.is_empty(), "maps that survive randomization: {failed:?}");
+}
+
+/// Deletion and insertion curves on the trained model: the gradient methods, the default
+/// Grad-CAM and occlusion rank the evidence first (deletion AUC below a random order's,
+/// insertion AUC above it). Every method's scores are printed (the README's table).
+#[test]
+fn attributions_beat_a_random_order_on_deletion_and_insertion() {
+    let gpu = gpu!();
+    let t = trained(gpu);
+    let m = maps(gpu);
+    let random = random_maps(gpu);
+    let model = Model::load(gpu, &t.dir, BATCH).unwrap();
+    let (n, s) = (N_OCC, SIDE * SIDE);
+    let x = images(&t.val, n);
+    let methods: Vec<MethodMaps> =
+        m.methods.iter().zip(random).map(|(a, b)| MethodMaps { name: a.name, trained: &a.maps[..n * s], randomized: &b.maps[..n * s] }).collect();
+    let masks = &t.val.masks.as_ref().unwrap()[..n * s];
+    let time = Instant::now();
+    let scores = faithfulness::score(gpu, &model, &x, &m.classes[..n], &methods, Some(masks), &CurveOptions { seed: 5, ..Default::default() }).unwrap();
+    eprintln!("faithfulness scores of {} methods on {n} images in {:.1} s", methods.len(), time.elapsed().as_secs_f64());
+    eprintln!("random order: deletion AUC {:.3}, insertion AUC {:.3}", scores.random_deletion_auc, scores.random_insertion_auc);
+    let mut failed = Vec::new();
+    for r in &scores.methods {
+        eprintln!(
+            "{:<22} deletion AUC {:.3} insertion AUC {:.3} randomization {:.3} pointing {:.2}",
+            r.method,
+            r.deletion_auc,
+            r.insertion_auc,
+            r.randomization_rho,
+            r.pointing_game.unwrap()
+        );
+        let asserted = ["vanilla gradient", "SmoothGrad", "Grad-CAM default", "occlusion 4x4"].contains(&r.method.as_str());
+        if asserted && !(r.deletion_auc < scores.random_deletion_auc && r.insertion_auc > scores.random_insertion_auc) {
+            failed.push(r.method.clone());
+        }
+    }
+    assert!(failed.is_empty(), "no better than a random order: {failed:?}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ fn history(epochs: usize, with_val: bool, secs: f64) -> Vec<EpochRecord> {
                 val_acc: with_val.then_some(val_acc),
                 lr: 1e-3,
                 seconds: secs + 0.3 * (t * 0.9).sin(),
+                note: String::new(),
             }
         })
         .collect()

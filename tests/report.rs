@@ -46,12 +46,16 @@ fn the_report_renders_in_a_browser_with_every_figure() {
 
     let out = Command::new(env!("CARGO_BIN_EXE_explain"))
         .args(["--run", run.to_str().unwrap(), "--compare", run.to_str().unwrap()])
-        .args(["--lime-samples", "64", "--ascent-steps", "8", "--samples", "4"])
+        .args(["--lime-samples", "64", "--ascent-steps", "8", "--samples", "4", "--metrics-images", "8"])
         .output()
         .unwrap();
     assert!(out.status.success(), "explain failed: {}", String::from_utf8_lossy(&out.stderr));
     let html_path = run.join("report").join("report.html");
     let html = std::fs::read_to_string(&html_path).unwrap();
+    // The faithfulness table: a row per gallery method and the random baseline.
+    for text in ["Faithfulness", "deletion AUC", "insertion AUC", "randomization |rho|", "pointing game", "random order (baseline)", "SmoothGrad", "LIME"] {
+        assert!(html.contains(text), "the report lacks {text:?}");
+    }
     // Every <img> in the page exists on disk.
     let imgs: Vec<&str> = html.split("<img src=\"").skip(1).map(|s| s.split('"').next().unwrap()).collect();
     assert!(imgs.len() >= 3, "only {} figures in the report", imgs.len());
@@ -70,5 +74,35 @@ fn the_report_renders_in_a_browser_with_every_figure() {
     assert!(colours.len() > 200, "the screenshot has only {} colours: blank page?", colours.len());
     if let Ok(keep) = std::env::var("MIEN_KEEP_SCREENSHOT") {
         std::fs::copy(&png, keep).unwrap();
+    }
+}
+
+/// `explain --metrics` prints the faithfulness scores of every gallery method as JSON.
+#[test]
+fn explain_metrics_prints_the_scores_as_json() {
+    let _gpu = gpu!();
+    let gpu = common::gpu().unwrap();
+    let dir = std::env::temp_dir().join(format!("mien-metrics-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = TrainConfig { model: "tiny-cnn".into(), epochs: 1, batch: 32, lr: 3e-3, schedule: Schedule::Constant, seed: 3, val_split: 0.2, synthetic: 128, image_size: 16, ..Default::default() };
+    let data = train::load_data(&cfg).unwrap();
+    train::run(gpu, &cfg, &data, &dir, false, false).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_explain"))
+        .args(["--run", dir.to_str().unwrap(), "--metrics", "--metrics-images", "5", "--curve-steps", "8", "--lime-samples", "32", "--samples", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "explain --metrics failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!((v["images"].as_u64(), v["steps"].as_u64()), (Some(5), Some(8)), "{v}");
+    let unit = |x: &serde_json::Value| x.as_f64().is_some_and(|f| (0.0..=1.0).contains(&f));
+    assert!(unit(&v["random_deletion_auc"]) && unit(&v["random_insertion_auc"]) && unit(&v["pointing_chance"]), "{v}");
+    let methods = v["methods"].as_array().unwrap();
+    let names: Vec<&str> = methods.iter().map(|m| m["method"].as_str().unwrap()).collect();
+    assert_eq!(names, ["saliency", "SmoothGrad", "Integrated Gradients", "Grad-CAM", "Grad-CAM++", "occlusion", "LIME"]);
+    for m in methods {
+        for k in ["deletion_auc", "insertion_auc", "pointing_game"] {
+            assert!(unit(&m[k]), "{k} of {m}");
+        }
+        assert!(m["randomization_rho"].is_number() || m["randomization_rho"].is_null(), "{m}");
     }
 }

@@ -2,16 +2,20 @@
 //! HTML report in DIR/report/ (model summary, training curves, confusion matrix, a
 //! per-class gallery of saliency / SmoothGrad / Integrated Gradients / Grad-CAM /
 //! Grad-CAM++ / LIME / occlusion, filter ascent grids for every conv layer, filter outputs
-//! for one image, and the DNN-vs-CNN comparison when other runs are given).
+//! for one image, a faithfulness table of every gallery method (deletion / insertion AUC
+//! against a random order, randomization check, pointing game on the built-in faces), and
+//! the DNN-vs-CNN comparison when other runs are given). `--metrics` prints the
+//! faithfulness scores as JSON instead of writing the report.
 
 use clap::Parser;
 use mien::explain::report::Report;
 use mien::explain::ascent::{self, AscentOptions};
 use mien::explain::filter_outputs;
-use mien::explain::gradcam::{self, GradCamOptions};
+use mien::explain::gradcam::{self, GradCamOptions, LayerChoice, Weighting};
 use mien::explain::lime::{self, LimeOptions};
 use mien::explain::occlusion::{self, OcclusionOptions};
 use mien::explain::saliency::{self, Baseline, IgOptions, SmoothGradOptions, Target};
+use mien::explain::faithfulness::{self, CurveOptions, MethodMaps, Scores};
 use mien::explain::Model;
 use mien::render::{gray_to_rgb, heatmap_clipped, mask_top_fraction, overlay, upscale_nearest, Colormap};
 use image::RgbImage;
@@ -46,6 +50,16 @@ struct Args {
     samples: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Print the faithfulness scores of every gallery method as JSON (stdout) instead of
+    /// writing the report.
+    #[arg(long)]
+    metrics: bool,
+    /// Validation images the faithfulness scores average over (the first ones).
+    #[arg(long, default_value_t = 32)]
+    metrics_images: usize,
+    /// Points of the deletion / insertion curves after the first.
+    #[arg(long, default_value_t = 32)]
+    curve_steps: usize,
     /// Kernel-variant autotuning: on (cached per adapter), off (built-in defaults) or
     /// refresh (time again). Default: $MIEN_AUTOTUNE, else on.
     #[arg(long, value_name = "on|off|refresh")]
@@ -119,20 +133,30 @@ fn comparison_section(report: &mut Report, runs: &[PathBuf]) -> Result<()> {
 }
 
 fn run(args: Args) -> Result<()> {
+    let run = args.run.clone();
+    // The run's files and data first: a missing run or malformed data is reported before
+    // the GPU is set up.
+    Model::checkpoint_file(&run)?;
+    let cfg = read_config(&run)?;
+    let data = train::load_data(&cfg)?;
     let gpu = Gpu::new()?;
     if let Some(m) = args.autotune {
         gpu.autotune().set_mode(m);
     }
-    let run = args.run.clone();
     let model = Model::load(&gpu, &run, 32)?;
-    let cfg = read_config(&run)?;
+    if args.metrics {
+        let scores = metrics(&gpu, &model, &data.val, &args)?;
+        println!("{}", serde_json::to_string_pretty(&scores).expect("scores serialize"));
+        return Ok(());
+    }
     let out = args.out.clone().unwrap_or_else(|| run.join("report"));
     let title = format!("mien report: {} on {}", model.info.model.name, cfg.data.as_ref().map_or("built-in synthetic faces".into(), |p| p.display().to_string()));
     let mut report = Report::new(&out, &title)?;
     run_sections(&mut report, &gpu, &run, &model, &cfg)?;
-    let data = train::load_data(&cfg)?;
     let gallery = gallery_indices(&data.val, &args.images, model.classes())?;
     explain_sections(&mut report, &gpu, &model, &data.val, &gallery, &args)?;
+    let scores = metrics(&gpu, &model, &data.val, &args)?;
+    report.section("Faithfulness", mien::explain::report::faithfulness_table(&scores));
     if !args.compare.is_empty() {
         let runs: Vec<PathBuf> = std::iter::once(run.clone()).chain(args.compare.iter().cloned()).collect();
         comparison_section(&mut report, &runs)?;
@@ -140,6 +164,40 @@ fn run(args: Args) -> Result<()> {
     let path = report.write()?;
     println!("report written to {}", path.display());
     Ok(())
+}
+
+/// The faithfulness scores of every gallery method (LIME included) on the first
+/// `--metrics-images` validation images, explaining their predicted classes.
+fn metrics(gpu: &Gpu, model: &Model, val: &mien::data::Dataset, args: &Args) -> Result<Scores> {
+    let n = args.metrics_images.min(val.len());
+    if n == 0 {
+        return Err(Error::new("--metrics-images 0, or no validation images: nothing to score"));
+    }
+    let (h, w) = model.hw();
+    let images = &val.images[..n * model.image_len()];
+    let preds = train::argmax_rows(&model.probabilities(gpu, images)?, model.classes());
+    let random_model = faithfulness::randomized(gpu, model, args.seed ^ 0x5EED_0F4A)?;
+    let trained = method_maps(gpu, model, images, &preds, args)?;
+    let randomized = method_maps(gpu, &random_model, images, &preds, args)?;
+    let methods: Vec<MethodMaps> =
+        trained.iter().zip(&randomized).map(|((name, t), (_, r))| MethodMaps { name, trained: t, randomized: r }).collect();
+    let masks = val.masks.as_ref().map(|m| &m[..n * h * w]);
+    let opts = CurveOptions { steps: args.curve_steps, seed: args.seed, ..Default::default() };
+    faithfulness::score(gpu, model, images, &preds, &methods, masks, &opts)
+}
+
+/// Maps [n, h*w] of every gallery method, LIME's painted from its superpixel coefficients.
+fn method_maps(gpu: &Gpu, model: &Model, images: &[f32], preds: &[u32], args: &Args) -> Result<Vec<(&'static str, Vec<f32>)>> {
+    let mut maps = gallery_maps(gpu, model, images, preds, args)?;
+    let lime_opts = LimeOptions { samples: args.lime_samples, seed: args.seed, ..Default::default() };
+    let mut lime_maps = Vec::with_capacity(images.len());
+    for (img, &c) in images.chunks(model.image_len()).zip(preds) {
+        let e = lime::explain(gpu, model, img, &lime::Classes::List(vec![c as usize]), &lime_opts)?;
+        let coef = &e.class(c as usize).expect("explained class").coefficients;
+        lime_maps.extend(e.segments.labels.iter().map(|&s| coef[s as usize] as f32));
+    }
+    maps.push(("LIME", lime_maps));
+    Ok(maps)
 }
 
 /// The gallery's images: given indices, or the first validation image of each class.
@@ -171,7 +229,10 @@ fn gallery_maps(gpu: &Gpu, model: &Model, images: &[f32], preds: &[u32], args: &
     // the expression (IG multiplies the gradient by x - baseline).
     let ig = saliency::integrated_gradients(gpu, model, images, &IgOptions { steps: args.samples, baseline: Baseline::Value(1.0), target: target.clone() })?;
     let cam = gradcam::gradcam(gpu, model, images, &GradCamOptions { target: target.clone(), ..Default::default() })?;
-    let campp = gradcam::gradcam(gpu, model, images, &GradCamOptions { target: target.clone(), plus_plus: true, ..Default::default() })?;
+    // Grad-CAM++ at the deepest of the default's layers (its channel weights need a
+    // layer's features; at the last conv block the maps barely point, see gradcam.rs).
+    let deepest = *gradcam::auto_layers(model)?.last().expect("at least one layer");
+    let campp = gradcam::gradcam(gpu, model, images, &GradCamOptions { target: target.clone(), layer: LayerChoice::Index(deepest), weighting: Weighting::PlusPlus })?;
     let (h, _) = model.hw();
     let occ = occlusion::occlusion(gpu, model, images, &OcclusionOptions { size: (h / 8).max(2), stride: (h / 16).max(1), target, ..Default::default() })?;
     Ok(vec![
@@ -215,7 +276,8 @@ fn explain_sections(report: &mut Report, gpu: &Gpu, model: &Model, val: &mien::d
     let cols = maps.len() + 3;
     mien::render::grid(&cells, cols, &labels, 1, &report.file("gallery.png"))?;
     let mut body = String::from("<p class=\"note\">One validation image per class (true -> predicted, probability). Every map explains the predicted class: \
-        vanilla gradient |d score / d pixel|, SmoothGrad, Integrated Gradients (white baseline), Grad-CAM and Grad-CAM++ at the last conv block, \
+        vanilla gradient |d score / d pixel|, SmoothGrad, Integrated Gradients (white baseline), Grad-CAM (LayerCAM weighting fused over the \
+        conv blocks that keep at least half the input's side), Grad-CAM++ at the deepest of those blocks, \
         occlusion (drop in probability under a sliding gray patch), the image keeping only its top 10% salient pixels, and LIME \
         (green superpixels support the class, red oppose it).</p>\n");
     body += &Report::figure("gallery.png", "per-class gallery");

@@ -2,10 +2,11 @@
 //! no --data, on the built-in synthetic faces. Writes runs/<name>/ (checkpoints, history,
 //! curves, confusion matrix, summary) and points runs/latest at it.
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use mien::nn::augment::AugmentConfig;
 use mien::train::{self, OptimizerChoice, Schedule, TrainConfig};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -53,6 +54,11 @@ struct Args {
     /// a list like rotation=15,shift=0.1,zoom=0.2,flip=true,fill=nearest.
     #[arg(long, default_value = "none")]
     augment: String,
+    /// BatchNorm inference statistics: population (exact mean and variance of each BN
+    /// input over 1024 training images, recomputed before each validation and checkpoint),
+    /// population:N, population:all, or momentum (Keras: running averages of the steps).
+    #[arg(long, default_value = "population")]
+    bn_stats: String,
     /// Validation fraction when the data has no PublicTest / validation part.
     #[arg(long, default_value_t = 0.1)]
     val_split: f64,
@@ -65,7 +71,9 @@ struct Args {
     /// Run directory. Default: runs/<model>-<date>-<time>.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run in DIR from its last checkpoint (same settings; --epochs may extend it).
+    /// Continue the run in DIR exactly where it stopped, with the settings it was started
+    /// with. A flag given with --resume changes that setting from then on (recorded in
+    /// config.json and the history); flags defining the data, model or optimizer cannot change.
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     resume: Option<PathBuf>,
     /// No progress bar or per-epoch lines.
@@ -96,17 +104,32 @@ fn config(args: &Args) -> mien::Result<TrainConfig> {
         data: args.data.clone(),
         synthetic: args.synthetic,
         image_size: args.image_size,
+        bn_stats: args.bn_stats.parse()?,
+        changes: Vec::new(),
     })
 }
 
-fn run(args: Args) -> mien::Result<()> {
+/// The run's saved settings with the flags given explicitly on this command line.
+fn resumed_config(dir: &Path, args: &Args, matches: &ArgMatches) -> mien::Result<TrainConfig> {
+    let saved = serde_json::to_value(train::resume::read_config(dir)?).expect("config serializes");
+    let flags = serde_json::to_value(config(args)?).expect("config serializes");
+    let (serde_json::Value::Object(mut saved), serde_json::Value::Object(flags)) = (saved, flags) else {
+        unreachable!("a TrainConfig serializes to an object")
+    };
+    for (key, value) in flags {
+        // TrainConfig's fields are named as the flags' ids.
+        if matches.try_get_raw(&key).is_ok() && matches.value_source(&key) == Some(ValueSource::CommandLine) {
+            saved.insert(key, value);
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(saved)).map_err(|e| mien::Error::new(format!("{}: {e}", dir.join("config.json").display())))
+}
+
+fn run(args: Args, matches: &ArgMatches) -> mien::Result<()> {
     let (cfg, dir, resume) = match &args.resume {
         Some(dir) => {
-            let path = dir.join("config.json");
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| mien::Error::new(format!("{}: cannot resume: {e}", path.display())))?;
-            let mut cfg: TrainConfig = serde_json::from_str(&text).map_err(|e| mien::Error::new(format!("{}: {e}", path.display())))?;
-            cfg.epochs = cfg.epochs.max(args.epochs);
+            let cfg = resumed_config(dir, &args, matches)?;
+            train::resume::check_settings(dir, &cfg)?;
             (cfg, dir.clone(), true)
         }
         None => {
@@ -115,15 +138,15 @@ fn run(args: Args) -> mien::Result<()> {
             (cfg, dir, false)
         }
     };
+    cfg.validate()?;
+    // The data first: a malformed file is reported before the GPU is set up.
+    let data = train::load_data(&cfg)?;
     let gpu = mien::Gpu::new()?;
     if let Some(m) = args.autotune {
         gpu.autotune().set_mode(m);
     }
     if !args.quiet {
         eprintln!("{}", gpu.describe());
-    }
-    let data = train::load_data(&cfg)?;
-    if !args.quiet {
         eprintln!(
             "data: {} ({} training, {} validation images of {}x{}, {} classes: {})",
             cfg.data.as_ref().map_or("built-in synthetic faces".into(), |p| p.display().to_string()),
@@ -152,5 +175,9 @@ fn run(args: Args) -> mien::Result<()> {
 }
 
 fn main() -> ExitCode {
-    mien::error::cli_main(|| run(Args::parse()))
+    mien::error::cli_main(|| {
+        let matches = Args::command().get_matches();
+        let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        run(args, &matches)
+    })
 }

@@ -7,6 +7,7 @@
 
 pub mod ascent;
 pub mod batching;
+pub mod faithfulness;
 pub mod filter_outputs;
 pub mod gradcam;
 pub mod lime;
@@ -34,15 +35,21 @@ impl Model {
     /// Load `run_dir/best.safetensors` (or `last`) into a network of batch `batch`. A
     /// missing run or checkpoint is an error saying how to make one.
     pub fn load(gpu: &Gpu, run_dir: &Path, batch: usize) -> Result<Model> {
-        let file = ["best.safetensors", "last.safetensors"].iter().map(|f| run_dir.join(f)).find(|p| p.exists()).ok_or_else(|| {
+        let file = Self::checkpoint_file(run_dir)?;
+        let (_, info) = checkpoint::read(&file)?;
+        Self::from_checkpoint(gpu, &file, info, batch)
+    }
+
+    /// The checkpoint `load` reads: `run_dir/best.safetensors`, else `last`; an error saying
+    /// how to train a run when there is neither (checked before any GPU work).
+    pub fn checkpoint_file(run_dir: &Path) -> Result<PathBuf> {
+        ["best.safetensors", "last.safetensors"].iter().map(|f| run_dir.join(f)).find(|p| p.exists()).ok_or_else(|| {
             Error::new(format!(
                 "{}: no trained run (no best.safetensors or last.safetensors). Train one first: \
                  cargo run --release --bin train (it writes runs/latest)",
                 run_dir.display()
             ))
-        })?;
-        let (_, info) = checkpoint::read(&file)?;
-        Self::from_checkpoint(gpu, &file, info, batch)
+        })
     }
 
     fn from_checkpoint(gpu: &Gpu, file: &Path, info: CheckpointInfo, batch: usize) -> Result<Model> {

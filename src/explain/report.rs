@@ -122,6 +122,48 @@ p.note { color: #555; font-size: 14px; }
 footer { margin-top: 48px; font-size: 12px; color: #888; }
 ";
 
+/// The faithfulness table of `scores` with a note on how to read it: one row per method,
+/// the random order's AUCs as the first row.
+pub fn faithfulness_table(scores: &crate::explain::faithfulness::Scores) -> String {
+    let f = |v: f64| if v.is_nan() { "n/a".to_string() } else { format!("{v:.3}") };
+    let mut headers = vec!["method", "deletion AUC (lower is better)", "insertion AUC (higher is better)", "randomization |rho| (lower is better)"];
+    if scores.pointing_chance.is_some() {
+        headers.push("pointing game (higher is better)");
+    }
+    let mut rows = vec![{
+        let mut r = vec!["random order (baseline)".to_string(), f(scores.random_deletion_auc), f(scores.random_insertion_auc), "-".into()];
+        if let Some(c) = scores.pointing_chance {
+            r.push(format!("{} (chance)", f(c)));
+        }
+        r
+    }];
+    for m in &scores.methods {
+        let mut r = vec![m.method.clone(), f(m.deletion_auc), f(m.insertion_auc), f(m.randomization_rho)];
+        if let Some(p) = m.pointing_game {
+            r.push(f(p));
+        }
+        rows.push(r);
+    }
+    let fill = match scores.fill {
+        crate::explain::faithfulness::Fill::Mean => "the image's mean".to_string(),
+        crate::explain::faithfulness::Fill::Value(v) => format!("{v}"),
+    };
+    let mut note = format!(
+        "<p class=\"note\">Measured on {} validation images, each explaining its predicted class. Deletion: the class \
+         probability as pixels are replaced by {fill} in the map's order, most important first ({} steps); insertion: as \
+         they are put back into a filled image in that order. AUC is the mean area under the curve; compare it with the \
+         random order's. Randomization: mean |Spearman rho| between the maps of this model and of the same architecture \
+         with random weights (Adebayo et al. 2018): a map that survives randomization does not explain the model.",
+        scores.images, scores.steps
+    );
+    if scores.pointing_chance.is_some() {
+        note += " Pointing game: how often a map's maximum falls inside the known expression mask of the built-in faces; \
+                 chance is the mask's share of the image.";
+    }
+    note += "</p>\n";
+    note + &Report::table(&headers, &rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

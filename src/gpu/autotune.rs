@@ -86,6 +86,10 @@ struct State {
     loaded: bool,
     /// Keys timed by this process (Refresh times each key once per process).
     timed: std::collections::BTreeSet<String>,
+    /// Answers fixed by `pin` (a resumed training run's kernels), used in every mode.
+    pinned: BTreeMap<String, String>,
+    /// Every answer `choose` gave in this process, by job key.
+    given: BTreeMap<String, String>,
 }
 
 /// The autotuner of one device (`Gpu::autotune`).
@@ -113,7 +117,7 @@ impl Autotune {
     /// An autotuner for the device `device` (see `device_key`) with an explicit mode and
     /// cache file (None: keep answers in memory only).
     pub fn new(device: &str, mode: Mode, path: Option<PathBuf>) -> Autotune {
-        Autotune { device: device.to_string(), state: Mutex::new(State { mode, path, memo: BTreeMap::new(), loaded: false, timed: Default::default() }) }
+        Autotune { device: device.to_string(), state: Mutex::new(State { mode, path, memo: BTreeMap::new(), loaded: false, timed: Default::default(), pinned: Default::default(), given: Default::default() }) }
     }
 
     /// Mode from `MIEN_AUTOTUNE` (unset: on), cache file from `default_path`.
@@ -175,8 +179,31 @@ impl Autotune {
     /// Off: `default`. On: the cached answer if it is a candidate, else time each candidate
     /// with `measure(variant, best_so_far_seconds)` (seconds per run; an error skips the
     /// candidate with a warning), cache and return the fastest. Refresh: time even when
-    /// cached (once per key and process). A single candidate is returned untimed.
-    pub fn choose<F>(&self, key: &str, candidates: &[&str], default: &str, mut measure: F) -> String
+    /// cached (once per key and process). A single candidate is returned untimed. In every
+    /// mode, a key fixed by `pin` gets its pinned answer.
+    pub fn choose<F>(&self, key: &str, candidates: &[&str], default: &str, measure: F) -> String
+    where
+        F: FnMut(&str, f64) -> Result<f64>,
+    {
+        let pinned = self.state.lock().unwrap().pinned.get(key).filter(|p| candidates.contains(&p.as_str())).cloned();
+        let choice = pinned.unwrap_or_else(|| self.choose_unpinned(key, candidates, default, measure));
+        self.state.lock().unwrap().given.insert(key.to_string(), choice.clone());
+        choice
+    }
+
+    /// Every answer `choose` gave in this process (job key -> variant): what a training run
+    /// records so that its resumed continuation runs the same kernels.
+    pub fn answers(&self) -> BTreeMap<String, String> {
+        self.state.lock().unwrap().given.clone()
+    }
+
+    /// Fix the answers for these keys, whatever the mode and the cache say (a variant that
+    /// is not a candidate of the job is ignored).
+    pub fn pin(&self, answers: BTreeMap<String, String>) {
+        self.state.lock().unwrap().pinned.extend(answers);
+    }
+
+    fn choose_unpinned<F>(&self, key: &str, candidates: &[&str], default: &str, mut measure: F) -> String
     where
         F: FnMut(&str, f64) -> Result<f64>,
     {

@@ -70,11 +70,12 @@ pub const NO_ADAPTER_HELP: &str = "no GPU adapter found. mien needs a Vulkan, Me
 device (or GL via WGPU_BACKEND=gl). On a machine without a GPU install Mesa's CPU Vulkan \
 driver (lavapipe): `apt-get install mesa-vulkan-drivers` on Debian/Ubuntu.";
 
-/// Backends named by `WGPU_BACKEND` (comma-separated: vulkan, metal, dx12, gl), else the
-/// primary ones (Vulkan, Metal, DX12) and GL as a last resort.
-fn backends_from_env() -> Result<wgpu::Backends> {
+/// Backends named by `WGPU_BACKEND` (comma-separated: vulkan, metal, dx12, gl), or None
+/// when it is unset: then the primary ones are tried, and GL only where they find no adapter
+/// (probing GL loads EGL drivers, which log errors on machines without a display).
+fn backends_from_env() -> Result<Option<wgpu::Backends>> {
     let Ok(list) = std::env::var("WGPU_BACKEND") else {
-        return Ok(wgpu::Backends::all() - wgpu::Backends::BROWSER_WEBGPU);
+        return Ok(None);
     };
     let mut b = wgpu::Backends::empty();
     for name in list.split(',').map(|s| s.trim().to_lowercase()) {
@@ -90,25 +91,61 @@ fn backends_from_env() -> Result<wgpu::Backends> {
         };
     }
     ensure!(!b.is_empty(), "WGPU_BACKEND is set but names no backend; expected vulkan, metal, dx12 or gl");
-    Ok(b)
+    Ok(Some(b))
+}
+
+/// Mesa's Vulkan device-select layer connects to a Wayland display to find the default GPU,
+/// and libwayland prints `error: XDG_RUNTIME_DIR is invalid or not set` (twice) where there
+/// is none. Where that connection cannot succeed (no usable XDG_RUNTIME_DIR) and the user
+/// has not asked the layer to pick a device (MESA_VK_DEVICE_SELECT, DRI_PRIME), the layer
+/// has nothing to do: disable it (its manifest's NODEVICE_SELECT=1). mien picks the adapter
+/// itself (high-performance preference).
+fn quiet_mesa_device_select() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(quiet_mesa_device_select_now);
+}
+
+fn quiet_mesa_device_select_now() {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    let runtime_dir_ok = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if runtime_dir_ok || set("WAYLAND_DISPLAY") || set("MESA_VK_DEVICE_SELECT") || set("DRI_PRIME") || std::env::var_os("NODEVICE_SELECT").is_some() {
+        return;
+    }
+    // Once, before this process's first Vulkan call (every Gpu::new passes the Once first);
+    // the loader reads it when creating an instance.
+    std::env::set_var("NODEVICE_SELECT", "1");
+}
+
+fn request_adapter(backends: wgpu::Backends) -> std::result::Result<wgpu::Adapter, wgpu::RequestAdapterError> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    let options = wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        force_fallback_adapter: false,
+        compatible_surface: None,
+        apply_limit_buckets: false,
+    };
+    pollster::block_on(instance.request_adapter(&options))
 }
 
 impl Gpu {
-    /// Open the best adapter of the backends `WGPU_BACKEND` allows (all by default), with
-    /// every limit the adapter offers (big storage buffers matter for batch 512 at 48x48x64).
+    /// Open the best adapter of the backends `WGPU_BACKEND` allows (by default the primary
+    /// ones, Vulkan, Metal, DX12, and GL only where they find none), with every limit the
+    /// adapter offers (big storage buffers matter for batch 512 at 48x48x64).
     pub fn new() -> Result<Gpu> {
-        let backends = backends_from_env()?;
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = backends;
-        let instance = wgpu::Instance::new(desc);
-        let options = wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            force_fallback_adapter: false,
-            compatible_surface: None,
-            apply_limit_buckets: false,
-        };
-        let adapter = pollster::block_on(instance.request_adapter(&options))
-            .map_err(|e| Error::new(format!("{NO_ADAPTER_HELP} (wgpu: {e}; backends tried: {backends:?})")))?;
+        quiet_mesa_device_select();
+        let chosen = backends_from_env()?;
+        let primary = wgpu::Backends::PRIMARY - wgpu::Backends::BROWSER_WEBGPU;
+        let tried = chosen.unwrap_or(primary | wgpu::Backends::GL);
+        let adapter = match chosen {
+            Some(b) => request_adapter(b),
+            None => request_adapter(primary).or_else(|_| {
+                log::warn!("no Vulkan, Metal or DX12 adapter; trying GL");
+                request_adapter(wgpu::Backends::GL)
+            }),
+        }
+        .map_err(|e| Error::new(format!("{NO_ADAPTER_HELP} (wgpu: {e}; backends tried: {tried:?})")))?;
         let info = adapter.get_info();
         let autotune = autotune::Autotune::from_env(&info)?;
         let limits = adapter.limits();

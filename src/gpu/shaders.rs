@@ -91,6 +91,7 @@ shaders! {
         DENSE = "dense";
         DENSE_SUBGROUP = "dense_subgroup";
         DROPOUT = "dropout";
+        FAITHFULNESS = "faithfulness";
         LIME = "lime";
         OCCLUSION = "occlusion";
         OPTIM = "optim";

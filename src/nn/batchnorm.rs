@@ -5,6 +5,9 @@
 //! Parameters gamma, beta `[C]`; buffers running_mean, running_var `[C]`; `saved` `[2, C]` =
 //! (batch mean, inv_std = 1 / sqrt(biased batch var + eps)) written by the training forward
 //! and read by the backward.
+//!
+//! `Population` computes a layer's population statistics (precise BatchNorm): the exact
+//! mean and variance of its input over K equal batches, replacing the running statistics.
 
 use super::layer::{Init, Io, LayerOp, Mode, ParamDecl};
 use super::{accumulate_constant, nc_s, u32_of};
@@ -366,5 +369,76 @@ impl LayerOp for BatchNormLayer {
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PopulationParams {
+    k: u32,
+    batches: u32,
+    _pad: [u32; 2],
+}
+
+/// Population statistics of one BatchNorm layer over K equal batches of its input
+/// `[N, C, ...]` / `[N, F]`: `accumulate` once per batch (after `set_batch`), then `finish`
+/// writes running_mean = the mean over all K*M values per channel and running_var = their
+/// biased variance (batch variances and the spread of the batch means, combined exactly).
+pub struct Population {
+    pub name: String,
+    pub shape: Vec<usize>,
+    c: usize,
+    params: wgpu::Buffer,
+    pop: wgpu::Buffer,
+    /// [3, C]: (mean of batch means, sum of their squared deviations, mean of batch variances).
+    acc: Tensor,
+}
+
+impl Population {
+    /// For a layer whose input is `input_shape` `[N, C, ...]` / `[N, F]`, over `batches` batches.
+    pub fn new(gpu: &Gpu, name: &str, input_shape: &[usize], batches: usize) -> Result<Self> {
+        let (n, c, s) = nc_s(name, input_shape)?;
+        ensure!(batches >= 1, "layer {name}: population statistics need at least one batch");
+        let p = Params {
+            n: u32_of(name, "elements", n * c * s)?,
+            c: u32_of(name, "channels", c)?,
+            s: u32_of(name, "spatial size", s)?,
+            m: u32_of(name, "values per channel", n * s)?,
+            eps: 1.0,
+            momentum: 0.0,
+        };
+        let params = gpu.uniform(&format!("{name} population params"), &p);
+        let pop = gpu.uniform(&format!("{name} population batch"), &PopulationParams { k: 0, batches: u32_of(name, "batches", batches)?, _pad: [0; 2] });
+        let acc = gpu.tensor(&format!("{name} population sums"), &[3, c])?;
+        Ok(Population { name: name.to_string(), shape: input_shape.to_vec(), c, params, pop, acc })
+    }
+
+    /// The index of the batch the next `accumulate` dispatch sees (0 starts over).
+    pub fn set_batch(&self, gpu: &Gpu, k: usize) {
+        gpu.queue.write_buffer(&self.pop, 0, bytemuck::bytes_of(&(k as u32)));
+    }
+
+    /// batchnorm_population_accumulate: merge this batch of `x` into the sums (batch 0
+    /// overwrites them).
+    pub fn accumulate(&self, gpu: &Gpu, x: &Tensor) -> Result<Dispatch> {
+        x.expect_shape(&self.name, "input", &self.shape)?;
+        let b = [(0, self.params.as_entire_binding()), (1, x.binding()), (24, self.pop.as_entire_binding()), (25, self.acc.binding())];
+        let groups = [u32_of(&self.name, "channels", self.c)?, 1, 1];
+        Dispatch::new(gpu, &format!("{} batchnorm_population_accumulate", self.name), &BATCHNORM, "batchnorm_population_accumulate", &[], &b, groups)
+    }
+
+    /// batchnorm_population_finish: overwrite the running statistics with the population's.
+    pub fn finish(&self, gpu: &Gpu, running_mean: &Tensor, running_var: &Tensor) -> Result<Dispatch> {
+        running_mean.expect_shape(&self.name, "running mean", &[self.c])?;
+        running_var.expect_shape(&self.name, "running variance", &[self.c])?;
+        let b = [
+            (0, self.params.as_entire_binding()),
+            (5, running_mean.binding()),
+            (6, running_var.binding()),
+            (24, self.pop.as_entire_binding()),
+            (25, self.acc.binding()),
+        ];
+        let groups = [u32_of(&self.name, "channel groups", self.c.div_ceil(WG_ROWS))?, 1, 1];
+        Dispatch::new(gpu, &format!("{} batchnorm_population_finish", self.name), &BATCHNORM, "batchnorm_population_finish", &[], &b, groups)
     }
 }

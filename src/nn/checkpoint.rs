@@ -7,8 +7,9 @@
 //!
 //! Metadata (strings): `mien.model` (the ModelSpec as JSON), `mien.input` ("[C,H,W]"),
 //! `mien.classes` (class names, JSON), `mien.epoch`, `mien.optimizer_steps`,
-//! `mien.format` ("1"). Written to a temporary file and renamed, so a killed run never
-//! leaves a torn checkpoint.
+//! `mien.format` ("1"), and in a training run's checkpoints the loop's state
+//! (`mien.best_epoch`, `mien.lr`: see `train::resume`). Written to a temporary file and
+//! renamed, so a killed run never leaves a torn checkpoint.
 
 use crate::gpu::{Gpu, Tensor};
 use crate::nn::network::Network;
@@ -53,6 +54,20 @@ fn collect(gpu: &Gpu, net: &Network, opt: Option<&Optimizer>) -> Result<Vec<(Str
 
 /// Save `net`'s parameters, BN statistics and (when given) optimizer state to `path`.
 pub fn save(gpu: &Gpu, path: &Path, net: &Network, opt: Option<&Optimizer>, class_names: &[String], epoch: usize) -> Result<()> {
+    save_with(gpu, path, net, opt, class_names, epoch, &[])
+}
+
+/// `save`, with extra metadata entries `mien.<key>` = value (a training run's state).
+#[allow(clippy::too_many_arguments)]
+pub fn save_with(
+    gpu: &Gpu,
+    path: &Path,
+    net: &Network,
+    opt: Option<&Optimizer>,
+    class_names: &[String],
+    epoch: usize,
+    extra: &[(&str, String)],
+) -> Result<()> {
     let tensors = collect(gpu, net, opt)?;
     let views = tensors
         .iter()
@@ -62,7 +77,7 @@ pub fn save(gpu: &Gpu, path: &Path, net: &Network, opt: Option<&Optimizer>, clas
                 .map_err(|e| Error::new(format!("{}: tensor {name}: {e}", path.display())))
         })
         .collect::<Result<Vec<_>>>()?;
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
         ("mien.format".to_string(), "1".to_string()),
         ("mien.model".to_string(), json(&net.spec)),
         ("mien.input".to_string(), json(&net.input_chw.to_vec())),
@@ -70,12 +85,19 @@ pub fn save(gpu: &Gpu, path: &Path, net: &Network, opt: Option<&Optimizer>, clas
         ("mien.epoch".to_string(), epoch.to_string()),
         ("mien.optimizer_steps".to_string(), opt.map_or(0, |o| o.steps_taken()).to_string()),
     ]);
+    meta.extend(extra.iter().map(|(k, v)| (format!("mien.{k}"), v.clone())));
     let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
     write_atomic(path, &bytes)
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("metadata serializes")
+}
+
+/// The metadata entry `mien.<key>` of a checkpoint's bytes (from `read`), if present.
+pub fn metadata(bytes: &[u8], key: &str) -> Option<String> {
+    let (_, meta) = SafeTensors::read_metadata(bytes).ok()?;
+    meta.metadata().as_ref()?.get(&format!("mien.{key}")).cloned()
 }
 
 /// Read a checkpoint file and its metadata.

@@ -304,6 +304,14 @@ impl Network {
         Io { x: &self.acts[i], y: &self.acts[i + 1], dx, dy: self.dacts[i + 1].as_ref(), params: &layer.views, extra: &layer.extra }
     }
 
+    /// The inference forward of layers `0..upto` only: it writes the input of layer `upto`
+    /// (BatchNorm population statistics read it). Needs a build without reuse, so that the
+    /// activation survives and no BN is folded away.
+    pub fn forward_infer_prefix(&self, gpu: &Gpu, upto: usize) -> Result<Vec<Dispatch>> {
+        ensure!(!self.reuse && upto <= self.layers.len(), "model {}: forward_infer_prefix needs a build without reuse", self.spec.name);
+        self.record_forward(gpu, Mode::Infer, 0..upto)
+    }
+
     /// The forward dispatches of `layers` in `mode`.
     pub(crate) fn record_forward(&self, gpu: &Gpu, mode: Mode, layers: std::ops::Range<usize>) -> Result<Vec<Dispatch>> {
         let mut out = Vec::new();

@@ -119,6 +119,20 @@ pub fn backward_infer(dy: &[f64], gamma: &[f64], running_var: &[f64], s: usize, 
     }).collect()
 }
 
+/// Population statistics over several batches of one layer's input, each [N, C, S]: the
+/// mean and biased variance per channel over all their values.
+pub fn population(batches: &[Vec<f64>], c: usize, s: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut mean = vec![0.0; c];
+    let mut var = vec![0.0; c];
+    for ch in 0..c {
+        let values: Vec<f64> = batches.iter().flat_map(|x| channel_indices(x.len(), c, s, ch).map(|i| x[i])).collect();
+        let m = values.len() as f64;
+        mean[ch] = values.iter().sum::<f64>() / m;
+        var[ch] = values.iter().map(|v| (v - mean[ch]).powi(2)).sum::<f64>() / m;
+    }
+    (mean, var)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,3 +191,4 @@ mod tests {
         }
     }
 }
+

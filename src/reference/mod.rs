@@ -11,6 +11,7 @@ pub mod batchnorm;
 pub mod conv2d;
 pub mod dense;
 pub mod dropout;
+pub mod faithfulness;
 pub mod lime;
 pub mod network;
 pub mod occlusion;

@@ -27,6 +27,10 @@ pub struct EpochRecord {
     pub lr: f64,
     /// Wall-clock seconds of the epoch's training steps and validation.
     pub seconds: f64,
+    /// What changed before this epoch, e.g. `resumed: --epochs 4 -> 10` (empty when
+    /// nothing did; files written before the column existed read as empty).
+    #[serde(default)]
+    pub note: String,
 }
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;

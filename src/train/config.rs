@@ -1,5 +1,7 @@
 //! What a training run was asked to do: saved as `config.json` in the run directory, so
-//! `--resume` continues with the same settings.
+//! `--resume` continues with the same settings. A setting changed at resume time is
+//! recorded in `changes` (and in the history's note column); settings that define the data
+//! or the model cannot change (`TrainConfig::resume_changes`).
 
 use crate::nn::augment::AugmentConfig;
 use crate::nn::optim::{OptimizerConfig, OptimizerKind};
@@ -43,6 +45,18 @@ impl std::str::FromStr for Schedule {
     }
 }
 
+impl std::fmt::Display for Schedule {
+    /// The `--schedule` syntax (`FromStr` reads it back).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Schedule::Constant => write!(f, "constant"),
+            Schedule::Step { every, gamma } => write!(f, "step:{every}:{gamma}"),
+            Schedule::Cosine { min_lr } => write!(f, "cosine:{min_lr}"),
+            Schedule::Plateau { patience, factor, min_lr } => write!(f, "plateau:{patience}:{factor}:{min_lr}"),
+        }
+    }
+}
+
 impl Schedule {
     /// The learning rate for `epoch` (0-based) of `epochs`. `val_losses` are the validation
     /// losses of the epochs before it and `previous` the rate the last epoch used (Plateau
@@ -69,6 +83,55 @@ impl Schedule {
                     previous
                 }
             }
+        }
+    }
+}
+
+/// Where BatchNorm's inference statistics come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BnStats {
+    /// Recomputed exactly before each validation and checkpoint: the mean and variance of
+    /// every BN layer's input in inference mode over `images` training images (a fixed
+    /// seeded sample; None: all of them). See `train::bn_stats`.
+    Population { images: Option<usize> },
+    /// Keras: running averages updated by every training step with the layer's momentum.
+    Momentum,
+}
+
+impl BnStats {
+    /// The default: population statistics over 1024 training images.
+    pub const DEFAULT: BnStats = BnStats::Population { images: Some(1024) };
+
+    /// What a config.json written before this setting existed meant.
+    fn legacy() -> BnStats {
+        BnStats::Momentum
+    }
+}
+
+impl std::str::FromStr for BnStats {
+    type Err = Error;
+    /// `population` (1024 images), `population:N`, `population:all`, `momentum` (or `keras`).
+    fn from_str(s: &str) -> Result<BnStats> {
+        Ok(match s.split_once(':').unwrap_or((s, "")) {
+            ("population", "") => BnStats::DEFAULT,
+            ("population", "all") => BnStats::Population { images: None },
+            ("population", n) => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => BnStats::Population { images: Some(n) },
+                _ => bail!("--bn-stats {s}: {n:?} is not a positive number of images (or all)"),
+            },
+            ("momentum" | "keras", "") => BnStats::Momentum,
+            _ => bail!("--bn-stats {s}: expected population, population:N, population:all or momentum"),
+        })
+    }
+}
+
+impl std::fmt::Display for BnStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BnStats::Population { images: Some(n) } => write!(f, "population:{n}"),
+            BnStats::Population { images: None } => write!(f, "population:all"),
+            BnStats::Momentum => write!(f, "momentum"),
         }
     }
 }
@@ -108,11 +171,51 @@ pub struct TrainConfig {
     pub synthetic: usize,
     /// Input size images are resized to (folders); CSVs keep their own size.
     pub image_size: usize,
+    /// BatchNorm inference statistics (config files from before this setting: momentum).
+    #[serde(default = "BnStats::legacy")]
+    pub bn_stats: BnStats,
+    /// Settings changed when the run was resumed, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<ConfigChange>,
 }
+
+/// One setting changed when a run was resumed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    /// Epochs completed when the change took effect.
+    pub after_epoch: usize,
+    /// The command-line flag (`--epochs`).
+    pub flag: String,
+    /// The old and new values as the flag takes them (`4`, `cosine:0`), or as compact JSON
+    /// where it has no short form (`--augment`).
+    pub from: String,
+    pub to: String,
+}
+
+impl std::fmt::Display for ConfigChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} -> {}", self.flag, self.from, self.to)
+    }
+}
+
+/// A setting's value as its flag takes it, else compact JSON.
+fn show(key: &str, v: &serde_json::Value) -> String {
+    match (key, v) {
+        ("schedule", _) => serde_json::from_value::<Schedule>(v.clone()).map_or_else(|_| v.to_string(), |s| s.to_string()),
+        ("bn_stats", _) => serde_json::from_value::<BnStats>(v.clone()).map_or_else(|_| v.to_string(), |s| s.to_string()),
+        (_, serde_json::Value::String(s)) => s.clone(),
+        (_, serde_json::Value::Null) => "none".to_string(),
+        _ => v.to_string(),
+    }
+}
+
+/// Settings that define the data, the model or the optimizer's state: a resumed run with
+/// another value would be a different run, not this one continued.
+const FIXED_ON_RESUME: [&str; 7] = ["model", "data", "synthetic", "image_size", "val_split", "seed", "optimizer"];
 
 impl Default for TrainConfig {
     /// The `train` binary's defaults: `small` on 8000 built-in faces, 10 epochs, Adam 2e-3
-    /// with a cosine schedule, batch 64, no augmentation.
+    /// with a cosine schedule, batch 64, no augmentation, BatchNorm population statistics.
     fn default() -> Self {
         TrainConfig {
             model: "small".into(),
@@ -132,6 +235,8 @@ impl Default for TrainConfig {
             data: None,
             synthetic: 8000,
             image_size: 48,
+            bn_stats: BnStats::DEFAULT,
+            changes: Vec::new(),
         }
     }
 }
@@ -143,6 +248,38 @@ impl TrainConfig {
             OptimizerChoice::Sgd => OptimizerKind::Sgd { momentum: self.momentum, nesterov: self.nesterov },
         };
         OptimizerConfig { kind, weight_decay: self.weight_decay, decoupled_weight_decay: self.decoupled_weight_decay }
+    }
+
+    /// The settings `new` changes relative to `self` (the run's saved config), to take
+    /// effect after `after_epoch` epochs. Refuses changes of the settings that define the
+    /// data, the model or the optimizer (`FIXED_ON_RESUME`), naming the flag. `changes`
+    /// itself is not compared.
+    pub fn resume_changes(&self, new: &TrainConfig, after_epoch: usize) -> Result<Vec<ConfigChange>> {
+        let as_map = |c: &TrainConfig| match serde_json::to_value(TrainConfig { changes: Vec::new(), ..c.clone() }) {
+            Ok(serde_json::Value::Object(m)) => m,
+            other => panic!("a TrainConfig serializes to an object, got {other:?}"),
+        };
+        let (old, new) = (as_map(self), as_map(new));
+        let mut out = Vec::new();
+        for (key, was) in &old {
+            let now = new.get(key).expect("same struct");
+            if was == now {
+                continue;
+            }
+            let change = ConfigChange { after_epoch, flag: format!("--{}", key.replace('_', "-")), from: show(key, was), to: show(key, now) };
+            ensure!(
+                !FIXED_ON_RESUME.contains(&key.as_str()),
+                "the run was started with {} {}; resuming it with {} {} would train a different run \
+                 (start a new one with --out, or leave {} out)",
+                change.flag,
+                change.from,
+                change.flag,
+                change.to,
+                change.flag
+            );
+            out.push(change);
+        }
+        Ok(out)
     }
 
     /// Checks a user can fail: numbers out of range.

@@ -1,5 +1,7 @@
 //! `history.csv`: one row per epoch (epoch, train/val loss and accuracy, learning rate,
-//! seconds), the data behind `curves.png` and the DNN-vs-CNN comparison.
+//! seconds, note), the data behind `curves.png` and the DNN-vs-CNN comparison. Floats are
+//! written in their shortest round-trip form, so a resumed run reads back exactly the
+//! values the schedule and early stopping saw.
 
 pub use crate::render::EpochRecord;
 use crate::{Error, Result};

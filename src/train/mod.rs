@@ -3,8 +3,10 @@
 //! epoch buffer read once at the end of the epoch); validation; history, checkpoints,
 //! curves and the confusion matrix in the run directory.
 
+pub mod bn_stats;
 pub mod config;
 pub mod history;
+pub mod resume;
 
 use crate::data::Dataset;
 use crate::gpu::{Dispatch, Gpu, Tensor};
@@ -15,7 +17,7 @@ use crate::nn::optim::Optimizer;
 use crate::nn::spec::ModelSpec;
 use crate::rng::Rng;
 use crate::{ensure, Error, Result};
-pub use config::{OptimizerChoice, Schedule, TrainConfig};
+pub use config::{BnStats, OptimizerChoice, Schedule, TrainConfig};
 pub use history::EpochRecord;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -134,6 +136,8 @@ pub fn confusion(truth: &[u32], pred: &[u32], classes: usize) -> Vec<Vec<u64>> {
 struct Session<'g> {
     gpu: &'g Gpu,
     cfg: TrainConfig,
+    /// The batch the steps use: `cfg.batch`, or the whole training set when it is smaller.
+    batch: usize,
     net: Network,
     opt: Optimizer,
     /// Raw batch upload target and the augmentation writing the network's input.
@@ -142,6 +146,8 @@ struct Session<'g> {
     step_stats: Tensor,
     /// Validation's partial last batch.
     val_tail: Option<Network>,
+    /// BatchNorm population statistics (`BnStats::Population` and a model with BN).
+    population: Option<bn_stats::PopulationStats>,
     steps_per_epoch: usize,
 }
 
@@ -149,13 +155,16 @@ impl<'g> Session<'g> {
     fn new(gpu: &'g Gpu, cfg: &TrainConfig, spec: &ModelSpec, data: &TrainData) -> Result<Self> {
         let chw = [1, data.train.h, data.train.w];
         let classes = data.class_names.len();
-        ensure!(
-            data.train.len() >= cfg.batch,
-            "the training set has {} images, fewer than one batch of {}; use a smaller --batch",
-            data.train.len(),
-            cfg.batch
-        );
-        let net = Network::build(gpu, spec, chw, classes, cfg.batch, BuildOptions::default())?;
+        ensure!(!data.train.is_empty(), "{}: the training set is empty", data_name(cfg));
+        let batch = cfg.batch.min(data.train.len());
+        if batch < cfg.batch {
+            log::warn!(
+                "the training set has {} images, fewer than one batch of {}: training with all of them as one batch",
+                data.train.len(),
+                cfg.batch
+            );
+        }
+        let net = Network::build(gpu, spec, chw, classes, batch, BuildOptions::default())?;
         let opt = Optimizer::new(gpu, "optimizer", cfg.optimizer_config(), &net.arena, &net.grads)?;
         let augment = if cfg.augment.is_identity() {
             None
@@ -165,16 +174,22 @@ impl<'g> Session<'g> {
             let d = aug.forward(gpu, &raw, net.input())?;
             Some((raw, aug, d))
         };
-        let steps_per_epoch = data.train.len() / cfg.batch;
+        let steps_per_epoch = data.train.len() / batch;
         let step_stats = gpu.tensor("step stats", &[steps_per_epoch, 2])?;
         let val_tail = tail_network(gpu, &net, data.val.len())?;
-        Ok(Session { gpu, cfg: cfg.clone(), net, opt, augment, step_stats, val_tail, steps_per_epoch })
+        let population = match cfg.bn_stats {
+            BnStats::Population { images } => bn_stats::PopulationStats::new(gpu, &net, data, images, cfg.seed)?,
+            BnStats::Momentum => None,
+        };
+        Ok(Session { gpu, cfg: cfg.clone(), batch, net, opt, augment, step_stats, val_tail, population, steps_per_epoch })
     }
 
-    /// One epoch of training steps; returns (mean loss, accuracy) over its samples.
+    /// One epoch of training steps; returns (mean loss, accuracy) over its samples. The
+    /// data order and the dropout and augmentation streams are functions of the seed, the
+    /// epoch and the global step only, so a resumed run replays them exactly.
     fn epoch(&mut self, data: &Dataset, epoch: usize, lr: f64, bar: &indicatif::ProgressBar) -> Result<(f64, f64)> {
         let gpu = self.gpu;
-        let b = self.cfg.batch;
+        let b = self.batch;
         let mut order: Vec<usize> = (0..data.len()).collect();
         Rng::new(self.cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407)).shuffle(&mut order);
         let (mut images, mut labels) = (Vec::new(), Vec::new());
@@ -229,39 +244,90 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
     checkpoint::write_atomic(path, text.as_bytes())
 }
 
-/// Run (or, with `resume`, continue) training into `dir`.
+/// (epoch, validation accuracy) of the best epoch so far, (0, -1) before any. Ties go to
+/// the earlier epoch.
+fn best(history: &[EpochRecord]) -> (usize, f64) {
+    history.iter().filter_map(|r| r.val_acc.map(|a| (r.epoch, a))).fold((0, -1.0), |b, x| if x.1 > b.1 { x } else { b })
+}
+
+/// The epoch `best.safetensors` holds after `history`: the best validation epoch, or the
+/// last epoch when there is no validation data.
+fn best_checkpoint_epoch(history: &[EpochRecord], has_val: bool) -> usize {
+    if has_val {
+        best(history).0
+    } else {
+        history.len()
+    }
+}
+
+/// Early stopping after `history`: validation accuracy has not improved for `patience`
+/// epochs since the best one.
+fn early_stop(cfg: &TrainConfig, history: &[EpochRecord]) -> Option<Stop> {
+    let patience = cfg.early_stopping?;
+    let (best_epoch, _) = best(history);
+    let epoch = history.len();
+    (best_epoch > 0 && epoch >= best_epoch + patience).then_some(Stop::EarlyStopped { epoch, best_epoch })
+}
+
+/// Run (or, with `resume`, continue) training into `dir`. A resumed run continues the
+/// run in `dir` exactly (`resume` module docs): `cfg` is the run's config.json with any
+/// settings the user changed, which are recorded.
 pub fn run(gpu: &Gpu, cfg: &TrainConfig, data: &TrainData, dir: &Path, resume: bool, progress: bool) -> Result<Outcome> {
     cfg.validate()?;
     let classes = data.class_names.len();
+    let saved = if resume { Some(resume::check_settings(dir, cfg)?) } else { None };
     let spec = ModelSpec::resolve(&cfg.model, classes)?;
-    let mut s = Session::new(gpu, cfg, &spec, data)?;
-    let mut history = Vec::new();
     if resume {
-        let info = checkpoint::load(gpu, &dir.join(LAST), &s.net, Some(&mut s.opt))?;
-        ensure!(info.model == spec, "{}: the checkpoint's model differs from {}", dir.join(LAST).display(), cfg.model);
-        history = history::read(&dir.join("history.csv"))?;
-        history.truncate(info.epoch);
+        resume::pin_kernels(gpu, dir)?;
+    }
+    let mut s = Session::new(gpu, cfg, &spec, data)?;
+    let (mut history, mut note) = if let Some(saved) = saved {
+        let r = resume::restore(gpu, &s.net, &mut s.opt, &spec, saved, cfg, data, dir)?;
+        if progress {
+            eprintln!(
+                "resuming {} after epoch {} of {}{}",
+                dir.display(),
+                r.history.len(),
+                r.cfg.epochs,
+                if r.note.is_empty() { String::new() } else { format!(" ({})", r.note) }
+            );
+        }
+        s.cfg = r.cfg;
+        (r.history, r.note)
     } else {
         s.net.init(gpu, cfg.seed)?;
         std::fs::create_dir_all(dir).map_err(|e| Error::new(format!("{}: {e}", dir.display())))?;
         write_text(&dir.join("config.json"), &serde_json::to_string_pretty(cfg).expect("config serializes"))?;
         write_text(&dir.join("model.json"), &serde_json::to_string_pretty(&spec).expect("spec serializes"))?;
-    }
+        resume::record_kernels(gpu, dir)?;
+        (Vec::new(), String::new())
+    };
+    let cfg = s.cfg.clone();
     let summary = s.net.summary();
     if progress {
         eprintln!("{summary}");
+        if let Some(p) = &s.population {
+            eprintln!("BatchNorm statistics: recomputed over {} training images before each validation (--bn-stats {})", p.images(), cfg.bn_stats);
+        }
     }
     write_text(&dir.join("summary.txt"), &summary)?;
 
-    let best = |h: &[EpochRecord]| h.iter().filter_map(|r| r.val_acc.map(|a| (r.epoch, a))).fold((0, -1.0), |b, x| if x.1 > b.1 { x } else { b });
-    let mut stop = Stop::Finished;
+    let mut stop = early_stop(&cfg, &history).unwrap_or(Stop::Finished);
+    let images_per_epoch = s.steps_per_epoch * s.batch;
     for epoch in history.len()..cfg.epochs {
+        if stop != Stop::Finished {
+            break;
+        }
         let started = Instant::now();
         let val_losses: Vec<f64> = history.iter().filter_map(|r| r.val_loss).collect();
         let lr = cfg.schedule.lr(cfg.lr, epoch, cfg.epochs, history.last().map_or(cfg.lr, |r| r.lr), &val_losses);
-        let bar = progress_bar(progress, (s.steps_per_epoch * cfg.batch) as u64, epoch + 1, cfg.epochs);
+        let bar = progress_bar(progress, images_per_epoch as u64, epoch + 1, cfg.epochs);
         let (train_loss, train_acc) = s.epoch(&data.train, epoch, lr, &bar)?;
         bar.finish_and_clear();
+        // Before validation and the checkpoints: the statistics inference will use.
+        if let Some(p) = &s.population {
+            p.compute(gpu, &data.train)?;
+        }
         let val = if data.val.is_empty() { None } else { Some(evaluate(gpu, &s.net, s.val_tail.as_ref(), &data.val)?) };
         let record = EpochRecord {
             epoch: epoch + 1,
@@ -271,6 +337,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, data: &TrainData, dir: &Path, resume: b
             val_acc: val.as_ref().map(|v| v.acc),
             lr,
             seconds: started.elapsed().as_secs_f64(),
+            note: std::mem::take(&mut note),
         };
         if progress {
             eprintln!(
@@ -282,34 +349,34 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, data: &TrainData, dir: &Path, resume: b
                 val.as_ref().map_or(String::new(), |v| format!(" - val_loss {:.4} val_acc {:.4}", v.loss, v.acc)),
                 lr,
                 record.seconds,
-                (s.steps_per_epoch * cfg.batch) as f64 / record.seconds
+                images_per_epoch as f64 / record.seconds
             );
         }
         let improved = record.val_acc.is_some_and(|a| a > best(&history).1);
         history.push(record);
-        // Checkpoints first (atomic), then the history that refers to them.
-        checkpoint::save(gpu, &dir.join(LAST), &s.net, Some(&s.opt), &data.class_names, epoch + 1)?;
+        // The history first, then `last` (the commit point: a resume truncates the history
+        // to its epoch), then `best`, which a resume rewrites from `last` when a kill came
+        // between the two (resume::restore).
+        history::write(&dir.join("history.csv"), &history)?;
+        let state = resume::state_metadata(&history, !data.val.is_empty());
+        checkpoint::save_with(gpu, &dir.join(LAST), &s.net, Some(&s.opt), &data.class_names, epoch + 1, &state)?;
         if improved || data.val.is_empty() {
             checkpoint::save(gpu, &dir.join(BEST), &s.net, None, &data.class_names, epoch + 1)?;
         }
-        history::write(&dir.join("history.csv"), &history)?;
-        crate::render::plot_curves(&history, &format!("{} on {}", spec.name, data_name(cfg)), &dir.join("curves.png"))?;
-        if let Some(patience) = cfg.early_stopping {
-            let (best_epoch, _) = best(&history);
-            if epoch + 1 >= best_epoch + patience && best_epoch > 0 {
-                stop = Stop::EarlyStopped { epoch: epoch + 1, best_epoch };
-                if progress {
-                    eprintln!("early stopping: validation accuracy has not improved for {patience} epochs (best at epoch {best_epoch})");
-                }
-                break;
-            }
+        crate::render::plot_curves(&history, &format!("{} on {}", spec.name, data_name(&cfg)), &dir.join("curves.png"))?;
+        stop = early_stop(&cfg, &history).unwrap_or(Stop::Finished);
+        if let (true, Stop::EarlyStopped { best_epoch, .. }) = (progress, &stop) {
+            eprintln!(
+                "early stopping: validation accuracy has not improved for {} epochs (best at epoch {best_epoch})",
+                cfg.early_stopping.unwrap_or(0)
+            );
         }
     }
 
     // The confusion matrix of the best model on the validation data.
     let (best_epoch, best_acc) = best(&history);
     let mut confusion_counts = vec![vec![0; classes]; classes];
-    if !data.val.is_empty() {
+    if !data.val.is_empty() && !history.is_empty() {
         checkpoint::load(gpu, &dir.join(BEST), &s.net, None)?;
         let ev = evaluate(gpu, &s.net, s.val_tail.as_ref(), &data.val)?;
         confusion_counts = confusion(&data.val.labels, &ev.predictions, classes);

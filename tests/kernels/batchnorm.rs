@@ -328,3 +328,38 @@ fn inference_backward_matches_reference() {
         mien::reference::assert_close(&format!("bn backward_infer {shape:?}"), &crate::common::read(gpu, &tdx), &want, 1e-4, 1e-4);
     }
 }
+
+/// Population statistics over K = 1, 2 and 5 batches of every shape, with inputs near 0 and
+/// with a large mean (offset 50: the shifted two-pass sums keep f32 exact enough), against
+/// the exact f64 mean and biased variance over all K*M values per channel. The running
+/// statistics hold garbage before: finish overwrites them.
+#[test]
+fn population_statistics_match_the_reference() {
+    let gpu = gpu!();
+    let mut rng = Rng::new(31);
+    for shape in SHAPES {
+        let (c, s) = (shape[1], shape[2..].iter().product::<usize>());
+        for (batches, offset) in [(1, 0.0f32), (2, 50.0), (5, 0.0)] {
+            let pop = mien::nn::batchnorm::Population::new(gpu, "bn", shape, batches).unwrap();
+            let x = zeros(gpu, "x", shape);
+            let (rm, rv) = (up(gpu, "rm", &[c], &vec![7.0; c]), up(gpu, "rv", &[c], &vec![-3.0; c]));
+            let acc = pop.accumulate(gpu, &x).unwrap();
+            let mut host = Vec::new();
+            for k in 0..batches {
+                // Batches with different means and spreads, so the spread of the batch means
+                // counts in the variance.
+                let v: Vec<f32> = rand(&mut rng, x.len()).0.iter().map(|&v| v * (1.0 + k as f32) + offset + 0.3 * k as f32).collect();
+                gpu.write(&x, &v).unwrap();
+                pop.set_batch(gpu, k);
+                gpu.run([&acc]).unwrap();
+                host.push(f64s(&v));
+            }
+            gpu.run([&pop.finish(gpu, &rm, &rv).unwrap()]).unwrap();
+            let (mean, var) = r::population(&host, c, s);
+            let what = |w: &str| format!("population {w} {shape:?} x{batches} offset {offset}");
+            // Relative to the data's scale: the mean is ~offset, f32 holds ~7 digits.
+            assert_close(&what("mean"), &read(gpu, &rm), &mean, ATOL * (1.0 + offset as f64), RTOL);
+            assert_close(&what("variance"), &read(gpu, &rv), &var, ATOL, RTOL);
+        }
+    }
+}
