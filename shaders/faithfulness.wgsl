@@ -37,10 +37,6 @@ override INSERT: bool = false;
 @group(0) @binding(3) var<storage, read> rank: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
 @compute @workgroup_size(WG)
 fn faithfulness_perturb(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = flat(gid, nwg);

@@ -6,9 +6,8 @@
 //!   under the deletion curve is low and under the insertion curve high for a map that
 //!   ranks the evidence first; a random order (seeded) is the baseline both are read
 //!   against. The perturbed copies are made on the GPU by shaders/faithfulness.wgsl straight
-//!   into the network's input batch and scored a batch at a time (the occlusion pattern:
-//!   `Perturber` holds the uniform the host rewrites per chunk and per batch; it can fold
-//!   into a shared batching driver);
+//!   into the network's input batch and scored a batch at a time by the batching driver
+//!   (src/explain/batching.rs), as occlusion and LIME are;
 //! - the model-randomization check (Adebayo et al. 2018): mean |Spearman rho| between the
 //!   maps of the trained model and of the same architecture with random weights (low: the
 //!   map depends on what was learned);
@@ -18,6 +17,7 @@
 //!
 //! Reference: src/reference/faithfulness.rs.
 
+use super::batching::{self, Batch, Chunk, CopyKernel, Cursor, Driver, Layout, Output};
 use super::saliency::{image_count, spearman};
 use super::Model;
 use crate::gpu::{shaders::FAITHFULNESS, Dispatch, Gpu, Tensor};
@@ -26,6 +26,7 @@ use crate::nn::u32_of;
 use crate::rng::Rng;
 use crate::{ensure, Result};
 use serde::Serialize;
+use std::mem::offset_of;
 
 /// What a removed pixel shows.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -134,38 +135,60 @@ pub fn curves(gpu: &Gpu, model: &Model, images: &[f32], ranks: &[u32], classes: 
     let s = opts.steps + 1;
     // About 16 batches of copies per chunk of images.
     let chunk_images = (16 * b).div_ceil(s).clamp(1, n);
-    let batches = (chunk_images * s).div_ceil(b);
     let op = Perturber::new(gpu, "faithfulness", b, chunk_images, model.info.input_chw, opts.steps)?;
     let x = gpu.tensor("faithfulness images", &[chunk_images, len])?;
     let fill = gpu.tensor("faithfulness fill", &[chunk_images, len])?;
     let rank = gpu.tensor("faithfulness ranks", &[chunk_images, hw])?;
-    let all = gpu.tensor("faithfulness probabilities", &[batches * b, k])?;
-    let perturb = [op.perturb(gpu, &x, &fill, &rank, model.net.input(), false)?, op.perturb(gpu, &x, &fill, &rank, model.net.input(), true)?];
     let mut out = Curves { steps: opts.steps, deletion: Vec::with_capacity(n * s), insertion: Vec::with_capacity(n * s) };
-    for (ci, chunk) in images.chunks(chunk_images * len).enumerate() {
-        let m = chunk.len() / len;
-        let first_image = ci * chunk_images;
-        let mut xs = chunk.to_vec();
-        xs.resize(chunk_images * len, 0.0);
-        let mut fs: Vec<f32> = chunk.chunks(len).flat_map(|img| fill_image(img, model.info.input_chw, opts.fill)).collect();
-        fs.resize(chunk_images * len, 0.0);
-        let mut rs = ranks[first_image * hw..(first_image + m) * hw].to_vec();
-        rs.resize(chunk_images * hw, 0);
-        gpu.write(&x, &xs)?;
-        gpu.write(&fill, &fs)?;
-        gpu.write(&rank, &rs)?;
-        let total = m * s;
-        op.set_chunk(gpu, total)?;
-        for (d, curve) in perturb.iter().zip([&mut out.deletion, &mut out.insertion]) {
-            for (bi, first) in (0..total).step_by(b).enumerate() {
-                op.set_first(gpu, first)?;
-                gpu.submit_with(std::iter::once(d).chain(model.net.infer_dispatches()), |enc| model.net.probabilities().copy_to(enc, &all, bi * b * k));
-            }
-            let p = gpu.read(&all)?;
-            curve.extend((0..total).map(|r| p[r * k + classes[first_image + r / s] as usize]));
-        }
+    for (insert, curve) in [(false, &mut out.deletion), (true, &mut out.insertion)] {
+        let copies = CurveCopies {
+            op: &op,
+            x: &x,
+            fill: &fill,
+            rank: &rank,
+            ranks,
+            fill_with: opts.fill,
+            dispatch: op.perturb(gpu, &x, &fill, &rank, model.net.input(), insert)?,
+        };
+        let p = Driver::new(gpu, model, &copies)?.scores(images, Output::Probabilities)?;
+        curve.extend((0..n * s).map(|r| p[r * k + classes[r / s] as usize]));
     }
     Ok(out)
+}
+
+/// The copies of one curve for the batching driver: per chunk the images, their fill images
+/// and pixel ranks are uploaded; the perturbation writes each batch into the model's input.
+struct CurveCopies<'a> {
+    op: &'a Perturber,
+    x: &'a Tensor,
+    fill: &'a Tensor,
+    rank: &'a Tensor,
+    /// [n, H*W] for every image.
+    ranks: &'a [u32],
+    fill_with: Fill,
+    dispatch: Dispatch,
+}
+
+impl CopyKernel for CurveCopies<'_> {
+    fn layout(&self) -> Layout {
+        self.op.cursor.layout()
+    }
+    fn load(&self, gpu: &Gpu, chunk: &Chunk, images: &[f32]) -> Result<()> {
+        let (len, hw) = (self.op.chw.iter().product::<usize>(), self.op.chw[1] * self.op.chw[2]);
+        let fills: Vec<f32> = images.chunks(len).flat_map(|img| fill_image(img, self.op.chw, self.fill_with)).collect();
+        batching::upload_chunk(gpu, self.x, images)?;
+        batching::upload_chunk(gpu, self.fill, &fills)?;
+        let mut rs = self.ranks[chunk.image0 * hw..(chunk.image0 + chunk.images) * hw].to_vec();
+        rs.resize(self.rank.len(), 0);
+        gpu.write(self.rank, &rs)?;
+        self.op.set_chunk(gpu, chunk.total)
+    }
+    fn seek(&self, gpu: &Gpu, batch: &Batch) -> Result<()> {
+        self.op.set_first(gpu, batch.first)
+    }
+    fn dispatch(&self) -> &Dispatch {
+        &self.dispatch
+    }
 }
 
 #[repr(C)]
@@ -180,20 +203,18 @@ struct Params {
     _pad: [u32; 2],
 }
 
-const FIRST_OFFSET: u64 = 16;
-const TOTAL_OFFSET: u64 = 20;
 const WG: u32 = 256;
 
 /// faithfulness_perturb for one shape: a chunk of `images` images [C, H, W], S + 1 copies
-/// of each, made `rows` copies at a time. `set_chunk` / `set_first` are 4-byte uniform
-/// writes (queued, ordered before the next submit).
+/// of each, made `rows` copies at a time; its cursor moves it through the chunks and batches
+/// of the batching driver.
 pub struct Perturber {
     pub name: String,
     pub rows: usize,
     pub images: usize,
     pub chw: [usize; 3],
     pub steps: usize,
-    params: wgpu::Buffer,
+    cursor: Cursor,
 }
 
 impl Perturber {
@@ -214,25 +235,19 @@ impl Perturber {
         // k * H*W must fit: k <= steps.
         u32_of(name, "steps x pixels", steps * h * w)?;
         let params = gpu.uniform(&format!("{name} params"), &p);
-        Ok(Perturber { name: name.to_string(), rows, images, chw, steps, params })
-    }
-
-    fn copies(&self) -> usize {
-        self.images * (self.steps + 1)
+        let layout = Layout { rows, copies: steps + 1, chunk_images: images };
+        let cursor = Cursor::new(name, params, layout, offset_of!(Params, first), offset_of!(Params, total), None);
+        Ok(Perturber { name: name.to_string(), rows, images, chw, steps, cursor })
     }
 
     /// The chunk holds `total` copies (m real images * (S + 1)).
     pub fn set_chunk(&self, gpu: &Gpu, total: usize) -> Result<()> {
-        ensure!(total >= 1 && total <= self.copies(), "{}: {total} copies in a chunk of {} copies", self.name, self.copies());
-        gpu.queue.write_buffer(&self.params, TOTAL_OFFSET, bytemuck::bytes_of(&(total as u32)));
-        Ok(())
+        self.cursor.set_chunk(gpu, total, 0)
     }
 
     /// The copy held by batch row 0 for the next submitted dispatches.
     pub fn set_first(&self, gpu: &Gpu, first: usize) -> Result<()> {
-        ensure!(first < self.copies(), "{}: first copy {first} is past the chunk's {} copies", self.name, self.copies());
-        gpu.queue.write_buffer(&self.params, FIRST_OFFSET, bytemuck::bytes_of(&(first as u32)));
-        Ok(())
+        self.cursor.set_first(gpu, first)
     }
 
     /// faithfulness_perturb (deletion, or insertion when `insert`): out [rows, C, H, W] =
@@ -245,7 +260,7 @@ impl Perturber {
         out.expect_len(&self.name, "perturbed batch", self.rows * len)?;
         let label = format!("{} faithfulness_perturb insert={insert}", self.name);
         let groups = gpu.groups_1d(&label, (self.rows * len) as u64, WG)?;
-        let b = [(0, self.params.as_entire_binding()), (1, x.binding()), (2, fill.binding()), (3, rank.binding()), (4, out.binding())];
+        let b = [(0, self.cursor.params().as_entire_binding()), (1, x.binding()), (2, fill.binding()), (3, rank.binding()), (4, out.binding())];
         Dispatch::new(gpu, &label, &FAITHFULNESS, "faithfulness_perturb", &[("INSERT", insert as u8 as f64)], &b, groups)
     }
 }
