@@ -11,7 +11,9 @@ static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
 
 /// The test GPU. Fails loudly when there is no adapter (how to get one is in the message),
 /// unless MIEN_ALLOW_NO_GPU=1, which CI never sets. With MIEN_EXPECT_ADAPTER=<substring>
-/// (CI sets `llvmpipe`) the adapter's name must contain it.
+/// (CI sets `llvmpipe`) the adapter's name must contain it, and with
+/// MIEN_EXPECT_BACKEND=<name> (CI sets `vulkan`: Mesa's GL driver is also called llvmpipe,
+/// and a machine without lavapipe would otherwise pass on GL) its backend must be that one.
 pub fn gpu() -> Option<&'static Gpu> {
     GPU.get_or_init(|| match Gpu::new() {
         Ok(gpu) => {
@@ -19,6 +21,10 @@ pub fn gpu() -> Option<&'static Gpu> {
             if let Ok(want) = std::env::var("MIEN_EXPECT_ADAPTER") {
                 let name = &gpu.info().name;
                 assert!(name.to_lowercase().contains(&want.to_lowercase()), "MIEN_EXPECT_ADAPTER={want:?} but the adapter is {name:?}");
+            }
+            if let Ok(want) = std::env::var("MIEN_EXPECT_BACKEND") {
+                let backend = gpu.info().backend.to_string();
+                assert!(backend.eq_ignore_ascii_case(&want), "MIEN_EXPECT_BACKEND={want:?} but the adapter {:?} runs on {backend:?} (is Mesa's Vulkan driver, mesa-vulkan-drivers, installed?)", gpu.info().name);
             }
             Some(gpu)
         }
