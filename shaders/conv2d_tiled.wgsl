@@ -52,7 +52,7 @@ struct P {
     kchunk: u32,  // backward_weight: GK rows per split (a multiple of BK)
     splits: u32,  // backward_weight: splits (grid z)
     nw: u32,      // CO * CI * KK
-    _pad: u32,
+    bias: u32,    // unused: the bias has a pass of its own (GemmUniform::bias = 0)
 }
 
 @group(0) @binding(0) var<uniform> p: P;

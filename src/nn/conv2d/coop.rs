@@ -18,38 +18,12 @@
 //! hardware build); `forward`, `backward_input` and `backward_weight` record dispatches over
 //! it. Tests build plans of either build, other blocks and splits directly.
 
-use super::{Conv2d, ConvPass};
+use super::{geom::GemmUniform, Conv2d, ConvPass};
 use crate::gpu::coop::{depth_split, CoopBuild, CoopTiles};
 use crate::gpu::shaders::{CONV2D_COOP, CONV2D_COOP_EMULATED};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::nn::{accumulate_constant, u32_of};
 use crate::{ensure, Result};
-
-/// Mirror of `P` in shaders/conv2d_coop.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    ci: u32,
-    h: u32,
-    w: u32,
-    co: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    pt: u32,
-    pl: u32,
-    oh: u32,
-    ow: u32,
-    gm: u32,
-    gn: u32,
-    gk: u32,
-    kchunk: u32,
-    splits: u32,
-    nw: u32,
-    bias: u32,
-}
 
 /// Workgroup size of conv2d_coop_reduce (WG in the shader).
 const WG: u32 = 64;
@@ -80,31 +54,8 @@ fn gemm(conv: &Conv2d, pass: ConvPass) -> [usize; 3] {
 }
 
 /// The uniform of one pass.
-fn params(conv: &Conv2d, gemm: [usize; 3], kchunk: usize, splits: usize) -> Result<Params> {
-    let g = &conv.geom;
-    let u = |what: &str, v: usize| u32_of(&conv.name, what, v);
-    Ok(Params {
-        n: u("batch", g.n)?,
-        ci: u("in_channels", g.cin)?,
-        h: u("height", g.h)?,
-        w: u("width", g.w)?,
-        co: u("out_channels", g.cout)?,
-        kh: u("kernel height", g.kh)?,
-        kw: u("kernel width", g.kw)?,
-        sh: u("stride", g.stride_h)?,
-        sw: u("stride", g.stride_w)?,
-        pt: u("padding", g.pad_top)?,
-        pl: u("padding", g.pad_left)?,
-        oh: u("output height", g.oh)?,
-        ow: u("output width", g.ow)?,
-        gm: u("GEMM rows", gemm[0])?,
-        gn: u("GEMM columns", gemm[1])?,
-        gk: u("GEMM depth", gemm[2])?,
-        kchunk: u("GEMM depth per split", kchunk)?,
-        splits: u("weight-gradient splits", splits)?,
-        nw: u("weight elements", g.w_len())?,
-        bias: conv.cfg.bias as u32,
-    })
+fn params(conv: &Conv2d, gemm: [usize; 3], kchunk: usize, splits: usize) -> Result<GemmUniform> {
+    GemmUniform::new(&conv.name, &conv.geom, gemm, kchunk, splits, conv.cfg.bias)
 }
 
 /// The depth table `tab` of the shader over k = (c, ky, kx), `channels` x KH x KW:

@@ -5,7 +5,7 @@
 //! split is this variant's plan. Also the layer uniform `Params` these kernels, the bias
 //! gradient and the row-split reduce (shared with `fast`) read.
 
-use super::{ConvGeom, ConvPass, Conv2d, CB, PB};
+use super::{geom::GeomUniform, ConvGeom, ConvPass, Conv2d, CB, PB};
 use crate::gpu::{shaders::CONV2D, Dispatch, Gpu, Tensor};
 use crate::nn::{accumulate_constant, u32_of};
 use crate::Result;
@@ -14,19 +14,7 @@ use crate::Result;
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(super) struct Params {
-    n: u32,
-    ci: u32,
-    h: u32,
-    w: u32,
-    co: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    pt: u32,
-    pl: u32,
-    oh: u32,
-    ow: u32,
+    geom: GeomUniform,
     cob: u32,
     cib: u32,
     owb: u32,
@@ -53,19 +41,7 @@ pub(super) fn params(name: &str, g: &ConvGeom, split: (usize, usize)) -> Result<
     let (cob, cib) = (g.cout.div_ceil(CB), g.cin.div_ceil(PB));
     let bw_blocks = cob * cib * g.kh * g.kw;
     Ok(Params {
-        n: u("batch", g.n)?,
-        ci: u("in_channels", g.cin)?,
-        h: u("height", g.h)?,
-        w: u("width", g.w)?,
-        co: u("out_channels", g.cout)?,
-        kh: u("kernel height", g.kh)?,
-        kw: u("kernel width", g.kw)?,
-        sh: u("stride", g.stride_h)?,
-        sw: u("stride", g.stride_w)?,
-        pt: u("padding", g.pad_top)?,
-        pl: u("padding", g.pad_left)?,
-        oh: g.oh as u32,
-        ow: g.ow as u32,
+        geom: g.uniform(name)?,
         cob: cob as u32,
         cib: cib as u32,
         owb: g.ow.div_ceil(PB) as u32,

@@ -4,7 +4,7 @@
 //! Input position of output (oy, ox) through tap (ky, kx): iy = oy * stride_h + ky - pad_top
 //! (likewise ix); bottom / right padding only shrink or grow OH / OW.
 
-use crate::nn::{resolve_padding, Padding};
+use crate::nn::{resolve_padding, u32_of, Padding};
 use crate::Result;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,5 +53,81 @@ impl ConvGeom {
     }
     pub fn y_len(&self) -> usize {
         self.n * self.cout * self.oh * self.ow
+    }
+}
+
+/// The geometry head every convolution uniform starts with (shaders/conv2d.wgsl `Params`,
+/// conv2d_tiled.wgsl and conv2d_coop.wgsl `P`: the same 13 u32 fields in this order), each
+/// value checked to fit a u32 with an error naming the layer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GeomUniform {
+    pub n: u32,
+    pub ci: u32,
+    pub h: u32,
+    pub w: u32,
+    pub co: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub sh: u32,
+    pub sw: u32,
+    pub pt: u32,
+    pub pl: u32,
+    pub oh: u32,
+    pub ow: u32,
+}
+
+impl ConvGeom {
+    /// This geometry as the uniform head of layer `name`'s kernels.
+    pub fn uniform(&self, name: &str) -> Result<GeomUniform> {
+        let u = |what: &str, v: usize| u32_of(name, what, v);
+        Ok(GeomUniform {
+            n: u("batch", self.n)?,
+            ci: u("in_channels", self.cin)?,
+            h: u("height", self.h)?,
+            w: u("width", self.w)?,
+            co: u("out_channels", self.cout)?,
+            kh: u("kernel height", self.kh)?,
+            kw: u("kernel width", self.kw)?,
+            sh: u("stride", self.stride_h)?,
+            sw: u("stride", self.stride_w)?,
+            pt: u("padding", self.pad_top)?,
+            pl: u("padding", self.pad_left)?,
+            oh: u("output height", self.oh)?,
+            ow: u("output width", self.ow)?,
+        })
+    }
+}
+
+/// The uniform of the implicit-GEMM kernels (conv2d_tiled.wgsl and conv2d_coop.wgsl `P`):
+/// the geometry, the GEMM (gm rows, gn columns, gk depth) of one pass, the weight
+/// gradient's depth split (kchunk per split, `splits` of them), the weight count and
+/// whether the forward adds a bias (the tiled kernels add it in a pass of their own: 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GemmUniform {
+    pub geom: GeomUniform,
+    pub gm: u32,
+    pub gn: u32,
+    pub gk: u32,
+    pub kchunk: u32,
+    pub splits: u32,
+    pub nw: u32,
+    pub bias: u32,
+}
+
+impl GemmUniform {
+    pub fn new(name: &str, g: &ConvGeom, gemm: [usize; 3], kchunk: usize, splits: usize, bias: bool) -> Result<GemmUniform> {
+        let u = |what: &str, v: usize| u32_of(name, what, v);
+        Ok(GemmUniform {
+            geom: g.uniform(name)?,
+            gm: u("GEMM rows", gemm[0])?,
+            gn: u("GEMM columns", gemm[1])?,
+            gk: u("GEMM depth", gemm[2])?,
+            kchunk: u("GEMM depth per split", kchunk)?,
+            splits: u("weight-gradient splits", splits)?,
+            nw: u("weight elements", g.w_len())?,
+            bias: bias as u32,
+        })
     }
 }

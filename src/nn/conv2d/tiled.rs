@@ -16,7 +16,7 @@
 //! - backward_weight: CO x CI*KH*KW, N*OH*OW, split over the depth into a partial buffer
 //!   [splits, CO*CI*KH*KW] and reduced (no float atomics).
 
-use super::{ConvPass, Conv2d};
+use super::{geom::GemmUniform, ConvPass, Conv2d};
 use crate::gpu::{shaders::CONV2D_TILED, Dispatch, Gpu, Tensor};
 use crate::nn::{accumulate_constant, u32_of};
 use crate::{ensure, Result};
@@ -82,32 +82,6 @@ impl Default for Tiles {
     }
 }
 
-/// Mirror of `P` in shaders/conv2d_tiled.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    ci: u32,
-    h: u32,
-    w: u32,
-    co: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    pt: u32,
-    pl: u32,
-    oh: u32,
-    ow: u32,
-    gm: u32,
-    gn: u32,
-    gk: u32,
-    kchunk: u32,
-    splits: u32,
-    nw: u32,
-    _pad: u32,
-}
-
 /// Workgroup size of conv2d_tiled_reduce (WG in the shader).
 const WG: u32 = 64;
 /// Weight-gradient split heuristic: about this many workgroups in all (fills a big GPU
@@ -124,31 +98,8 @@ pub fn supports(conv: &Conv2d) -> bool {
 }
 
 /// The uniform of one pass: the layer geometry and the GEMM (gm, gn, gk) with its split.
-fn params(conv: &Conv2d, gemm: [usize; 3], kchunk: usize, splits: usize) -> Result<Params> {
-    let g = &conv.geom;
-    let u = |what: &str, v: usize| u32_of(&conv.name, what, v);
-    Ok(Params {
-        n: u("batch", g.n)?,
-        ci: u("in_channels", g.cin)?,
-        h: u("height", g.h)?,
-        w: u("width", g.w)?,
-        co: u("out_channels", g.cout)?,
-        kh: u("kernel height", g.kh)?,
-        kw: u("kernel width", g.kw)?,
-        sh: u("stride", g.stride_h)?,
-        sw: u("stride", g.stride_w)?,
-        pt: u("padding", g.pad_top)?,
-        pl: u("padding", g.pad_left)?,
-        oh: u("output height", g.oh)?,
-        ow: u("output width", g.ow)?,
-        gm: u("GEMM rows", gemm[0])?,
-        gn: u("GEMM columns", gemm[1])?,
-        gk: u("GEMM depth", gemm[2])?,
-        kchunk: u("GEMM depth per split", kchunk)?,
-        splits: u("weight-gradient splits", splits)?,
-        nw: u("weight elements", g.w_len())?,
-        _pad: 0,
-    })
+fn params(conv: &Conv2d, gemm: [usize; 3], kchunk: usize, splits: usize) -> Result<GemmUniform> {
+    GemmUniform::new(&conv.name, &conv.geom, gemm, kchunk, splits, false)
 }
 
 /// Grid of forward / backward_input: ceil(gn / BN) column tiles folded into x and z (x +
