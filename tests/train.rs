@@ -10,7 +10,7 @@ use mien::data::Dataset;
 use mien::nn::checkpoint;
 use mien::nn::network::{BuildOptions, Network};
 use mien::nn::spec::ModelSpec;
-use mien::train::{self, Schedule, TrainConfig, TrainData};
+use mien::train::{self, LrScale, Schedule, TrainConfig, TrainData};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 const SIDE: usize = 24;
 
 fn config(model: &str, epochs: usize) -> TrainConfig {
-    TrainConfig { model: model.into(), epochs, batch: 32, lr: 3e-3, schedule: Schedule::Constant, seed: 7, val_split: 0.2, synthetic: 256, image_size: SIDE, ..Default::default() }
+    TrainConfig { model: model.into(), epochs, batch: 32, lr: 3e-3, lr_scale: LrScale::None, schedule: Schedule::Constant, seed: 7, val_split: 0.2, synthetic: 256, image_size: SIDE, ..Default::default() }
 }
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -534,7 +534,7 @@ fn population_statistics_make_validation_follow_training_at_large_batches() {
     std::fs::create_dir_all(&root).unwrap();
     let model = root.join("bn99.toml");
     std::fs::write(&model, BN99_MODEL).unwrap();
-    let cfg = TrainConfig { model: model.to_str().unwrap().into(), epochs: 6, batch: 200, lr: 4e-3, schedule: Schedule::Constant, seed: 7, image_size: side, ..Default::default() };
+    let cfg = TrainConfig { model: model.to_str().unwrap().into(), epochs: 6, batch: 200, lr: 4e-3, lr_scale: LrScale::None, schedule: Schedule::Constant, seed: 7, image_size: side, ..Default::default() };
     let run = |bn: train::BnStats| {
         let out = train::run(gpu, &TrainConfig { bn_stats: bn, ..cfg.clone() }, &data, &root.join(bn.to_string()), false, false).unwrap();
         let v: Vec<String> = out.history.iter().map(|r| format!("{:.3}/{:.3}", r.train_acc, r.val_acc.unwrap())).collect();
@@ -547,4 +547,24 @@ fn population_statistics_make_validation_follow_training_at_large_batches() {
     let gap = |o: &train::Outcome| (o.history.last().unwrap().train_acc - o.history.last().unwrap().val_acc.unwrap()).abs();
     assert!(p.best_val_acc >= m.best_val_acc + 0.05, "population best {} vs momentum best {}", p.best_val_acc, m.best_val_acc);
     assert!(gap(&p) < gap(&m) / 2.0, "last-epoch train/val gap: population {} vs momentum {}", gap(&p), gap(&m));
+}
+
+/// `--lr` is the rate at batch 64: the square-root rule (the default) doubles it at batch
+/// 256, the linear rule quadruples it, none keeps it; config.json files from before
+/// `lr_scale` existed mean none, so their runs resume with the rate they had.
+#[test]
+fn the_learning_rate_follows_the_batch_size_as_lr_scale_says() {
+    let at = |scale: LrScale, batch: usize| TrainConfig { lr: 1e-3, lr_scale: scale, ..Default::default() }.base_lr(batch);
+    assert_eq!(TrainConfig::default().lr_scale, LrScale::Sqrt);
+    assert_eq!(at(LrScale::Sqrt, 64), 1e-3);
+    assert!((at(LrScale::Sqrt, 256) - 2e-3).abs() < 1e-15);
+    assert!((at(LrScale::Sqrt, 16) - 0.5e-3).abs() < 1e-15);
+    assert!((at(LrScale::Linear, 256) - 4e-3).abs() < 1e-15);
+    assert_eq!(at(LrScale::None, 256), 1e-3);
+    let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
+    old.as_object_mut().unwrap().remove("lr_scale");
+    let old: TrainConfig = serde_json::from_value(old).unwrap();
+    assert_eq!(old.lr_scale, LrScale::None);
+    let json = serde_json::to_string(&TrainConfig::default()).unwrap();
+    assert!(json.contains("\"lr_scale\":\"sqrt\""), "{json}");
 }

@@ -5,7 +5,7 @@
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use mien::nn::augment::AugmentConfig;
-use mien::train::{self, OptimizerChoice, Schedule, TrainConfig};
+use mien::train::{self, LrScale, OptimizerChoice, Schedule, TrainConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,9 +23,13 @@ struct Args {
     epochs: usize,
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// Learning rate (the schedule's starting value).
+    /// Learning rate (the schedule's starting value) at batch 64; see --lr-scale.
     #[arg(long, default_value_t = 2e-3)]
     lr: f64,
+    /// How the learning rate follows --batch: sqrt (lr * sqrt(batch / 64), the rule for
+    /// Adam), linear (lr * batch / 64, for SGD) or none (--lr at any batch, as Keras).
+    #[arg(long, value_enum, default_value_t = LrScale::Sqrt)]
+    lr_scale: LrScale,
     #[arg(long, value_enum, default_value_t = OptimizerChoice::Adam)]
     optimizer: OptimizerChoice,
     /// SGD momentum.
@@ -91,6 +95,7 @@ fn config(args: &Args) -> mien::Result<TrainConfig> {
         epochs: args.epochs,
         batch: args.batch,
         lr: args.lr,
+        lr_scale: args.lr_scale,
         optimizer: args.optimizer,
         momentum: args.momentum,
         nesterov: args.nesterov,

@@ -17,7 +17,7 @@ use crate::nn::optim::Optimizer;
 use crate::nn::spec::ModelSpec;
 use crate::rng::Rng;
 use crate::{ensure, Error, Result};
-pub use config::{BnStats, OptimizerChoice, Schedule, TrainConfig};
+pub use config::{BnStats, LrScale, OptimizerChoice, Schedule, TrainConfig};
 pub use history::EpochRecord;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -312,6 +312,16 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, data: &TrainData, dir: &Path, resume: b
     }
     write_text(&dir.join("summary.txt"), &summary)?;
 
+    let base_lr = cfg.base_lr(s.batch);
+    if progress && base_lr != cfg.lr {
+        eprintln!(
+            "learning rate: {base_lr:.3e} at batch {} (--lr {:e} at batch {}, --lr-scale {}; --lr-scale none keeps --lr at any batch)",
+            s.batch,
+            cfg.lr,
+            config::LR_REFERENCE_BATCH,
+            cfg.lr_scale
+        );
+    }
     let mut stop = early_stop(&cfg, &history).unwrap_or(Stop::Finished);
     let images_per_epoch = s.steps_per_epoch * s.batch;
     for epoch in history.len()..cfg.epochs {
@@ -320,7 +330,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, data: &TrainData, dir: &Path, resume: b
         }
         let started = Instant::now();
         let val_losses: Vec<f64> = history.iter().filter_map(|r| r.val_loss).collect();
-        let lr = cfg.schedule.lr(cfg.lr, epoch, cfg.epochs, history.last().map_or(cfg.lr, |r| r.lr), &val_losses);
+        let lr = cfg.schedule.lr(base_lr, epoch, cfg.epochs, history.last().map_or(base_lr, |r| r.lr), &val_losses);
         let bar = progress_bar(progress, images_per_epoch as u64, epoch + 1, cfg.epochs);
         let (train_loss, train_acc) = s.epoch(&data.train, epoch, lr, &bar)?;
         bar.finish_and_clear();

@@ -85,6 +85,7 @@ pub fn clean_faces(side: usize) -> (mien::train::TrainConfig, mien::train::Train
         epochs: 8,
         batch: 32,
         lr: 3e-3,
+        lr_scale: mien::train::LrScale::None,
         schedule: Schedule::Cosine { min_lr: 1e-4 },
         seed: 7,
         val_split: 0.2,
