@@ -506,7 +506,12 @@ fn dense_u_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 // tile of C: each K slab of TK = 16 reduction steps of A and B is staged in workgroup
 // memory (zero outside the matrices), then every invocation accumulates a 4 x 4 block,
 // rows ly + a TY and columns lx + j TX (a, j < 4). Overwrites C, or adds with ACCUMULATE.
-// Grid: [ceil(cols / (4 TX)), ceil(rows / (4 TY)), 1].
+// Grid: [ceil(cols / (4 TX)), ceil(rows / (4 TY)), splits].
+//
+// Depth split (nn::dense_split: few rows, long reductions fill too few tiles): workgroup z
+// sums k in [z KCHUNK, (z + 1) KCHUNK) into the partials tc[z rows cols ..] (no bias, no
+// ACCUMULATE), and dense_split_reduce adds them in split order into C (+ b, ACCUMULATE).
+// With one split (KCHUNK = red) dense_tiled writes C itself.
 
 struct Tiled {
     rows: u32,
@@ -517,6 +522,10 @@ struct Tiled {
     sbk: u32,
     sbc: u32,
     has_bias: u32,
+    kchunk: u32,  // depth per split (a multiple of TK; red with one split)
+    splits: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 override TX: u32 = 16u;
@@ -528,6 +537,7 @@ const TMAX: u32 = 64u;  // 4 * 16: the largest tile side
 @group(0) @binding(20) var<storage, read> ta_src: array<f32>;
 @group(0) @binding(21) var<storage, read> tb_src: array<f32>;
 @group(0) @binding(22) var<storage, read_write> tc: array<f32>;
+@group(0) @binding(23) var<storage, read> tpart: array<f32>;  // dense_split_reduce's partials
 
 var<workgroup> tile_a: array<f32, 1024>;  // [TK][TMAX]: tile_a[kk * TMAX + rr]
 var<workgroup> tile_b: array<f32, 1024>;  // [TK][TMAX]: tile_b[kk * TMAX + cc]
@@ -543,14 +553,16 @@ fn dense_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     var acc1 = vec4<f32>();
     var acc2 = vec4<f32>();
     var acc3 = vec4<f32>();
-    for (var k0 = 0u; k0 < tp.red; k0 += TK) {
+    let kbeg = wid.z * tp.kchunk;
+    let kend = min(kbeg + tp.kchunk, tp.red);
+    for (var k0 = kbeg; k0 < kend; k0 += TK) {
         for (var e = li; e < bm * TK; e += nthreads) {
             let kk = e / bm;
             let rr = e % bm;
             let r = rb + rr;
             let k = k0 + kk;
             var v = 0.0;
-            if (r < tp.rows && k < tp.red) { v = ta_src[r * tp.sar + k * tp.sak]; }
+            if (r < tp.rows && k < kend) { v = ta_src[r * tp.sar + k * tp.sak]; }
             tile_a[kk * TMAX + rr] = v;
         }
         for (var e = li; e < bn * TK; e += nthreads) {
@@ -559,7 +571,7 @@ fn dense_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             let c = cb + cc;
             let k = k0 + kk;
             var v = 0.0;
-            if (c < tp.cols && k < tp.red) { v = tb_src[k * tp.sbk + c * tp.sbc]; }
+            if (c < tp.cols && k < kend) { v = tb_src[k * tp.sbk + c * tp.sbc]; }
             tile_b[kk * TMAX + cc] = v;
         }
         workgroupBarrier();
@@ -582,9 +594,24 @@ fn dense_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             let c = cb + lid.x + j * TX;
             if (c >= tp.cols) { break; }
             var v = acc[a][j];
-            if (tp.has_bias != 0u) { v += b[c]; }
-            let q = r * tp.cols + c;
+            if (tp.splits == 1u && tp.has_bias != 0u) { v += b[c]; }
+            let q = wid.z * tp.rows * tp.cols + r * tp.cols + c;
             tc[q] = select(0.0, tc[q], ACCUMULATE) + v;
         }
     }
+}
+
+// C[q] (+)= sum over splits z of tpart[z rows cols + q] (+ b[q % cols] where has_bias).
+// 1-D grid over rows * cols (groups_1d, WG).
+@compute @workgroup_size(WG)
+fn dense_split_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let nc = tp.rows * tp.cols;
+    let q = flat(gid, nwg);
+    if (q >= nc) { return; }
+    var v = 0.0;
+    for (var z = 0u; z < tp.splits; z++) {
+        v += tpart[z * nc + q];
+    }
+    if (tp.has_bias != 0u) { v += b[q % tp.cols]; }
+    tc[q] = select(0.0, tc[q], ACCUMULATE) + v;
 }

@@ -35,7 +35,9 @@ macro_rules! bail {
 /// `ensure!(cond, "message")` bails when `cond` is false.
 #[macro_export]
 macro_rules! ensure {
-    ($cond:expr, $($arg:tt)*) => { if !$cond { $crate::bail!($($arg)*); } };
+    // The condition is bound first so that `!` negates a bool, not a float comparison (a
+    // NaN fails `ensure!(x >= 0.0, ..)` either way).
+    ($cond:expr, $($arg:tt)*) => {{ let ok: bool = $cond; if !ok { $crate::bail!($($arg)*); } }};
 }
 
 /// The `main` of mien's binaries: logging on (warnings by default, `RUST_LOG` to change),

@@ -731,11 +731,11 @@ mod cnn {
             let se: f32 = e.iter().sum();
             let dz: Vec<f32> = (0..7).map(|c| e[c] / se - if c == label { 1.0 } else { 0.0 }).collect();
             let mut df = vec![0.0f32; nf];
-            for c in 0..7 {
-                self.dense.gb[c] += dz[c];
+            for (c, &dzc) in dz.iter().enumerate() {
+                self.dense.gb[c] += dzc;
                 for j in 0..nf {
-                    self.dense.gw[c * nf + j] += dz[c] * f[j];
-                    df[j] += dz[c] * self.dense.w[c * nf + j];
+                    self.dense.gw[c * nf + j] += dzc * f[j];
+                    df[j] += dzc * self.dense.w[c * nf + j];
                 }
             }
             let mut g = df;

@@ -137,8 +137,8 @@ fn ridge_recovers_known_coefficients() {
     let y: Vec<f64> = (0..n).map(|s| 0.7 + (0..k).map(|j| x[s * k + j] * beta[j]).sum::<f64>()).collect();
     // Exact data, tiny penalty: the coefficients come back.
     let fit = lime::weighted_ridge(&x, &y, &weights, k, 1e-9).unwrap();
-    for j in 0..k {
-        assert!((fit.coefficients[j] - beta[j]).abs() < 1e-8, "coef {j}: {} vs {}", fit.coefficients[j], beta[j]);
+    for (j, (got, want)) in fit.coefficients.iter().zip(&beta).enumerate() {
+        assert!((got - want).abs() < 1e-8, "coef {j}: {got} vs {want}");
     }
     assert!((fit.intercept - 0.7).abs() < 1e-8, "intercept {}", fit.intercept);
     assert!((fit.score - 1.0).abs() < 1e-12, "R^2 {}", fit.score);

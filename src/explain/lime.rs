@@ -464,7 +464,8 @@ fn cholesky_solve(a: &mut [f64], b: &[f64], k: usize) -> Result<Vec<f64>> {
             d -= a[j * k + p] * a[j * k + p];
         }
         let scale = a[j * k + j].abs().max(1e-300);
-        if !(d > 1e-12 * scale) {
+        // Not positive, or NaN: singular.
+        if d.partial_cmp(&(1e-12 * scale)) != Some(std::cmp::Ordering::Greater) {
             bail!("ridge: the normal equations are singular (feature {j}); use alpha > 0");
         }
         let d = d.sqrt();

@@ -33,8 +33,11 @@ pub struct CheckpointInfo {
 
 pub use crate::io::write_atomic;
 
-/// (name, shape, values) of every tensor a checkpoint of `net` holds, read from the GPU.
-fn collect(gpu: &Gpu, net: &Network, opt: Option<&Optimizer>) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+/// A tensor as a checkpoint stores it: (name, shape, values).
+type Named = (String, Vec<usize>, Vec<f32>);
+
+/// Every tensor a checkpoint of `net` holds, read from the GPU.
+fn collect(gpu: &Gpu, net: &Network, opt: Option<&Optimizer>) -> Result<Vec<Named>> {
     let arena = gpu.read(&net.arena)?;
     let slice = |a: &[f32], off: usize, n: usize| a[off..off + n].to_vec();
     let mut out: Vec<_> = net.params.iter().map(|p| (p.name.clone(), p.shape.clone(), slice(&arena, p.offset, p.len()))).collect();

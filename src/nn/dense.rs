@@ -11,6 +11,7 @@ use crate::gpu::shaders::{DENSE, DENSE_SUBGROUP};
 use crate::gpu::coop::CoopBuild;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::nn::dense_coop::CoopDense;
+use crate::nn::dense_split::SplitDense;
 use crate::{bail, ensure, Result};
 
 #[repr(C)]
@@ -45,6 +46,9 @@ pub enum DenseVariant {
     SubgroupTall,
     /// Workgroup-memory tiled GEMM (`dense_tiled`, 64 x 64 tiles, 16 x 16 invocations).
     Tiled,
+    /// The same with the reduction split over workgroups into partials and a reduce
+    /// (nn::dense_split): few rows and long reductions (4608 -> 512 at batch 64).
+    TiledSplit,
     /// Cooperative-matrix GEMMs (tensor cores; nn::dense_coop, shaders/dense_coop.wgsl), f16
     /// operands and f32 sums, depth split into partials: adapters with 16x16x16 f16 -> f32
     /// cooperative matrices (`Gpu::has_coop`).
@@ -54,7 +58,16 @@ pub enum DenseVariant {
 impl DenseVariant {
     /// In the order the autotuner times them (fast ones first, so that clearly slower ones
     /// are cut after one run).
-    pub const ALL: [DenseVariant; 7] = [DenseVariant::Coop, DenseVariant::SubgroupTall, DenseVariant::SubgroupWide, DenseVariant::Subgroup, DenseVariant::Uniform, DenseVariant::Tiled, DenseVariant::Blocked];
+    pub const ALL: [DenseVariant; 8] = [
+        DenseVariant::Coop,
+        DenseVariant::SubgroupTall,
+        DenseVariant::SubgroupWide,
+        DenseVariant::Subgroup,
+        DenseVariant::Uniform,
+        DenseVariant::TiledSplit,
+        DenseVariant::Tiled,
+        DenseVariant::Blocked,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -64,6 +77,7 @@ impl DenseVariant {
             DenseVariant::SubgroupWide => "subgroup-wide",
             DenseVariant::SubgroupTall => "subgroup-tall",
             DenseVariant::Tiled => "tiled",
+            DenseVariant::TiledSplit => "tiled-split",
             DenseVariant::Coop => "coop",
         }
     }
@@ -113,19 +127,33 @@ pub const TUNE_MIN_FLOP: usize = 1 << 24;
 /// Mirror of `Tiled` in shaders/dense.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct TiledParams {
-    rows: u32,
-    cols: u32,
-    red: u32,
+pub(super) struct TiledParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub red: u32,
     sar: u32,
     sak: u32,
     sbk: u32,
     sbc: u32,
     has_bias: u32,
+    /// Depth per split (`red` with one split) and the number of splits.
+    pub kchunk: u32,
+    pub splits: u32,
+    _pad: [u32; 2],
+}
+
+impl TiledParams {
+    /// The GEMM of each pass (DensePass order) over a batch of `n`, `i` inputs and `o`
+    /// outputs, unsplit: C[r, c] = sum_k A(r, k) B(k, c) with A(r, k) = a[r sar + k sak],
+    /// B(k, c) = b[k sbk + c sbc] (see shaders/dense.wgsl).
+    pub(super) fn passes(n: u32, i: u32, o: u32, bias: bool) -> [TiledParams; 3] {
+        let t = |rows, cols, red, sar, sak, sbk, sbc, has_bias: bool| TiledParams { rows, cols, red, sar, sak, sbk, sbc, has_bias: has_bias as u32, kchunk: red, splits: 1, _pad: [0; 2] };
+        [t(n, o, i, i, 1, 1, i, bias), t(n, i, o, o, 1, i, 1, false), t(o, i, n, 1, o, i, 1, false)]
+    }
 }
 
 /// Invocations per side of a `dense_tiled` workgroup (each computes 4 x 4 outputs).
-const TILE_T: u32 = 16;
+pub(super) const TILE_T: u32 = 16;
 
 /// Random operands of a layer's shape, for timing candidates.
 struct Scratch {
@@ -266,6 +294,8 @@ pub struct Dense {
     uplan: Option<UPlan>,
     /// The cooperative-matrix plan (all three passes) while a pass uses or times it.
     coop: Option<CoopDense>,
+    /// The depth-split tiled plan (partials buffers) while a pass uses or times it.
+    split: Option<SplitDense>,
     /// Variant of forward, dx, dW (DensePass order).
     variants: [DenseVariant; 3],
     /// `dense_tiled` parameters of forward, dx, dW.
@@ -296,12 +326,7 @@ impl Dense {
         let p = Params { n: batch as u32, inf: in_features as u32, outf: out_features as u32, has_bias: bias as u32 };
         let params = gpu.uniform(&format!("{name} params"), &p);
         let (n, i, o) = (batch as u32, in_features as u32, out_features as u32);
-        let tiled = [
-            TiledParams { rows: n, cols: o, red: i, sar: i, sak: 1, sbk: 1, sbc: i, has_bias: bias as u32 },
-            TiledParams { rows: n, cols: i, red: o, sar: o, sak: 1, sbk: i, sbc: 1, has_bias: 0 },
-            TiledParams { rows: o, cols: i, red: n, sar: 1, sak: o, sbk: i, sbc: 1, has_bias: 0 },
-        ]
-        .map(|t| gpu.uniform(&format!("{name} tiled params"), &t));
+        let tiled = TiledParams::passes(n, i, o, bias).map(|t| gpu.uniform(&format!("{name} tiled params"), &t));
         let dummy = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(&format!("{name} unused vec4 binding")),
             size: 16,
@@ -317,6 +342,7 @@ impl Dense {
             params,
             uplan: None,
             coop: None,
+            split: None,
             variants: [DenseVariant::Blocked; 3],
             tiled,
             dummy,
@@ -336,7 +362,7 @@ impl Dense {
             DenseVariant::Blocked => true,
             DenseVariant::Uniform => self.in_features.is_multiple_of(4) && l.max_uniform_buffer_binding_size as usize >= CHUNK * 4,
             DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => gpu.subgroup_min_size() >= Some(8),
-            DenseVariant::Tiled => l.max_compute_invocations_per_workgroup >= TILE_T * TILE_T && l.max_compute_workgroup_storage_size >= 8192,
+            DenseVariant::Tiled | DenseVariant::TiledSplit => l.max_compute_invocations_per_workgroup >= TILE_T * TILE_T && l.max_compute_workgroup_storage_size >= 8192,
             DenseVariant::Coop => CoopBuild::Hardware.unavailable(gpu).is_none(),
         }
     }
@@ -396,6 +422,9 @@ impl Dense {
                     if cands.contains(&DenseVariant::Coop) {
                         self.coop = CoopDense::new(gpu, &self, CoopBuild::Hardware).ok();
                     }
+                    if cands.contains(&DenseVariant::TiledSplit) {
+                        self.split = self.make_split(gpu).ok();
+                    }
                     let mut scratch = None;
                     let mut v = [default; 3];
                     for (k, pass) in DensePass::ALL.into_iter().enumerate() {
@@ -407,6 +436,7 @@ impl Dense {
         };
         self.uplan = if self.variants.contains(&DenseVariant::Uniform) { self.make_uplan(gpu) } else { None };
         self.coop = if self.variants.contains(&DenseVariant::Coop) { Some(CoopDense::new(gpu, &self, CoopBuild::Hardware)?) } else { None };
+        self.split = if self.variants.contains(&DenseVariant::TiledSplit) { Some(self.make_split(gpu)?) } else { None };
         if self.uplan.is_none() {
             // No plan (a buffer over the binding limit): the blocked kernels instead.
             for v in &mut self.variants {
@@ -525,6 +555,19 @@ impl Dense {
         self.coop.as_ref().ok_or_else(|| crate::Error::new(format!("layer {}: dense variant coop has no plan (cooperative matrices unavailable, or not planned)", self.name)))
     }
 
+    fn make_split(&self, gpu: &Gpu) -> Result<SplitDense> {
+        SplitDense::new(gpu, &self.name, self.batch, self.in_features, self.out_features, self.bias, [None; 3])
+    }
+
+    fn split_plan(&self) -> Result<&SplitDense> {
+        self.split.as_ref().ok_or_else(|| crate::Error::new(format!("layer {}: dense variant tiled-split has no plan (not planned)", self.name)))
+    }
+
+    /// The depth splits of forward, dx and dW when a pass uses the tiled-split variant.
+    pub fn splits(&self) -> Option<[usize; 3]> {
+        self.split.as_ref().map(SplitDense::splits)
+    }
+
     fn uplan(&self, variant: DenseVariant) -> Result<&UPlan> {
         self.uplan.as_ref().ok_or_else(|| crate::Error::new(format!("layer {}: dense variant {} has no plan for this shape", self.name, variant.name())))
     }
@@ -555,6 +598,7 @@ impl Dense {
                 let b = [(19, self.tiled[0].as_entire_binding()), (20, x.binding()), (21, w.binding()), (22, y.binding()), (3, bias.binding())];
                 Ok(vec![self.tiled_gemm(gpu, self.batch, self.out_features, false, &b)?])
             }
+            DenseVariant::TiledSplit => self.split_plan()?.gemm(gpu, DensePass::Forward, x, w, bias, y, false),
             DenseVariant::Coop => self.coop_plan()?.forward(gpu, x, w, b, y),
         }
     }
@@ -579,6 +623,7 @@ impl Dense {
                 let b = [(19, self.tiled[1].as_entire_binding()), (20, dy.binding()), (21, w.binding()), (22, dx.binding()), (3, w.binding())];
                 Ok(vec![self.tiled_gemm(gpu, self.batch, self.in_features, false, &b)?])
             }
+            DenseVariant::TiledSplit => self.split_plan()?.gemm(gpu, DensePass::BackwardInput, dy, w, w, dx, false),
             DenseVariant::Coop => self.coop_plan()?.backward_input(gpu, dx, dy, w),
         }
     }
@@ -603,6 +648,7 @@ impl Dense {
                 let b = [(19, self.tiled[2].as_entire_binding()), (20, dy.binding()), (21, x.binding()), (22, dw.binding()), (3, x.binding())];
                 Ok(vec![self.tiled_gemm(gpu, self.out_features, self.in_features, accumulate, &b)?])
             }
+            DenseVariant::TiledSplit => self.split_plan()?.gemm(gpu, DensePass::BackwardWeight, dy, x, x, dw, accumulate),
             DenseVariant::Coop => self.coop_plan()?.backward_weight(gpu, dw, dy, x, accumulate),
         }
     }

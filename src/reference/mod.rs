@@ -39,7 +39,7 @@ pub fn compare(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) -> R
         let err = (g - w).abs();
         let tol = atol + rtol * w.abs();
         // NaN never passes.
-        if !(err <= tol) {
+        if err.partial_cmp(&tol).is_none_or(|o| o == std::cmp::Ordering::Greater) {
             failed += 1;
         }
         let excess = if err.is_nan() { f64::INFINITY } else { err / tol };

@@ -126,7 +126,7 @@ impl RefNetwork {
         let names = self.spec.layer_names();
         let mut a = x.to_vec();
         let mut caches = Vec::new();
-        for i in 0..self.spec.layers.len() {
+        for (i, name) in names.iter().enumerate() {
             let shape = self.in_shapes[i].clone();
             let p: Vec<Vec<f64>> = self.layer_params[i].iter().map(|&k| self.params[k].value.clone()).collect();
             let layer = self.spec.layers[i].clone();
@@ -150,7 +150,7 @@ impl RefNetwork {
                 }
                 LayerSpec::BatchNorm { eps, momentum } => {
                     let (_, _, s) = ncs(&shape);
-                    let (rm, rv) = (format!("{}.running_mean", names[i]), format!("{}.running_var", names[i]));
+                    let (rm, rv) = (format!("{name}.running_mean"), format!("{name}.running_var"));
                     let (m, v) = (self.buffer_mut(&rm).clone(), self.buffer_mut(&rv).clone());
                     if train {
                         let t = batchnorm::forward_train(&a, &p[0], &p[1], &m, &v, s, eps as f64, momentum as f64);

@@ -145,7 +145,9 @@ mod tests {
         v
     }
 
-    fn configs() -> Vec<([usize; 4], (usize, usize), (usize, usize), Padding)> {
+    type Config = ([usize; 4], (usize, usize), (usize, usize), Padding);
+
+    fn configs() -> Vec<Config> {
         vec![
             ([1, 1, 7, 7], (2, 2), (2, 2), Padding::Valid),
             ([1, 1, 7, 7], (2, 2), (2, 2), Padding::Same),

@@ -1,7 +1,8 @@
 use crate::common::{rand, read, up, zeros, ATOL, RTOL};
 use crate::gpu;
 use mien::gpu::Gpu;
-use mien::nn::dense::{Dense, DenseKernels, DenseVariant};
+use mien::nn::dense::{Dense, DenseKernels, DensePass, DenseVariant};
+use mien::nn::dense_split::SplitDense;
 use mien::reference::{assert_close, dense as r};
 use mien::rng::Rng;
 
@@ -21,7 +22,7 @@ fn variants(gpu: &Gpu, layer: &Dense) -> Vec<DenseVariant> {
     let v: Vec<DenseVariant> = DenseVariant::ALL.into_iter().filter(|&v| v != DenseVariant::Coop && layer.supports(gpu, v)).collect();
     assert_eq!(v.contains(&DenseVariant::Uniform), layer.in_features.is_multiple_of(4));
     assert_eq!(v.contains(&DenseVariant::Subgroup), gpu.subgroup_min_size() >= Some(8));
-    assert!(v.contains(&DenseVariant::Tiled) && v.contains(&DenseVariant::Blocked));
+    assert!(v.contains(&DenseVariant::Tiled) && v.contains(&DenseVariant::TiledSplit) && v.contains(&DenseVariant::Blocked));
     v
 }
 
@@ -129,6 +130,55 @@ fn dense_matches_reference_with_long_reductions() {
     check(gpu, &mut rng, &[2, 2304], 150, true);
     // dW's reduction (the batch) over two 1024-sample chunks of its uniform windows.
     check(gpu, &mut rng, &[1100, 4], 16, true);
+}
+
+/// The depth-split tiled GEMM: the rule splits few-row long reductions (and not a wide
+/// short one), and forced split counts (one, a last split shorter than the others, more
+/// splits than the rule picks, one split per 16-deep slab) all equal the f64 reference, for
+/// every pass, with ACCUMULATE on the reduce.
+#[test]
+fn dense_tiled_split_sums_its_partials() {
+    let gpu = gpu!();
+    let mut rng = Rng::new(34);
+    let rule = Dense::new_with(gpu, "fc", 4608, 64, true, &[8, 4608], DenseKernels::Only(DenseVariant::TiledSplit)).unwrap();
+    let s = rule.splits().expect("a tiled-split plan");
+    assert!(s[0] > 1, "4608-deep forward over one 64 x 64 tile is split: {s:?}");
+    assert_eq!(s[2], 1, "dW's depth is the batch (8): one split: {s:?}");
+    // (N, in, out, bias, splits asked per pass (None: the rule), splits made): a request is
+    // capped at one split per 16-deep slab and rounded to whole slabs (37 in 3: 16 16 5;
+    // 67 in 5: 16 16 16 16 3; 70 in 4 -> 32 32 6: 3), the rule gives 601 ten 64-deep splits.
+    type Case = (usize, usize, usize, bool, [Option<usize>; 3], [usize; 3]);
+    let cases: &[Case] = &[
+        (3, 37, 5, true, [Some(3), Some(1), Some(2)], [3, 1, 1]),
+        (2, 130, 67, false, [Some(5), Some(5), Some(1)], [5, 5, 1]),
+        (9, 601, 70, true, [None, Some(4), Some(7)], [10, 3, 1]),
+        (67, 33, 9, true, [Some(1), None, Some(5)], [1, 1, 5]),
+    ];
+    for &(n, inf, outf, bias, want, made) in cases {
+        let what = format!("N={n} in={inf} out={outf} bias={bias} splits {made:?}");
+        let (x, x64) = rand(&mut rng, n * inf);
+        let (w, w64) = rand(&mut rng, outf * inf);
+        let (b, b64) = rand(&mut rng, outf);
+        let (dy, dy64) = rand(&mut rng, n * outf);
+        let (tx, tw, tb, tdy) = (up(gpu, "x", &[n, inf], &x), up(gpu, "w", &[outf, inf], &w), up(gpu, "b", &[outf], &b), up(gpu, "dy", &[n, outf], &dy));
+        let ty = up(gpu, "y", &[n, outf], &vec![7.0; n * outf]);
+        let tdx = up(gpu, "dx", &[n, inf], &vec![7.0; n * inf]);
+        let tdw = up(gpu, "dw", &[outf, inf], &vec![7.0; outf * inf]);
+        let plan = SplitDense::new(gpu, "fc", n, inf, outf, bias, want).unwrap();
+        assert_eq!(plan.splits(), made, "{what}");
+        let bias_t = if bias { &tb } else { &tw };
+        let mut steps = plan.gemm(gpu, DensePass::Forward, &tx, &tw, bias_t, &ty, false).unwrap();
+        steps.extend(plan.gemm(gpu, DensePass::BackwardInput, &tdy, &tw, &tw, &tdx, false).unwrap());
+        // dW overwritten, then added once more: twice the gradient.
+        steps.extend(plan.gemm(gpu, DensePass::BackwardWeight, &tdy, &tx, &tx, &tdw, false).unwrap());
+        steps.extend(plan.gemm(gpu, DensePass::BackwardWeight, &tdy, &tx, &tx, &tdw, true).unwrap());
+        gpu.run(&steps).unwrap();
+        let want_y = r::forward(&x64, &w64, bias.then_some(&b64[..]), n, inf, outf);
+        let want_dw: Vec<f64> = r::backward_weight(&dy64, &x64, n, inf, outf).iter().map(|v| 2.0 * v).collect();
+        assert_close(&format!("split forward {what}"), &read(gpu, &ty), &want_y, atol(inf), RTOL);
+        assert_close(&format!("split dx {what}"), &read(gpu, &tdx), &r::backward_input(&dy64, &w64, n, inf, outf), atol(outf), RTOL);
+        assert_close(&format!("split dW x2 {what}"), &read(gpu, &tdw), &want_dw, 2.0 * atol(n), RTOL);
+    }
 }
 
 #[test]

@@ -29,7 +29,7 @@ struct Mirror {
 impl Mirror {
     fn new(cfg: OptimizerConfig, p: Vec<f64>) -> Self {
         let k = match cfg.kind {
-            OptimizerKind::Sgd { momentum, .. } if momentum == 0.0 => 0,
+            OptimizerKind::Sgd { momentum: 0.0, .. } => 0,
             OptimizerKind::Sgd { .. } => 1,
             OptimizerKind::Adam { .. } => 2,
         };
