@@ -569,29 +569,30 @@ fn the_learning_rate_follows_the_batch_size_as_lr_scale_says() {
     assert!(json.contains("\"lr_scale\":\"sqrt\""), "{json}");
 }
 
-/// At a 4x larger batch the square-root rule (the default) trains more in the same epochs
-/// than the unscaled rate. Measured on lavapipe (side 24, 1280 images, 8 epochs, 6e-3 at
-/// batch 64, population statistics): best validation 0.6025 at batch 128 with the rule,
-/// 0.5775 without, 0.6325 at batch 32 (not run here, to keep CI short). This CI-sized run is
-/// far from converged, where the larger batch still lags; the 1-point target is measured
-/// at full size in the README (0.8845 at batch 256 vs 0.8915 at 64).
+/// Validation at any batch size (issue 12's target at CI size): with population statistics
+/// and the square-root rule (both defaults), a 4x larger batch reaches the small batch's best
+/// validation accuracy within one point in the same epochs. Measured on lavapipe (side 24,
+/// 1280 clean faces, 16 epochs, 4e-3 at batch 64): batch 32 best 0.7000, batch 128 0.7125
+/// (batch 128 at 10 epochs: 0.6050 vs 0.6425, not yet converged; the full-size figures are
+/// in the README: 0.8845 at batch 256 vs 0.8915 at 64).
 #[test]
-fn the_square_root_rule_trains_a_large_batch_further_than_the_unscaled_rate() {
+fn a_four_times_larger_batch_reaches_the_small_batch_accuracy_within_one_point() {
     let gpu = gpu!();
     let side = 24;
     let opts = mien::data::SynthOptions { hw: (side, side), background: false, occluders: false, lighting: false, noise: false, ..Default::default() };
     let train_set = mien::data::synthetic_with(1280, 5, &opts);
     let data = TrainData { val: mien::data::synthetic_with(400, 6, &opts), class_names: train_set.class_names.clone(), train: train_set };
-    let root = tmpdir("lrscale");
-    let cfg = TrainConfig { model: "small".into(), epochs: 8, batch: 128, lr: 6e-3, seed: 7, image_size: side, ..Default::default() };
-    let run = |scale: LrScale| {
-        let c = TrainConfig { lr_scale: scale, ..cfg.clone() };
-        let out = train::run(gpu, &c, &data, &root.join(scale.to_string()), false, false).unwrap();
+    let root = tmpdir("batch-size");
+    let cfg = TrainConfig { model: "small".into(), epochs: 16, lr: 4e-3, seed: 7, image_size: side, ..Default::default() };
+    assert_eq!((cfg.lr_scale, cfg.bn_stats), (LrScale::Sqrt, train::BnStats::DEFAULT), "the defaults under test");
+    let run = |batch: usize| {
+        let c = TrainConfig { batch, ..cfg.clone() };
+        let out = train::run(gpu, &c, &data, &root.join(batch.to_string()), false, false).unwrap();
         let v: Vec<String> = out.history.iter().map(|r| format!("{:.3}", r.val_acc.unwrap())).collect();
-        eprintln!("batch 128, --lr-scale {scale}: best {:.4}, validation per epoch {}", out.best_val_acc, v.join(" "));
-        out
+        eprintln!("batch {batch}: best {:.4}, validation per epoch {}", out.best_val_acc, v.join(" "));
+        assert!((out.history[0].lr - 4e-3 * (batch as f64 / 64.0).sqrt()).abs() < 1e-12, "batch {batch}: first epoch's rate {}", out.history[0].lr);
+        out.best_val_acc
     };
-    let (scaled, unscaled) = (run(LrScale::Sqrt), run(LrScale::None));
-    assert!((scaled.history[0].lr - 6e-3 * 2f64.sqrt()).abs() < 1e-12, "first epoch's rate {}", scaled.history[0].lr);
-    assert!(scaled.best_val_acc >= unscaled.best_val_acc + 0.01, "batch 128 best {} with the square-root rule vs {} without", scaled.best_val_acc, unscaled.best_val_acc);
+    let (small, large) = (run(32), run(128));
+    assert!(large >= small - 0.01, "best validation accuracy: batch 128 {large} vs batch 32 {small}");
 }
