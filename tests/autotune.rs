@@ -61,10 +61,22 @@ fn cache_round_trips_and_refresh_retimes() {
     // ... once per process.
     assert_eq!(t4.choose("job 1", &["a", "b"], "a", fake(&calls)), "b");
     assert_eq!(calls.get(), 9);
-    // A candidate that fails is skipped.
-    let t5 = Autotune::new("dev C", Mode::On, Some(path));
+    // A candidate that fails is skipped ...
+    let t5 = Autotune::new("dev C", Mode::On, Some(path.clone()));
     let pick = t5.choose("job 2", &["a", "b"], "a", |v, _| if v == "b" { Err(mien::Error::new("no")) } else { Ok(1.0) });
     assert_eq!(pick, "a");
+    // ... and recorded, so a new process does not time it again.
+    let t6 = Autotune::new("dev C", Mode::On, Some(path.clone()));
+    assert_eq!(t6.choose("job 2", &["a", "b"], "a", |v, _| panic!("{v} timed again")), "a");
+    assert_eq!(t6.cached("job 2").unwrap().failed, ["b"]);
+    // A variant added since an answer was made (a newer mien) is timed against the others.
+    let t7 = Autotune::new("dev A", Mode::On, Some(path));
+    calls.set(0);
+    assert_eq!(t7.choose("job 1", &["a", "b"], "a", fake(&calls)), "b");
+    assert_eq!(calls.get(), 0, "the refreshed answer among a and b stands");
+    assert_eq!(t7.choose("job 1", &["a", "b", "d"], "a", fake(&calls)), "b");
+    assert_eq!(calls.get(), 3, "d is new: all three are timed");
+    assert_eq!(t7.cached("job 1").unwrap().ms.len(), 3);
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! `gpu.autotune().choose(key, &candidates, default, |variant, best| time it)` once when it
 //! is built. `key` names the job and its shape ("dense forward 64x4608->600"). The answer
 //! comes from the cache when the cache holds one for (this adapter, backend, driver,
-//! driver info, key) that is still a candidate; else each candidate is timed (`measure`,
+//! driver info, key) that is still a candidate and was chosen among all of today's
+//! candidates (`Entry::stands`); else each candidate is timed (`measure`,
 //! e.g. with `time_candidate`), the fastest is written to the cache (atomically) and
 //! returned.
 //!
@@ -60,12 +61,25 @@ impl std::fmt::Display for Mode {
     }
 }
 
-/// One cached answer: the chosen variant and the milliseconds each candidate took.
+/// One cached answer: the chosen variant, the milliseconds each candidate took and the
+/// candidates that failed to run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
     pub choice: String,
     #[serde(default)]
     pub ms: BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
+}
+
+impl Entry {
+    /// Whether this answer still stands among `candidates`: the choice is one of them and
+    /// every one of them was timed or failed when it was made (a variant added since, e.g.
+    /// by a newer mien, is timed against it). An entry without timings (written by hand)
+    /// stands on its choice alone.
+    pub fn stands(&self, candidates: &[&str]) -> bool {
+        candidates.contains(&self.choice.as_str()) && (self.ms.is_empty() || candidates.iter().all(|c| self.ms.contains_key(*c) || self.failed.iter().any(|f| f == c)))
+    }
 }
 
 /// The file's contents: device key -> job key -> entry.
@@ -215,7 +229,7 @@ impl Autotune {
         let timed_here = self.state.lock().unwrap().timed.contains(key);
         if mode == Mode::On || timed_here {
             if let Some(e) = self.cached(key) {
-                if candidates.contains(&e.choice.as_str()) {
+                if e.stands(candidates) {
                     log::info!("autotune {key}: {} (cached)", e.choice);
                     return e.choice;
                 }
@@ -224,6 +238,7 @@ impl Autotune {
         let t0 = Instant::now();
         let mut best: Option<(String, f64)> = None;
         let mut ms = BTreeMap::new();
+        let mut failed = Vec::new();
         for &c in candidates {
             let bound = best.as_ref().map_or(f64::INFINITY, |b| b.1);
             match measure(c, bound) {
@@ -233,7 +248,10 @@ impl Autotune {
                         best = Some((c.to_string(), s));
                     }
                 }
-                Err(e) => log::warn!("autotune {key}: variant {c} failed, skipped: {e}"),
+                Err(e) => {
+                    log::warn!("autotune {key}: variant {c} failed, skipped: {e}");
+                    failed.push(c.to_string());
+                }
             }
         }
         let Some((choice, _)) = best else {
@@ -241,7 +259,7 @@ impl Autotune {
             return default.to_string();
         };
         log::info!("autotune {key}: {choice} (timed in {:.2} s: {ms:?} ms)", t0.elapsed().as_secs_f64());
-        self.store(key, Entry { choice: choice.clone(), ms });
+        self.store(key, Entry { choice: choice.clone(), ms, failed });
         choice
     }
 
