@@ -508,7 +508,7 @@ fn dense_u_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 // rows ly + a TY and columns lx + j TX (a, j < 4). Overwrites C, or adds with ACCUMULATE.
 // Grid: [ceil(cols / (4 TX)), ceil(rows / (4 TY)), splits].
 //
-// Depth split (nn::dense_split: few rows, long reductions fill too few tiles): workgroup z
+// Depth split (nn::dense::split: few rows, long reductions fill too few tiles): workgroup z
 // sums k in [z KCHUNK, (z + 1) KCHUNK) into the partials tc[z rows cols ..] (no bias, no
 // ACCUMULATE), and dense_split_reduce adds them in split order into C (+ b, ACCUMULATE).
 // With one split (KCHUNK = red) dense_tiled writes C itself.

@@ -15,8 +15,6 @@ pub mod batchnorm;
 pub mod checkpoint;
 pub mod conv2d;
 pub mod dense;
-pub mod dense_coop;
-pub mod dense_split;
 pub mod dropout;
 pub mod fuse;
 pub mod layer;

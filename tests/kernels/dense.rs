@@ -2,7 +2,7 @@ use crate::common::{rand, read, up, zeros, ATOL, RTOL};
 use crate::gpu;
 use mien::gpu::Gpu;
 use mien::nn::dense::{Dense, DenseKernels, DensePass, DenseVariant};
-use mien::nn::dense_split::SplitDense;
+use mien::nn::dense::split::SplitDense;
 use mien::reference::{assert_close, dense as r};
 use mien::rng::Rng;
 

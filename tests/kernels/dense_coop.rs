@@ -1,4 +1,4 @@
-//! The cooperative-matrix dense GEMMs (shaders/dense_coop.wgsl, nn::dense_coop) against the
+//! The cooperative-matrix dense GEMMs (shaders/dense_coop.wgsl, nn::dense::coop) against the
 //! f64 reference with the f16-operand tolerance of coop_common: the EMULATED build on every
 //! adapter (batch 1, odd sizes, forced depth splits, several block shapes, ACCUMULATE), and
 //! the HARDWARE build where the adapter offers cooperative matrices (else a loud note and
@@ -10,7 +10,7 @@ use crate::gpu;
 use mien::gpu::coop::{CoopBuild, CoopTiles};
 use mien::gpu::shaders::DENSE_COOP;
 use mien::nn::dense::{Dense, DenseKernels};
-use mien::nn::dense_coop::{CoopDense, CoopDenseOptions};
+use mien::nn::dense::coop::{CoopDense, CoopDenseOptions};
 use mien::reference::{dense as r, f64s};
 use mien::rng::Rng;
 

@@ -12,8 +12,8 @@
 //! `CoopBuild::Hardware` runs the real cooperative operations (`Gpu::has_coop`);
 //! `CoopBuild::Emulated` their plain-WGSL stand-ins (any adapter with f16).
 
-use super::dense::{Dense, DensePass};
-use super::{accumulate_constant, u32_of};
+use super::{Dense, DensePass};
+use crate::nn::{accumulate_constant, u32_of};
 use crate::gpu::coop::{depth_split, CoopBuild, CoopTiles};
 use crate::gpu::shaders::{DENSE_COOP, DENSE_COOP_EMULATED};
 use crate::gpu::{Dispatch, Gpu, Tensor};

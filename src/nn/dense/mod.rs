@@ -3,15 +3,21 @@
 //!
 //! The input may have any shape holding N*I values (`[N, C, H, W]` after a conv block):
 //! flatten is a view, so only the element count is checked.
+//!
+//! Variants of the three GEMM passes (`DenseVariant`): blocked, uniform-window, subgroup and
+//! tiled here; `coop.rs` the cooperative-matrix GEMMs, `split.rs` the depth-split tiled GEMM.
+
+pub mod coop;
+pub mod split;
 
 use super::layer::{Init, Io, LayerOp, Mode, ParamDecl};
 use super::{accumulate_constant, u32_of};
+use coop::CoopDense;
+use split::SplitDense;
 use crate::gpu::autotune::time_candidate;
 use crate::gpu::shaders::{DENSE, DENSE_SUBGROUP};
 use crate::gpu::coop::CoopBuild;
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::nn::dense_coop::CoopDense;
-use crate::nn::dense_split::SplitDense;
 use crate::{bail, ensure, Result};
 
 #[repr(C)]
@@ -47,9 +53,9 @@ pub enum DenseVariant {
     /// Workgroup-memory tiled GEMM (`dense_tiled`, 64 x 64 tiles, 16 x 16 invocations).
     Tiled,
     /// The same with the reduction split over workgroups into partials and a reduce
-    /// (nn::dense_split): few rows and long reductions (4608 -> 512 at batch 64).
+    /// (nn::dense::split): few rows and long reductions (4608 -> 512 at batch 64).
     TiledSplit,
-    /// Cooperative-matrix GEMMs (tensor cores; nn::dense_coop, shaders/dense_coop.wgsl), f16
+    /// Cooperative-matrix GEMMs (tensor cores; nn::dense::coop, shaders/dense_coop.wgsl), f16
     /// operands and f32 sums, depth split into partials: adapters with 16x16x16 f16 -> f32
     /// cooperative matrices (`Gpu::has_coop`).
     Coop,

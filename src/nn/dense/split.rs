@@ -13,9 +13,8 @@
 //! - backward_input:  dx [N, I] = dy [N, O] W         depth O.
 //! - backward_weight: dW [O, I] = dy^T x              depth N (overwrites or adds).
 
-use super::accumulate_constant;
-use super::dense::{DensePass, TiledParams, TILE_T};
-use super::u32_of;
+use super::{DensePass, TiledParams, TILE_T};
+use crate::nn::{accumulate_constant, u32_of};
 use crate::gpu::coop::depth_split;
 use crate::gpu::shaders::DENSE;
 use crate::gpu::{Dispatch, Gpu, Tensor};
