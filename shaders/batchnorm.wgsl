@@ -409,3 +409,239 @@ fn batchnorm_population_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     running_mean[c] = acc[c];
     running_var[c] = acc[2u * p.c + c] + acc[p.c + c] / f32(pop.batches);
 }
+
+// ---- training BatchNorm fused with the activation after it (the pairing: src/nn/fuse.rs) ----
+// z = gamma * xhat + beta is the BatchNorm output; it is never stored: the forward writes
+// act(z), the backward recomputes z from x and saved (the same f32 operations as
+// batchnorm_forward_train, so the same bits) and takes dz = dy * act'(z) in place of the
+// BatchNorm's dy. ACT: 1 ReLU, 2 LeakyReLU (slope LEAKY), 3 PReLU with one slope per
+// channel (act_alpha [C]), 4 PReLU with one slope per element of a sample (act_alpha
+// [C, S]). Each op is the one shaders/activation.wgsl applies, so results are those of the
+// unfused pair bit for bit, except the per-channel slope gradient in the vec4 and S == 1
+// reductions (summed in another order than prelu_backward_alpha).
+// batchnorm_forward_train_act    y = act(z). Overwrites y.
+// batchnorm_backward_params_act  as batchnorm_backward_params with dz for dy; with ACT 3
+//                                also dalpha[c] = sum dy * z over z <= 0 (ACCUMULATE as
+//                                dgamma). Overwrites sums.
+// batchnorm_backward_input_act   dx as batchnorm_backward_input with dz for dy (ACT 1-3).
+// batchnorm_backward_input_act_elem  ACT 4: one invocation per slope j in [0, C*S), looping
+//                                over the batch as prelu_backward_alpha_elementwise: dx of
+//                                its N elements and dalpha[j] = sum dy * z over z <= 0.
+// Entries statically bind act_alpha (and act_alpha4 in vec4 entries) and, in the
+// reductions, dalpha: ReLU / LeakyReLU get stand-ins (src/nn/batchnorm.rs).
+override ACT: u32 = 1u;
+override LEAKY: f32 = 0.0;
+
+@group(0) @binding(26) var<storage, read> act_alpha: array<f32>;
+@group(0) @binding(27) var<storage, read> act_alpha4: array<vec4<f32>>;
+@group(0) @binding(28) var<storage, read_write> dalpha: array<f32>;
+@group(0) @binding(29) var<storage, read_write> dalpha4: array<vec4<f32>>;
+
+// Slope of element i (channel c) for ACT 2-4.
+fn slope(i: u32, c: u32) -> f32 {
+    if (ACT == 2u) { return LEAKY; }
+    if (ACT == 3u) { return act_alpha[c]; }
+    if (ACT == 4u) { return act_alpha[i % (p.c * p.s)]; }
+    return 0.0;
+}
+
+// Slopes of vec4 i (channel c), S % 4 == 0.
+fn slope4(i: u32, c: u32) -> vec4<f32> {
+    if (ACT == 4u) { return act_alpha4[i % (p.c * p.s / 4u)]; }
+    return vec4<f32>(slope(0u, c));
+}
+
+fn act_forward(z: f32, a: f32) -> f32 {
+    if (ACT == 1u) { return max(z, 0.0); }
+    return select(a * z, z, z > 0.0);
+}
+
+fn act_forward4(z: vec4<f32>, a: vec4<f32>) -> vec4<f32> {
+    if (ACT == 1u) { return max(z, vec4<f32>(0.0)); }
+    return select(a * z, z, z > vec4<f32>(0.0));
+}
+
+// dz from the activation's output gradient g.
+fn act_backward(g: f32, z: f32, a: f32) -> f32 {
+    if (ACT == 1u) { return select(0.0, g, z > 0.0); }
+    return select(a * g, g, z > 0.0);
+}
+
+fn act_backward4(g: vec4<f32>, z: vec4<f32>, a: vec4<f32>) -> vec4<f32> {
+    if (ACT == 1u) { return select(vec4<f32>(0.0), g, z > vec4<f32>(0.0)); }
+    return select(a * g, g, z > vec4<f32>(0.0));
+}
+
+var<workgroup> red3: array<vec3<f32>, WG>;
+
+fn reduce3(v: vec3<f32>, lid: u32) -> vec3<f32> {
+    red3[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            red3[lid] += red3[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = red3[0];
+    workgroupBarrier();
+    return total;
+}
+
+fn write_param_sums(c: u32, t: vec3<f32>) {
+    sums[c] = t.x;
+    sums[p.c + c] = t.y;
+    dbeta[c] = select(0.0, dbeta[c], ACCUMULATE) + t.x;
+    dgamma[c] = select(0.0, dgamma[c], ACCUMULATE) + t.y;
+    if (ACT == 3u) {
+        dalpha[c] = select(0.0, dalpha[c], ACCUMULATE) + t.z;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_forward_train_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let c = (i / p.s) % p.c;
+    let z = gamma[c] * ((x[i] - saved[c]) * saved[p.c + c]) + beta[c];
+    y[i] = act_forward(z, slope(i, c));
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_forward_train_act4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n / 4u) { return; }
+    let c = (i / (p.s / 4u)) % p.c;
+    let z = gamma[c] * ((x4[i] - saved[c]) * saved[p.c + c]) + beta[c];
+    y4[i] = act_forward4(z, slope4(i, c));
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_params_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wid.x;
+    let mean = saved[c];
+    let inv_std = saved[p.c + c];
+    var a = vec3<f32>(0.0);
+    for (var k = lid.x; k < p.m; k += WG) {
+        let i = at(k, c);
+        let xhat = (x[i] - mean) * inv_std;
+        let z = gamma[c] * xhat + beta[c];
+        let d = dy[i];
+        let g = act_backward(d, z, slope(i, c));
+        a += vec3<f32>(g, g * xhat, select(d * z, 0.0, z > 0.0));
+    }
+    let t = reduce3(a, lid.x);
+    if (lid.x == 0u) {
+        write_param_sums(c, t);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_params_act4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wid.x;
+    let mean = saved[c];
+    let inv_std = saved[p.c + c];
+    var g1 = vec4<f32>(0.0);
+    var g2 = vec4<f32>(0.0);
+    var g3 = vec4<f32>(0.0);
+    for (var k = lid.x; k < p.m / 4u; k += WG) {
+        let i = at4(k, c);
+        let xhat = (x4[i] - mean) * inv_std;
+        let z = gamma[c] * xhat + beta[c];
+        let d = dy4[i];
+        let g = act_backward4(d, z, slope4(i, c));
+        g1 += g;
+        g2 += g * xhat;
+        g3 += select(d * z, vec4<f32>(0.0), z > vec4<f32>(0.0));
+    }
+    let t = reduce3(vec3<f32>(hsum(g1), hsum(g2), hsum(g3)), lid.x);
+    if (lid.x == 0u) {
+        write_param_sums(c, t);
+    }
+}
+
+@compute @workgroup_size(WG_ROWS)
+fn batchnorm_backward_params_act_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.c) { return; }
+    let mean = saved[c];
+    let inv_std = saved[p.c + c];
+    var t = vec3<f32>(0.0);
+    for (var k = 0u; k < p.m; k++) {
+        let i = k * p.c + c;
+        let xhat = (x[i] - mean) * inv_std;
+        let z = gamma[c] * xhat + beta[c];
+        let d = dy[i];
+        let g = act_backward(d, z, slope(i, c));
+        t += vec3<f32>(g, g * xhat, select(d * z, 0.0, z > 0.0));
+    }
+    write_param_sums(c, t);
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_input_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let c = (i / p.s) % p.c;
+    let inv_m = 1.0 / f32(p.m);
+    let inv_std = saved[p.c + c];
+    let xhat = (x[i] - saved[c]) * inv_std;
+    let g = act_backward(dy[i], gamma[c] * xhat + beta[c], slope(i, c));
+    dx[i] = gamma[c] * inv_std * (g - sums[c] * inv_m - xhat * (sums[p.c + c] * inv_m));
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_input_act4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n / 4u) { return; }
+    let c = (i / (p.s / 4u)) % p.c;
+    let inv_m = 1.0 / f32(p.m);
+    let inv_std = saved[p.c + c];
+    let xhat = (x4[i] - saved[c]) * inv_std;
+    let g = act_backward4(dy4[i], gamma[c] * xhat + beta[c], slope4(i, c));
+    dx4[i] = gamma[c] * inv_std * (g - sums[c] * inv_m - xhat * (sums[p.c + c] * inv_m));
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_input_act_elem(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = flat(gid, nwg);
+    let per_sample = p.c * p.s;
+    if (j >= per_sample) { return; }
+    let c = j / p.s;
+    let inv_m = 1.0 / f32(p.m);
+    let mean = saved[c];
+    let inv_std = saved[p.c + c];
+    let a = act_alpha[j];
+    var acc = 0.0;
+    for (var i = j; i < p.n; i += per_sample) {
+        let xhat = (x[i] - mean) * inv_std;
+        let z = gamma[c] * xhat + beta[c];
+        let d = dy[i];
+        let g = select(a * d, d, z > 0.0);
+        dx[i] = gamma[c] * inv_std * (g - sums[c] * inv_m - xhat * (sums[p.c + c] * inv_m));
+        acc += select(d * z, 0.0, z > 0.0);
+    }
+    dalpha[j] = select(0.0, dalpha[j], ACCUMULATE) + acc;
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_input_act_elem4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = flat(gid, nwg);
+    let per_sample = p.c * p.s / 4u;
+    if (j >= per_sample) { return; }
+    let c = j / (p.s / 4u);
+    let inv_m = 1.0 / f32(p.m);
+    let mean = saved[c];
+    let inv_std = saved[p.c + c];
+    let a = act_alpha4[j];
+    var acc = vec4<f32>(0.0);
+    for (var i = j; i < p.n / 4u; i += per_sample) {
+        let xhat = (x4[i] - mean) * inv_std;
+        let z = gamma[c] * xhat + beta[c];
+        let d = dy4[i];
+        let g = select(a * d, d, z > vec4<f32>(0.0));
+        dx4[i] = gamma[c] * inv_std * (g - sums[c] * inv_m - xhat * (sums[p.c + c] * inv_m));
+        acc += select(d * z, vec4<f32>(0.0), z > vec4<f32>(0.0));
+    }
+    dalpha4[j] = select(vec4<f32>(0.0), dalpha4[j], ACCUMULATE) + acc;
+}

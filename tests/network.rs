@@ -150,7 +150,7 @@ fn a_dnn_starting_with_flatten_trains_and_gives_input_gradients() {
         layers: vec![LayerSpec::Flatten, LayerSpec::Dense { units: 9, bias: true }, LayerSpec::Relu, LayerSpec::Dense { units: CLASSES, bias: true }],
     };
     let batch = 3;
-    let net = Network::build(gpu, &spec, [1, 5, 5], CLASSES, batch, BuildOptions { input_grad: true, reuse: true }).unwrap();
+    let net = Network::build(gpu, &spec, [1, 5, 5], CLASSES, batch, BuildOptions { input_grad: true, reuse: true, fuse: false }).unwrap();
     net.init(gpu, 1).unwrap();
     let (x, labels) = toy_batch(batch, 3);
     let x: Vec<f32> = x.chunks(HW * HW).flat_map(|img| img[..25].to_vec()).collect();
@@ -189,7 +189,7 @@ fn seed_presets_have_the_reports_parameter_counts() {
 #[test]
 fn explain_backward_gives_the_input_gradient_of_a_class_score() {
     // Explanations build without reuse; with it, a seed on the logits still works.
-    for opts in [BuildOptions::EXPLAIN, BuildOptions { input_grad: true, reuse: true }] {
+    for opts in [BuildOptions::EXPLAIN, BuildOptions { input_grad: true, reuse: true, fuse: false }] {
         explain_backward_matches_finite_differences(opts);
     }
 }
@@ -297,7 +297,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
     let batch = 4;
     for (spec, input_grad) in [(ModelSpec::tiny_cnn(CLASSES), false), (mixed_cnn(), true), (mixed_cnn(), false), (dnn(), false)] {
         let run = |reuse: bool| {
-            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad, reuse }).unwrap();
+            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad, reuse, ..BuildOptions::default() }).unwrap();
             assert_eq!(net.reuses_memory(), reuse);
             let mut opt = Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap();
             net.init(gpu, 7).unwrap();
@@ -325,7 +325,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
             for t in [net.stats(), net.probabilities(), net.logits(), net.per_sample().0, net.per_sample().1] {
                 eval.push(gpu.read(t).unwrap());
             }
-            let tail = net.build_like(gpu, 3, BuildOptions { input_grad: false, reuse }).unwrap();
+            let tail = net.build_like(gpu, 3, BuildOptions { input_grad: false, reuse, ..BuildOptions::default() }).unwrap();
             tail.set_batch(gpu, &x[..3 * HW * HW], &labels[..3]).unwrap();
             gpu.run(tail.eval_dispatches()).unwrap();
             eval.push(gpu.read(tail.probabilities()).unwrap());
@@ -361,7 +361,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
 fn reuse_cuts_seed_cnn_activation_memory() {
     let gpu = gpu!();
     let spec = ModelSpec::preset("seed-cnn", CLASSES).unwrap();
-    let build = |reuse| Network::build(gpu, &spec, [1, 48, 48], CLASSES, 2, BuildOptions { input_grad: false, reuse }).unwrap();
+    let build = |reuse| Network::build(gpu, &spec, [1, 48, 48], CLASSES, 2, BuildOptions { input_grad: false, reuse, ..BuildOptions::default() }).unwrap();
     let (plain, shared) = (build(false).activation_memory(), build(true).activation_memory());
     eprintln!("seed-cnn batch 2: without reuse {plain:?}, with {shared:?}");
     // Floor: after the second 64-channel PReLU's backward, the five 64x48x48 tensors the
@@ -383,7 +383,7 @@ fn report_activation_memory_at_batch_128() {
     for model in ["small", "seed-cnn", "seed-dnn"] {
         let spec = ModelSpec::preset(model, CLASSES).unwrap();
         for reuse in [false, true] {
-            let m = Network::build(gpu, &spec, [1, 48, 48], CLASSES, 128, BuildOptions { input_grad: false, reuse }).unwrap().activation_memory();
+            let m = Network::build(gpu, &spec, [1, 48, 48], CLASSES, 128, BuildOptions { input_grad: false, reuse, ..BuildOptions::default() }).unwrap().activation_memory();
             let mib = |b: u64| b as f64 / (1 << 20) as f64;
             eprintln!(
                 "{model} b128 reuse={reuse}: {} tensors, {:.1} MiB unshared, {:.1} MiB allocated in {} arenas, liveness floor {:.1} MiB",

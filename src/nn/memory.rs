@@ -109,11 +109,16 @@ pub struct LayerSlots<'a> {
     pub extra: Vec<(&'static str, Vec<usize>)>,
     pub backward_reads_input: bool,
     pub backward_always_writes_dx: bool,
+    /// A BatchNorm running the next layer's activation in its training passes
+    /// (src/nn/fuse.rs): its forward writes the activation's output, its backward reads the
+    /// activation's output gradient, and its own output gradient does not exist.
+    pub fuse_next: bool,
 }
 
 impl<'a> LayerSlots<'a> {
-    pub fn of(name: &'a str, op: &dyn LayerOp) -> LayerSlots<'a> {
+    pub fn of(name: &'a str, op: &dyn LayerOp, fuse_next: bool) -> LayerSlots<'a> {
         LayerSlots {
+            fuse_next,
             name,
             out_shape: op.out_shape(),
             view: op.is_view(),
@@ -141,14 +146,16 @@ pub fn plan(layers: &[LayerSlots], input_shape: &[usize], input_grad: bool) -> M
             dact.push(*dact.last().unwrap());
         } else {
             act.push(add(&mut slots, format!("{}.out", layer.name), &layer.out_shape));
-            dact.push(Some(add(&mut slots, format!("{}.out.grad", layer.name), &layer.out_shape)));
+            // A training pair's middle tensor (the BatchNorm output) has no gradient:
+            // nothing writes or reads one.
+            dact.push((!layer.fuse_next).then(|| add(&mut slots, format!("{}.out.grad", layer.name), &layer.out_shape)));
         }
         shapes.push(layer.out_shape.clone());
     }
     // A Flatten right after the input (a DNN) has no gradient buffer of its own: give its
     // output one when later layers need it.
     for i in 1..=l {
-        if dact[i].is_none() {
+        if dact[i].is_none() && !layers[i - 1].fuse_next {
             dact[i] = Some(add(&mut slots, format!("{}.out.grad", layers[i - 1].name), &shapes[i]));
         }
     }
@@ -168,8 +175,18 @@ pub fn plan(layers: &[LayerSlots], input_shape: &[usize], input_grad: bool) -> M
         fwd.0.push(act[i]);
         fwd.1.push(act[i + 1]);
         fwd.1.extend(&extra[i]);
+        // A training pair (src/nn/fuse.rs): the BatchNorm's forward also writes the
+        // activation's output, its backward does the activation's; the BatchNorm output
+        // keeps its forward steps (inference writes it where no conv folds it away).
+        if layer.fuse_next {
+            fwd.1.push(act[i + 2]);
+        }
+        if i > 0 && layers[i - 1].fuse_next {
+            continue;
+        }
+        let out_grad = if layer.fuse_next { dact[i + 2] } else { dact[i + 1] };
         let bwd = &mut steps[2 * l - i];
-        bwd.0.extend([dact[i + 1], layer.backward_reads_input.then_some(act[i])].into_iter().flatten());
+        bwd.0.extend([out_grad, layer.backward_reads_input.then_some(act[i])].into_iter().flatten());
         bwd.0.extend(&extra[i]);
         bwd.1.extend([dact[i], sink[i]].into_iter().flatten());
     }
