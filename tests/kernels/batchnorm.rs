@@ -427,7 +427,7 @@ fn fused_activation_matches_reference_and_the_unfused_pair() {
             }
             if let (Some(u), Some(fd)) = (&dalpha_u, &dalpha_f) {
                 let (u, fd) = (read(gpu, u), read(gpu, fd));
-                if kind == Kind::PRelu && (k.s % 4 == 0 || k.s == 1) {
+                if kind == Kind::PRelu && (k.s.is_multiple_of(4) || k.s == 1) {
                     assert_close(&what("fused dalpha vs unfused"), &fd, &f64s(&u), ATOL, RTOL);
                 } else {
                     assert_eq!(bits(&u), bits(&fd), "{}", what("fused dalpha differs from unfused"));
