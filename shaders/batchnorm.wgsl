@@ -511,23 +511,38 @@ fn batchnorm_forward_train_act(@builtin(global_invocation_id) gid: vec3<u32>, @b
 fn batchnorm_forward_train_act4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if (i >= p.n / 4u) { return; }
-    let c = (i / (p.s / 4u)) % p.c;
+    // i = (sample * C + c) * S4 + r: two divisions give c and the slope index c * S4 + r.
+    let s4 = p.s / 4u;
+    let q = i / s4;
+    let c = q % p.c;
     let z = gamma[c] * ((x4[i] - saved[c]) * saved[p.c + c]) + beta[c];
-    y4[i] = act_forward4(z, slope4(i, c));
+    var sl = vec4<f32>(slope(0u, c));
+    if (ACT == 4u) { sl = act_alpha4[c * s4 + (i - q * s4)]; }
+    y4[i] = act_forward4(z, sl);
 }
 
+// The reductions walk channel c's values as (sample, position r) so the slope index
+// (c * S + r, per-element PReLU) costs no division; the per-channel values are loaded once
+// (the compiler cannot hoist loads past other storage accesses on its own).
 @compute @workgroup_size(WG)
 fn batchnorm_backward_params_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let c = wid.x;
     let mean = saved[c];
     let inv_std = saved[p.c + c];
+    let gm = gamma[c];
+    let bt = beta[c];
+    let a_c = slope(0u, c);
     var a = vec3<f32>(0.0);
     for (var k = lid.x; k < p.m; k += WG) {
-        let i = at(k, c);
+        let nn = k / p.s;
+        let r = k - nn * p.s;
+        let i = (nn * p.c + c) * p.s + r;
         let xhat = (x[i] - mean) * inv_std;
-        let z = gamma[c] * xhat + beta[c];
+        let z = gm * xhat + bt;
         let d = dy[i];
-        let g = act_backward(d, z, slope(i, c));
+        var sl = a_c;
+        if (ACT == 4u) { sl = act_alpha[c * p.s + r]; }
+        let g = act_backward(d, z, sl);
         a += vec3<f32>(g, g * xhat, select(d * z, 0.0, z > 0.0));
     }
     let t = reduce3(a, lid.x);
@@ -539,17 +554,25 @@ fn batchnorm_backward_params_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin
 @compute @workgroup_size(WG)
 fn batchnorm_backward_params_act4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let c = wid.x;
+    let s4 = p.s / 4u;
     let mean = saved[c];
     let inv_std = saved[p.c + c];
+    let gm = gamma[c];
+    let bt = beta[c];
+    let a_c = vec4<f32>(slope(0u, c));
     var g1 = vec4<f32>(0.0);
     var g2 = vec4<f32>(0.0);
     var g3 = vec4<f32>(0.0);
     for (var k = lid.x; k < p.m / 4u; k += WG) {
-        let i = at4(k, c);
+        let nn = k / s4;
+        let r = k - nn * s4;
+        let i = (nn * p.c + c) * s4 + r;
         let xhat = (x4[i] - mean) * inv_std;
-        let z = gamma[c] * xhat + beta[c];
+        let z = gm * xhat + bt;
         let d = dy4[i];
-        let g = act_backward4(d, z, slope4(i, c));
+        var sl = a_c;
+        if (ACT == 4u) { sl = act_alpha4[c * s4 + r]; }
+        let g = act_backward4(d, z, sl);
         g1 += g;
         g2 += g * xhat;
         g3 += select(d * z, vec4<f32>(0.0), z > vec4<f32>(0.0));
@@ -611,14 +634,19 @@ fn batchnorm_backward_input_act_elem(@builtin(global_invocation_id) gid: vec3<u3
     let inv_m = 1.0 / f32(p.m);
     let mean = saved[c];
     let inv_std = saved[p.c + c];
+    let gm = gamma[c];
+    let bt = beta[c];
+    let scale = gm * inv_std;
+    let s1 = sums[c] * inv_m;
+    let s2 = sums[p.c + c] * inv_m;
     let a = act_alpha[j];
     var acc = 0.0;
     for (var i = j; i < p.n; i += per_sample) {
         let xhat = (x[i] - mean) * inv_std;
-        let z = gamma[c] * xhat + beta[c];
+        let z = gm * xhat + bt;
         let d = dy[i];
         let g = select(a * d, d, z > 0.0);
-        dx[i] = gamma[c] * inv_std * (g - sums[c] * inv_m - xhat * (sums[p.c + c] * inv_m));
+        dx[i] = scale * (g - s1 - xhat * s2);
         acc += select(d * z, 0.0, z > 0.0);
     }
     dalpha[j] = select(0.0, dalpha[j], ACCUMULATE) + acc;
@@ -633,14 +661,20 @@ fn batchnorm_backward_input_act_elem4(@builtin(global_invocation_id) gid: vec3<u
     let inv_m = 1.0 / f32(p.m);
     let mean = saved[c];
     let inv_std = saved[p.c + c];
+    let gm = gamma[c];
+    let bt = beta[c];
+    let scale = gm * inv_std;
+    let s1 = sums[c] * inv_m;
+    let s2 = sums[p.c + c] * inv_m;
     let a = act_alpha4[j];
+    let n4 = p.n / 4u;
     var acc = vec4<f32>(0.0);
-    for (var i = j; i < p.n / 4u; i += per_sample) {
+    for (var i = j; i < n4; i += per_sample) {
         let xhat = (x4[i] - mean) * inv_std;
-        let z = gamma[c] * xhat + beta[c];
+        let z = gm * xhat + bt;
         let d = dy4[i];
         let g = select(a * d, d, z > vec4<f32>(0.0));
-        dx4[i] = gamma[c] * inv_std * (g - sums[c] * inv_m - xhat * (sums[p.c + c] * inv_m));
+        dx4[i] = scale * (g - s1 - xhat * s2);
         acc += select(d * z, vec4<f32>(0.0), z > vec4<f32>(0.0));
     }
     dalpha4[j] = select(vec4<f32>(0.0), dalpha4[j], ACCUMULATE) + acc;

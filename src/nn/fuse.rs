@@ -112,11 +112,15 @@ pub fn train_pairs(ops: &[Box<dyn LayerOp>], opts: BuildOptions) -> Vec<bool> {
     let on = opts.fuse && opts.reuse && !opts.input_grad;
     let mut pairs = vec![false; ops.len()];
     for i in 0..ops.len().saturating_sub(1) {
-        let bn = ops[i].as_any().is::<BatchNormLayer>();
-        let act = ops[i + 1].as_any().downcast_ref::<Activation>().is_some_and(|a| a.shape == ops[i].out_shape());
-        pairs[i] = on && bn && act && (i == 0 || !pairs[i - 1]);
+        pairs[i] = on && fusable(ops[i].as_ref(), ops[i + 1].as_ref()) && (i == 0 || !pairs[i - 1]);
     }
     pairs
+}
+
+/// Can `bn` run `act` inside its training passes (a BatchNorm, then an activation of its
+/// output shape)?
+pub fn fusable(bn: &dyn LayerOp, act: &dyn LayerOp) -> bool {
+    bn.as_any().is::<BatchNormLayer>() && act.as_any().downcast_ref::<Activation>().is_some_and(|a| a.shape == bn.out_shape())
 }
 
 /// The BatchNorm at `i` and the activation at `i + 1` of a training pair, and the
