@@ -289,10 +289,12 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 /// Sharing activation memory changes no training bit: 3 Adam steps with dropout, with and
-/// without reuse, and with reuse and training fusion (BatchNorm + ReLU / LeakyReLU /
-/// per-element PReLU, bit for bit; src/nn/fuse.rs). Evaluation (and a tail network from
-/// build_like) with reuse runs conv + BatchNorm as one conv on folded weights, which rounds
-/// differently: equal to 1e-5.
+/// without reuse. With reuse and training fusion (src/nn/fuse.rs) too: BatchNorm + ReLU
+/// (tiny-cnn) and + LeakyReLU (dnn) bit for bit; mixed's BatchNorm + per-element PReLU sums
+/// its BatchNorm gradients in another order (shaders/batchnorm.wgsl): its training losses
+/// within 1e-4 (see below for why not its parameters and evaluation).
+/// Evaluation (and a tail network from build_like) with reuse runs conv + BatchNorm as one
+/// conv on folded weights, which rounds differently: equal to 1e-5.
 #[test]
 fn reusing_activation_memory_gives_bit_identical_training() {
     let gpu = gpu!();
@@ -342,12 +344,30 @@ fn reusing_activation_memory_gives_bit_identical_training() {
         let (shared, shared_eval, shared_mem, shared_infer) = run(true, false);
         let (fused, fused_eval, fused_mem, _) = run(true, true);
         eprintln!("{}: without reuse {plain_mem:?}, with {shared_mem:?}, fused {fused_mem:?}", spec.name);
+        let per_element = spec.layers.windows(2).any(|w| matches!(w, [LayerSpec::BatchNorm { .. }, LayerSpec::Prelu { per_channel: false }]));
         for (what, other, other_eval) in [("memory reuse", &shared, &shared_eval), ("memory reuse and training fusion", &fused, &fused_eval)] {
             assert_eq!(plain.len(), other.len());
             for (k, (a, b)) in plain.iter().zip(other).enumerate() {
-                assert!(a == b, "{}: result {k} differs with {what}", spec.name);
+                if per_element && !input_grad && what.contains("fusion") {
+                    // The three steps' losses only: the conv biases before its BatchNorms
+                    // have a gradient of rounding noise (the BatchNorm subtracts the batch
+                    // mean), which Adam turns into steps of up to lr, so summing in another
+                    // order moves them (and the running means after them) apart without
+                    // changing the function; fused_batchnorm_activation_trains_like_the_unfused_pair
+                    // compares everything on a net without such biases.
+                    if k < 3 {
+                        let f = |v: &[u32]| v.iter().map(|&b| f32::from_bits(b)).collect::<Vec<f32>>();
+                        let want: Vec<f64> = f(a).iter().map(|&v| v as f64).collect();
+                        mien::reference::assert_close(&format!("{}: loss of step {} with {what}", spec.name, k + 1), &f(b), &want, 1e-4, 1e-4);
+                    }
+                } else {
+                    assert!(a == b, "{}: result {k} differs with {what}", spec.name);
+                }
             }
             for (k, (a, b)) in plain_eval.iter().zip(other_eval).enumerate() {
+                if per_element && !input_grad && what.contains("fusion") {
+                    break; // the running means lag those biases (below)
+                }
                 let want: Vec<f64> = a.iter().map(|&v| v as f64).collect();
                 mien::reference::assert_close(&format!("{}: evaluation result {k} (folded BN, {what})", spec.name), b, &want, 1e-5, 1e-5);
             }
@@ -429,13 +449,19 @@ fn try_activation_refuses_shared_tensors() {
 /// Training fusion (src/nn/fuse.rs) against the unfused passes, 3 Adam steps with dropout
 /// at batch 3, on a net with every pair kind: BatchNorm + per-channel PReLU on a vec4
 /// BatchNorm (12x12), + LeakyReLU, + per-channel PReLU on a scalar one (5x5), + per-element
-/// PReLU, + ReLU, and after a dense layer (S = 1) + per-channel PReLU. No activation kernel
-/// runs in the fused training pass. Per-channel PReLU's slope gradient is summed in another
-/// order by the vec4 and per-row BatchNorm reductions (see shaders/batchnorm.wgsl), so the
-/// two runs drift apart by rounding: losses, parameters, gradients and running statistics
-/// agree within 1e-4 (seen: 7e-6 relative on lavapipe); the same net without those two pairs is bit for bit
-/// (and so are tiny-cnn, mixed and dnn in
-/// `reusing_activation_memory_gives_bit_identical_training`).
+/// PReLU (5x5), + ReLU, and after a dense layer (S = 1) + per-element and + per-channel
+/// PReLU. No activation kernel runs in the fused training pass. Per-channel PReLU's slope
+/// gradient is summed in another order by the vec4 and per-row BatchNorm reductions, and
+/// per-element PReLU's BatchNorm sums by the per-slope-column reduction (see
+/// shaders/batchnorm.wgsl), so the two runs drift apart by rounding: losses, parameters,
+/// gradients and running statistics agree within 1e-4 absolute + 1e-4 relative (seen on
+/// lavapipe: 3e-4 of 1e-3 + |value|, the parameters Adam moved least).
+/// The convs and dense layers before a BatchNorm have no bias: its gradient would be
+/// rounding noise (the BatchNorm subtracts the batch mean) that Adam's normalised steps turn
+/// into moves of up to lr, different for any two summation orders.
+/// The same net with those pairs replaced (per-channel PReLU on the scalar BatchNorm,
+/// per-element PReLU after the dense layer stay) is bit for bit, as are tiny-cnn and dnn in
+/// `reusing_activation_memory_gives_bit_identical_training`.
 #[test]
 fn fused_batchnorm_activation_trains_like_the_unfused_pair() {
     use mien::nn::spec::{PaddingName, PaddingSpec, Pair};
@@ -445,10 +471,11 @@ fn fused_batchnorm_activation_trains_like_the_unfused_pair() {
         kernel: Pair::Square(k),
         stride: Pair::Square(1),
         padding: PaddingSpec::Named(if same { PaddingName::Same } else { PaddingName::Valid }),
-        bias: true,
+        bias: false,
     };
     let bn = || LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 };
     let per_channel = LayerSpec::Prelu { per_channel: true };
+    let per_element = LayerSpec::Prelu { per_channel: false };
     let spec = |reordered: bool| ModelSpec {
         name: "fusable".into(),
         layers: [
@@ -456,9 +483,10 @@ fn fused_batchnorm_activation_trains_like_the_unfused_pair() {
             vec![conv(6, 3, true), bn(), LayerSpec::LeakyRelu { alpha: 0.2 }],
             vec![LayerSpec::MaxPool { size: Pair::Square(2), stride: None, padding: PaddingSpec::Named(PaddingName::Valid) }],
             vec![conv(5, 2, false), bn(), per_channel.clone()],
-            vec![conv(3, 3, true), bn(), LayerSpec::Prelu { per_channel: false }],
+            vec![conv(3, 3, true), bn(), if reordered { LayerSpec::Relu } else { per_element.clone() }],
             vec![conv(3, 3, true), bn(), LayerSpec::Relu],
-            vec![LayerSpec::Flatten, LayerSpec::Dense { units: 10, bias: true }, bn()],
+            vec![LayerSpec::Flatten, LayerSpec::Dense { units: 10, bias: false }, bn(), per_element.clone()],
+            vec![LayerSpec::Dense { units: 9, bias: false }, bn()],
             vec![if reordered { LayerSpec::LeakyRelu { alpha: 0.1 } } else { per_channel.clone() }],
             vec![LayerSpec::Dropout { rate: 0.3 }, LayerSpec::Dense { units: CLASSES, bias: true }],
         ]
@@ -472,7 +500,7 @@ fn fused_batchnorm_activation_trains_like_the_unfused_pair() {
             let labels: Vec<&str> = net.train_dispatches().map(|d| d.label.as_str()).collect();
             let acts = labels.iter().filter(|l| l.contains("relu_")).count();
             let fused = labels.iter().filter(|l| l.contains("_act")).count();
-            assert_eq!((acts == 0, fused), (fuse, if fuse { 6 * 3 } else { 0 }), "fuse={fuse}: {labels:?}");
+            assert_eq!((acts == 0, fused), (fuse, if fuse { 7 * 3 } else { 0 }), "fuse={fuse}: {labels:?}");
             let mut opt = Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap();
             net.init(gpu, 11).unwrap();
             let mut out: Vec<Vec<f32>> = vec![];
@@ -496,7 +524,7 @@ fn fused_batchnorm_activation_trains_like_the_unfused_pair() {
         eprintln!("exact={exact}: {plain_n} -> {fused_n} training dispatches, {plain_mem:?} -> {fused_mem:?}");
         // Per pair the activation's forward and backward dispatches go (two backward for PReLU).
         let prelus = spec.layers.iter().filter(|l| matches!(l, LayerSpec::Prelu { .. })).count();
-        assert_eq!(fused_n + 6 + 6 + prelus, plain_n);
+        assert_eq!(fused_n + 7 + 7 + prelus, plain_n);
         assert!(fused_mem.live_peak_bytes < plain_mem.live_peak_bytes);
         let mut worst = 0f64;
         for (k, (a, b)) in plain.iter().zip(&fused).enumerate() {

@@ -391,9 +391,10 @@ impl BatchNorm {
 
     /// Training backward fused with `act`, from the activation's output gradient `dy`: the
     /// parameter reductions of `backward` over dz = dy * act'(z) (z recomputed from x and
-    /// saved), then dx; PReLU's slope gradient in the reduction (per channel) or the dx pass
-    /// (per element, one invocation per slope looping over the batch). dgamma, dbeta and the
-    /// slope gradient are overwritten, or added to with `accumulate`; dx is overwritten.
+    /// saved) with PReLU's slope gradient (per-element slopes: each invocation of the
+    /// channel's workgroup owns some slopes and loops over the batch), then dx. dgamma, dbeta
+    /// and the slope gradient are overwritten, or added to with `accumulate`; dx is
+    /// overwritten.
     #[allow(clippy::too_many_arguments)]
     pub fn backward_act(
         &self,
@@ -419,33 +420,30 @@ impl BatchNorm {
         saved.expect_shape(&self.name, "saved statistics", &[2, self.c])?;
         let mut constants = self.act_constants(act, true)?;
         constants.push(accumulate_constant(accumulate));
-        let per_element = act.kind == Kind::PReluPerElement;
-        let common = [(9, dy), (1, x), (3, gamma), (4, beta), (15, saved), (12, &self.sums)];
+        let common = [(10, dgamma), (11, dbeta), (9, dy), (1, x), (3, gamma), (4, beta), (15, saved), (12, &self.sums)];
         let slopes = self.slope_bindings(act, gamma, x);
 
-        let (entry, groups) = self.reduction("batchnorm_backward_params_act")?;
-        let sink = if act.kind == Kind::PRelu { act.dalpha.expect("checked") } else { &self.slope_sink };
-        let mut b = vec![(10, dgamma), (11, dbeta), (28, sink)];
-        b.extend(common);
-        b.extend(&slopes);
-        let params = self.dispatch(gpu, entry, &constants, &b, groups)?;
-
-        let input = if per_element {
-            let dalpha = act.dalpha.expect("checked");
-            let alpha = act.alpha.expect("checked");
-            let mut b = vec![(8, dx)];
-            b.extend(common);
-            let (slopes, n) = if self.vec4() { ([(27, alpha), (29, dalpha)], self.c * self.s / 4) } else { ([(26, alpha), (28, dalpha)], self.c * self.s) };
-            b.extend(slopes);
-            let groups = gpu.groups_1d(&format!("{} batchnorm_backward_input_act_elem", self.name), n as u64, WG)?;
-            self.dispatch(gpu, "batchnorm_backward_input_act_elem", &constants, &b, groups)?
+        let params = if act.kind == Kind::PReluPerElement && self.s > 1 {
+            // Per-element slopes: each invocation sums its own slopes over the batch.
+            let (alpha, dalpha) = (act.alpha.expect("checked"), act.dalpha.expect("checked"));
+            let mut b = common.to_vec();
+            b.extend(if self.vec4() { [(27, alpha), (29, dalpha)] } else { [(26, alpha), (28, dalpha)] });
+            self.dispatch(gpu, "batchnorm_backward_params_act_cols", &constants, &b, self.channel_groups()?)?
         } else {
-            let mut b = vec![(8, dx)];
-            b.extend(common);
+            let (entry, groups) = self.reduction("batchnorm_backward_params_act")?;
+            // The slope gradient is the reduction's for one slope per channel (or S == 1).
+            let one_slope = act.kind == Kind::PRelu || (act.kind == Kind::PReluPerElement && self.s == 1);
+            let dalpha = if one_slope { act.dalpha.expect("checked") } else { &self.slope_sink };
+            let mut b = common.to_vec();
+            b.push((28, dalpha));
             b.extend(&slopes);
-            let groups = self.elementwise_groups(gpu, "batchnorm_backward_input_act")?;
-            self.dispatch(gpu, "batchnorm_backward_input_act", &constants[..2], &b, groups)?
+            self.dispatch(gpu, entry, &constants, &b, groups)?
         };
+        let mut b = vec![(8, dx)];
+        b.extend(&common[2..]);
+        b.extend(&slopes);
+        let groups = self.elementwise_groups(gpu, "batchnorm_backward_input_act")?;
+        let input = self.dispatch(gpu, "batchnorm_backward_input_act", &constants[..2], &b, groups)?;
         Ok(vec![params, input])
     }
 }

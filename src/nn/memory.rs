@@ -16,6 +16,13 @@
 //!                                          its mask, pad and avg pool read nothing else)
 //! ```
 //!
+//! A training pair (BatchNorm i running activation i + 1 in its passes, src/nn/fuse.rs):
+//! step i also writes acts[i+2]; step 2L - i reads dacts[i+2] and acts[i] and writes
+//! dacts[i]; step 2L - i - 1 touches nothing; dacts[i+1] does not exist. acts[i+1] (the
+//! BatchNorm output) keeps steps i and i + 1 only, for the inference pass where no conv
+//! folds the BatchNorm away: in training nothing writes it, and it no longer lives until
+//! the backward.
+//!
 //! A slot lives from the first to the last step that touches it, both inclusive, so a
 //! kernel's inputs and outputs always overlap in time and never share memory. More: wgpu
 //! tracks read-only vs read-write storage use per buffer, not per range, so a step's inputs
