@@ -15,9 +15,11 @@
 //! BatchNorm's output and its gradient are neither written nor allocated for training
 //! (src/nn/memory.rs). Where: networks that reuse memory and take no input gradients
 //! (training, evaluation), with `BuildOptions::fuse` (default on; `MIEN_FUSE=0` turns it
-//! off for before / after comparisons). Results equal the unfused pair's bit for bit except
-//! per-channel PReLU's slope gradient where the BatchNorm reduction sums it in another order
-//! (see the shader).
+//! off for before / after comparisons). Results equal the unfused pair's bit for bit, except
+//! where the fused reduction sums in another order (shaders/batchnorm.wgsl): per-channel
+//! PReLU's slope gradient in the vec4 and per-row reductions, and with per-element PReLU
+//! (S > 1) the BatchNorm sums and so dx, dgamma and dbeta: equal to rounding (tests state
+//! the tolerance).
 
 use super::activation::{Activation, Kind};
 use super::batchnorm::{BatchNormLayer, FusedAct};

@@ -38,13 +38,15 @@
 //! the logits and their gradient are pinned (own buffers): the host and explanations write
 //! and read them outside the recorded passes.
 //!
-//! seed-cnn at batch 128 on 48x48x1 (a 64x48x48 activation is 72 MiB): 70 slots take
-//! 1568 MiB in their own buffers, 667 MiB in 7 arenas with reuse. The liveness floor is
-//! 658 MiB, reached when the third block's backward starts: every activation a backward
-//! still reads (per block the two conv outputs, the two BN outputs, the first PReLU output,
-//! the pool argmax and the dropout output the next conv reads; 5 x 72 + 2 x 18 MiB for the
-//! first block) plus two gradients. Going lower needs kernels that read less (e.g. BN
-//! backward from its output) or recomputation.
+//! seed-cnn at batch 128 on 48x48x1 (a 64x48x48 activation is 72 MiB), without training
+//! fusion: 70 slots take 1568 MiB in their own buffers, 667 MiB in 7 arenas with reuse. The
+//! liveness floor is 658 MiB, reached when the third block's backward starts: every
+//! activation a backward still reads (per block the two conv outputs, the two BN outputs,
+//! the first PReLU output, the pool argmax and the dropout output the next conv reads;
+//! 5 x 72 + 2 x 18 MiB for the first block) plus two gradients. With training fusion (the
+//! default) the BN outputs are not kept and their gradients not planned: 62 slots, 469 MiB
+//! in 5 arenas, liveness floor 433 MiB. Going lower needs kernels that read less or
+//! recomputation.
 //!
 //! The inference pass (forward_infer, then loss / probabilities) touches a subset of what
 //! the training pass touches in the same order, so the same plan serves it. Consequence of
