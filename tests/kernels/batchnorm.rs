@@ -462,3 +462,37 @@ fn fused_activation_matches_reference_and_the_unfused_pair() {
         }
     }
 }
+
+/// The fused backward's ACCUMULATE rule (batch chunks), as `backward`'s: once overwriting
+/// then once adding over the same batch gives exactly twice dgamma, dbeta and the slope
+/// gradient, and the same dx, for the strided (vec4 and scalar), per-row and per-slope-column
+/// reductions.
+#[test]
+fn fused_backward_accumulates_parameter_gradients_only() {
+    use mien::nn::activation::{Activation, Kind};
+    use mien::nn::batchnorm::FusedAct;
+    let gpu = gpu!();
+    let mut rng = Rng::new(26);
+    let cfg = BatchNormConfig::default();
+    for shape in [&[2usize, 5, 4, 4][..], &[3, 65, 3, 1][..], &[3, 65][..]] {
+        for kind in [Kind::PRelu, Kind::PReluPerElement] {
+            let k = Case::new(&mut rng, shape, 0.0);
+            let t = Tensors::new(gpu, &k);
+            let bn = BatchNorm::new(gpu, "bn", cfg, shape).unwrap();
+            let slopes = Activation::new(gpu, "act", kind, shape).unwrap().param_shape().unwrap();
+            let alpha = up(gpu, "alpha", &slopes, &rng.vec_f32(slopes.iter().product(), -0.5, 0.5));
+            let dalpha = zeros(gpu, "dalpha", &slopes);
+            let fa = FusedAct { kind, alpha: Some(&alpha), dalpha: Some(&dalpha) };
+            let mut steps = bn.forward_train_act(gpu, &t.x, &t.gamma, &t.beta, &t.rm, &t.rv, &t.saved, &fa, &t.y).unwrap();
+            steps.extend(bn.backward_act(gpu, &t.dx, &t.dgamma, &t.dbeta, &t.dy, &t.x, &t.gamma, &t.beta, &t.saved, &fa, false).unwrap());
+            gpu.run(&steps).unwrap();
+            let once: Vec<Vec<f32>> = [&t.dgamma, &t.dbeta, &dalpha, &t.dx].iter().map(|v| read(gpu, v)).collect();
+            gpu.run(&bn.backward_act(gpu, &t.dx, &t.dgamma, &t.dbeta, &t.dy, &t.x, &t.gamma, &t.beta, &t.saved, &fa, true).unwrap()).unwrap();
+            let twice = |v: &[f32]| v.iter().map(|&a| 2.0 * a as f64).collect::<Vec<_>>();
+            for (i, (name, tensor)) in [("dgamma", &t.dgamma), ("dbeta", &t.dbeta), ("dalpha", &dalpha)].into_iter().enumerate() {
+                assert_close(&format!("{name} accumulated twice {shape:?} {kind:?}"), &read(gpu, tensor), &twice(&once[i]), 1e-6, 1e-6);
+            }
+            assert_close(&format!("dx unchanged by accumulate {shape:?} {kind:?}"), &read(gpu, &t.dx), &f64s(&once[3]), 0.0, 0.0);
+        }
+    }
+}
