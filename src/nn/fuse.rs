@@ -120,9 +120,15 @@ pub fn train_pairs(ops: &[Box<dyn LayerOp>], opts: BuildOptions) -> Vec<bool> {
 }
 
 /// Can `bn` run `act` inside its training passes (a BatchNorm, then an activation of its
-/// output shape)?
+/// output shape whose kind the fused kernels apply)?
 pub fn fusable(bn: &dyn LayerOp, act: &dyn LayerOp) -> bool {
-    bn.as_any().is::<BatchNormLayer>() && act.as_any().downcast_ref::<Activation>().is_some_and(|a| a.shape == bn.out_shape())
+    let Some(a) = act.as_any().downcast_ref::<Activation>() else { return false };
+    // Exhaustive: a new activation kind decides here (and, if fused, gets an ACT code in
+    // BatchNorm::act_constants and shaders/batchnorm.wgsl).
+    let kind_fuses = match a.kind {
+        Kind::Relu | Kind::LeakyRelu(_) | Kind::PRelu | Kind::PReluPerElement => true,
+    };
+    bn.as_any().is::<BatchNormLayer>() && kind_fuses && a.shape == bn.out_shape()
 }
 
 /// The BatchNorm at `i` and the activation at `i + 1` of a training pair, and the
