@@ -409,3 +409,288 @@ fn batchnorm_population_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     running_mean[c] = acc[c];
     running_var[c] = acc[2u * p.c + c] + acc[p.c + c] / f32(pop.batches);
 }
+
+// ---- training BatchNorm fused with the activation after it (the pairing: src/nn/fuse.rs) ----
+// z = gamma * xhat + beta is the BatchNorm output; it is never stored: the forward writes
+// act(z), the backward recomputes z from x and saved (the same f32 operations as
+// batchnorm_forward_train, so the same bits) and takes dz = dy * act'(z) in place of the
+// BatchNorm's dy. ACT: 1 ReLU, 2 LeakyReLU (slope LEAKY), 3 PReLU with one slope per
+// channel (act_alpha [C]), 4 PReLU with one slope per element of a sample (act_alpha
+// [C, S]). Each op is the one shaders/activation.wgsl applies.
+// batchnorm_forward_train_act    y = act(z). Overwrites y.
+// batchnorm_backward_params_act  as batchnorm_backward_params (same order: same bits) with
+//                                dz for dy; ACT 3 also dalpha[c] = sum dy * z over z <= 0
+//                                (another order than prelu_backward_alpha in the vec4 and
+//                                _rows kernels); _rows with ACT 4 (S == 1) dalpha[c] too.
+//                                Overwrites sums; dgamma, dbeta, dalpha as ACCUMULATE.
+// batchnorm_backward_params_act_cols  ACT 4 with S > 1: one workgroup per channel, each
+//                                invocation owning positions r, r + WG, ... of the channel
+//                                and looping over the batch, so it sums dalpha[c * S + r]
+//                                = sum over n of dy * z where z <= 0 on its own (the order
+//                                of prelu_backward_alpha_elementwise: same bits); the
+//                                channel's sums as above but in another order.
+// batchnorm_backward_input_act   dx as batchnorm_backward_input with dz for dy.
+// Entries statically bind act_alpha (and act_alpha4 in vec4 entries) and, in the
+// reductions, dalpha: ReLU / LeakyReLU get stand-ins (src/nn/batchnorm.rs).
+override ACT: u32 = 1u;
+override LEAKY: f32 = 0.0;
+
+@group(0) @binding(26) var<storage, read> act_alpha: array<f32>;
+@group(0) @binding(27) var<storage, read> act_alpha4: array<vec4<f32>>;
+@group(0) @binding(28) var<storage, read_write> dalpha: array<f32>;
+@group(0) @binding(29) var<storage, read_write> dalpha4: array<vec4<f32>>;
+
+// Slope of channel c's element at position r (r < S) for ACT 2-4.
+fn slope(c: u32, r: u32) -> f32 {
+    if (ACT == 2u) { return LEAKY; }
+    if (ACT == 3u) { return act_alpha[c]; }
+    if (ACT == 4u) { return act_alpha[c * p.s + r]; }
+    return 0.0;
+}
+
+// Slopes of channel c's vec4 at position r4 (r4 < S / 4), S % 4 == 0.
+fn slope4(c: u32, r4: u32) -> vec4<f32> {
+    if (ACT == 4u) { return act_alpha4[c * (p.s / 4u) + r4]; }
+    return vec4<f32>(slope(c, 0u));
+}
+
+fn act_forward(z: f32, a: f32) -> f32 {
+    if (ACT == 1u) { return max(z, 0.0); }
+    return select(a * z, z, z > 0.0);
+}
+
+fn act_forward4(z: vec4<f32>, a: vec4<f32>) -> vec4<f32> {
+    if (ACT == 1u) { return max(z, vec4<f32>(0.0)); }
+    return select(a * z, z, z > vec4<f32>(0.0));
+}
+
+// dz from the activation's output gradient g.
+fn act_backward(g: f32, z: f32, a: f32) -> f32 {
+    if (ACT == 1u) { return select(0.0, g, z > 0.0); }
+    return select(a * g, g, z > 0.0);
+}
+
+fn act_backward4(g: vec4<f32>, z: vec4<f32>, a: vec4<f32>) -> vec4<f32> {
+    if (ACT == 1u) { return select(vec4<f32>(0.0), g, z > vec4<f32>(0.0)); }
+    return select(a * g, g, z > vec4<f32>(0.0));
+}
+
+var<workgroup> red3: array<vec3<f32>, WG>;
+
+fn reduce3(v: vec3<f32>, lid: u32) -> vec3<f32> {
+    red3[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            red3[lid] += red3[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = red3[0];
+    workgroupBarrier();
+    return total;
+}
+
+// (sum dz, sum dz * xhat) of channel c -> sums, dbeta, dgamma.
+fn write_bn_sums(c: u32, t: vec2<f32>) {
+    sums[c] = t.x;
+    sums[p.c + c] = t.y;
+    dbeta[c] = select(0.0, dbeta[c], ACCUMULATE) + t.x;
+    dgamma[c] = select(0.0, dgamma[c], ACCUMULATE) + t.y;
+}
+
+// The BatchNorm sums, and t.z to dalpha[c] where the slope is the channel's (`one_slope`).
+fn write_param_sums(c: u32, t: vec3<f32>, one_slope: bool) {
+    write_bn_sums(c, t.xy);
+    if (one_slope) {
+        dalpha[c] = select(0.0, dalpha[c], ACCUMULATE) + t.z;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_forward_train_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    // i = (sample * C + c) * S + r.
+    let q = i / p.s;
+    let c = q % p.c;
+    let z = gamma[c] * ((x[i] - saved[c]) * saved[p.c + c]) + beta[c];
+    y[i] = act_forward(z, slope(c, i - q * p.s));
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_forward_train_act4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n / 4u) { return; }
+    let s4 = p.s / 4u;
+    let q = i / s4;
+    let c = q % p.c;
+    let z = gamma[c] * ((x4[i] - saved[c]) * saved[p.c + c]) + beta[c];
+    y4[i] = act_forward4(z, slope4(c, i - q * s4));
+}
+
+// The strided reductions walk channel c's values as (sample, position r) so the slope costs
+// no division; per-channel values are loaded once (the compiler cannot hoist loads past
+// other storage accesses on its own).
+@compute @workgroup_size(WG)
+fn batchnorm_backward_params_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wid.x;
+    let mean = saved[c];
+    let inv_std = saved[p.c + c];
+    let gm = gamma[c];
+    let bt = beta[c];
+    var a = vec3<f32>(0.0);
+    for (var k = lid.x; k < p.m; k += WG) {
+        let nn = k / p.s;
+        let r = k - nn * p.s;
+        let i = (nn * p.c + c) * p.s + r;
+        let xhat = (x[i] - mean) * inv_std;
+        let z = gm * xhat + bt;
+        let d = dy[i];
+        let g = act_backward(d, z, slope(c, r));
+        a += vec3<f32>(g, g * xhat, select(d * z, 0.0, z > 0.0));
+    }
+    let t = reduce3(a, lid.x);
+    if (lid.x == 0u) {
+        write_param_sums(c, t, ACT == 3u);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_params_act4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wid.x;
+    let s4 = p.s / 4u;
+    let mean = saved[c];
+    let inv_std = saved[p.c + c];
+    let gm = gamma[c];
+    let bt = beta[c];
+    var g1 = vec4<f32>(0.0);
+    var g2 = vec4<f32>(0.0);
+    var g3 = vec4<f32>(0.0);
+    for (var k = lid.x; k < p.m / 4u; k += WG) {
+        let nn = k / s4;
+        let r = k - nn * s4;
+        let i = (nn * p.c + c) * s4 + r;
+        let xhat = (x4[i] - mean) * inv_std;
+        let z = gm * xhat + bt;
+        let d = dy4[i];
+        let g = act_backward4(d, z, slope4(c, r));
+        g1 += g;
+        g2 += g * xhat;
+        g3 += select(d * z, vec4<f32>(0.0), z > vec4<f32>(0.0));
+    }
+    let t = reduce3(vec3<f32>(hsum(g1), hsum(g2), hsum(g3)), lid.x);
+    if (lid.x == 0u) {
+        write_param_sums(c, t, ACT == 3u);
+    }
+}
+
+@compute @workgroup_size(WG_ROWS)
+fn batchnorm_backward_params_act_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.c) { return; }
+    let mean = saved[c];
+    let inv_std = saved[p.c + c];
+    let gm = gamma[c];
+    let bt = beta[c];
+    let sl = slope(c, 0u);
+    var t = vec3<f32>(0.0);
+    for (var k = 0u; k < p.m; k++) {
+        let i = k * p.c + c;
+        let xhat = (x[i] - mean) * inv_std;
+        let z = gm * xhat + bt;
+        let d = dy[i];
+        let g = act_backward(d, z, sl);
+        t += vec3<f32>(g, g * xhat, select(d * z, 0.0, z > 0.0));
+    }
+    write_param_sums(c, t, ACT >= 3u);
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_params_act_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wid.x;
+    let cs = p.c * p.s;
+    let mean = saved[c];
+    let inv_std = saved[p.c + c];
+    let gm = gamma[c];
+    let bt = beta[c];
+    var a = vec2<f32>(0.0);
+    for (var r = lid.x; r < p.s; r += WG) {
+        let j = c * p.s + r;
+        let sl = act_alpha[j];
+        var acc = 0.0;
+        for (var i = j; i < p.n; i += cs) {
+            let xhat = (x[i] - mean) * inv_std;
+            let z = gm * xhat + bt;
+            let d = dy[i];
+            let g = select(sl * d, d, z > 0.0);
+            a += vec2<f32>(g, g * xhat);
+            acc += select(d * z, 0.0, z > 0.0);
+        }
+        dalpha[j] = select(0.0, dalpha[j], ACCUMULATE) + acc;
+    }
+    let t = reduce2(a, lid.x);
+    if (lid.x == 0u) {
+        write_bn_sums(c, t);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_params_act_cols4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wid.x;
+    let s4 = p.s / 4u;
+    let cs4 = p.c * s4;
+    let n4 = p.n / 4u;
+    let mean = saved[c];
+    let inv_std = saved[p.c + c];
+    let gm = gamma[c];
+    let bt = beta[c];
+    var g1 = vec4<f32>(0.0);
+    var g2 = vec4<f32>(0.0);
+    for (var r = lid.x; r < s4; r += WG) {
+        let j = c * s4 + r;
+        let sl = act_alpha4[j];
+        var acc = vec4<f32>(0.0);
+        for (var i = j; i < n4; i += cs4) {
+            let xhat = (x4[i] - mean) * inv_std;
+            let z = gm * xhat + bt;
+            let d = dy4[i];
+            let g = select(sl * d, d, z > vec4<f32>(0.0));
+            g1 += g;
+            g2 += g * xhat;
+            acc += select(d * z, vec4<f32>(0.0), z > vec4<f32>(0.0));
+        }
+        dalpha4[j] = select(vec4<f32>(0.0), dalpha4[j], ACCUMULATE) + acc;
+    }
+    let t = reduce2(vec2<f32>(hsum(g1), hsum(g2)), lid.x);
+    if (lid.x == 0u) {
+        write_bn_sums(c, t);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_input_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let q = i / p.s;
+    let c = q % p.c;
+    let inv_m = 1.0 / f32(p.m);
+    let inv_std = saved[p.c + c];
+    let xhat = (x[i] - saved[c]) * inv_std;
+    let g = act_backward(dy[i], gamma[c] * xhat + beta[c], slope(c, i - q * p.s));
+    dx[i] = gamma[c] * inv_std * (g - sums[c] * inv_m - xhat * (sums[p.c + c] * inv_m));
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_input_act4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n / 4u) { return; }
+    let s4 = p.s / 4u;
+    let q = i / s4;
+    let c = q % p.c;
+    let inv_m = 1.0 / f32(p.m);
+    let inv_std = saved[p.c + c];
+    let xhat = (x4[i] - saved[c]) * inv_std;
+    let g = act_backward4(dy4[i], gamma[c] * xhat + beta[c], slope4(c, i - q * s4));
+    dx4[i] = gamma[c] * inv_std * (g - sums[c] * inv_m - xhat * (sums[p.c + c] * inv_m));
+}

@@ -150,7 +150,7 @@ fn a_dnn_starting_with_flatten_trains_and_gives_input_gradients() {
         layers: vec![LayerSpec::Flatten, LayerSpec::Dense { units: 9, bias: true }, LayerSpec::Relu, LayerSpec::Dense { units: CLASSES, bias: true }],
     };
     let batch = 3;
-    let net = Network::build(gpu, &spec, [1, 5, 5], CLASSES, batch, BuildOptions { input_grad: true, reuse: true }).unwrap();
+    let net = Network::build(gpu, &spec, [1, 5, 5], CLASSES, batch, BuildOptions { input_grad: true, reuse: true, fuse: false }).unwrap();
     net.init(gpu, 1).unwrap();
     let (x, labels) = toy_batch(batch, 3);
     let x: Vec<f32> = x.chunks(HW * HW).flat_map(|img| img[..25].to_vec()).collect();
@@ -189,7 +189,7 @@ fn seed_presets_have_the_reports_parameter_counts() {
 #[test]
 fn explain_backward_gives_the_input_gradient_of_a_class_score() {
     // Explanations build without reuse; with it, a seed on the logits still works.
-    for opts in [BuildOptions::EXPLAIN, BuildOptions { input_grad: true, reuse: true }] {
+    for opts in [BuildOptions::EXPLAIN, BuildOptions { input_grad: true, reuse: true, fuse: false }] {
         explain_backward_matches_finite_differences(opts);
     }
 }
@@ -289,15 +289,19 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 /// Sharing activation memory changes no training bit: 3 Adam steps with dropout, with and
-/// without reuse. Evaluation (and a tail network from build_like) with reuse runs conv +
-/// BatchNorm as one conv on folded weights, which rounds differently: equal to 1e-5.
+/// without reuse. With reuse and training fusion (src/nn/fuse.rs) too: BatchNorm + ReLU
+/// (tiny-cnn) and + LeakyReLU (dnn) bit for bit; mixed's BatchNorm + per-element PReLU sums
+/// its BatchNorm gradients in another order (shaders/batchnorm.wgsl): its training losses
+/// within 1e-4 (see below for why not its parameters and evaluation).
+/// Evaluation (and a tail network from build_like) with reuse runs conv + BatchNorm as one
+/// conv on folded weights, which rounds differently: equal to 1e-5.
 #[test]
 fn reusing_activation_memory_gives_bit_identical_training() {
     let gpu = gpu!();
     let batch = 4;
     for (spec, input_grad) in [(ModelSpec::tiny_cnn(CLASSES), false), (mixed_cnn(), true), (mixed_cnn(), false), (dnn(), false)] {
-        let run = |reuse: bool| {
-            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad, reuse }).unwrap();
+        let run = |reuse: bool, fuse: bool| {
+            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad, reuse, fuse }).unwrap();
             assert_eq!(net.reuses_memory(), reuse);
             let mut opt = Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap();
             net.init(gpu, 7).unwrap();
@@ -325,7 +329,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
             for t in [net.stats(), net.probabilities(), net.logits(), net.per_sample().0, net.per_sample().1] {
                 eval.push(gpu.read(t).unwrap());
             }
-            let tail = net.build_like(gpu, 3, BuildOptions { input_grad: false, reuse }).unwrap();
+            let tail = net.build_like(gpu, 3, BuildOptions { input_grad: false, reuse, fuse }).unwrap();
             tail.set_batch(gpu, &x[..3 * HW * HW], &labels[..3]).unwrap();
             gpu.run(tail.eval_dispatches()).unwrap();
             eval.push(gpu.read(tail.probabilities()).unwrap());
@@ -336,17 +340,42 @@ fn reusing_activation_memory_gives_bit_identical_training() {
             }
             (out, eval, net.activation_memory(), net.forward_infer_dispatches().filter(|d| d.label.ends_with("batchnorm_fold")).count())
         };
-        let (plain, plain_eval, plain_mem, plain_infer) = run(false);
-        let (shared, shared_eval, shared_mem, shared_infer) = run(true);
-        eprintln!("{}: without reuse {plain_mem:?}, with {shared_mem:?}", spec.name);
-        assert_eq!(plain.len(), shared.len());
-        for (k, (a, b)) in plain.iter().zip(&shared).enumerate() {
-            assert!(a == b, "{}: result {k} differs with memory reuse", spec.name);
+        let (plain, plain_eval, plain_mem, plain_infer) = run(false, false);
+        let (shared, shared_eval, shared_mem, shared_infer) = run(true, false);
+        let (fused, fused_eval, fused_mem, _) = run(true, true);
+        eprintln!("{}: without reuse {plain_mem:?}, with {shared_mem:?}, fused {fused_mem:?}", spec.name);
+        let per_element = spec.layers.windows(2).any(|w| matches!(w, [LayerSpec::BatchNorm { .. }, LayerSpec::Prelu { per_channel: false }]));
+        for (what, other, other_eval) in [("memory reuse", &shared, &shared_eval), ("memory reuse and training fusion", &fused, &fused_eval)] {
+            assert_eq!(plain.len(), other.len());
+            for (k, (a, b)) in plain.iter().zip(other).enumerate() {
+                if per_element && !input_grad && what.contains("fusion") {
+                    // The three steps' losses only: the conv biases before its BatchNorms
+                    // have a gradient of rounding noise (the BatchNorm subtracts the batch
+                    // mean), which Adam turns into steps of up to lr, so summing in another
+                    // order moves them (and the running means after them) apart without
+                    // changing the function; fused_batchnorm_activation_trains_like_the_unfused_pair
+                    // compares everything on a net without such biases.
+                    if k < 3 {
+                        let f = |v: &[u32]| v.iter().map(|&b| f32::from_bits(b)).collect::<Vec<f32>>();
+                        let want: Vec<f64> = f(a).iter().map(|&v| v as f64).collect();
+                        mien::reference::assert_close(&format!("{}: loss of step {} with {what}", spec.name, k + 1), &f(b), &want, 1e-4, 1e-4);
+                    }
+                } else {
+                    assert!(a == b, "{}: result {k} differs with {what}", spec.name);
+                }
+            }
+            for (k, (a, b)) in plain_eval.iter().zip(other_eval).enumerate() {
+                if per_element && !input_grad && what.contains("fusion") {
+                    break; // the running means lag those biases (below)
+                }
+                let want: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+                mien::reference::assert_close(&format!("{}: evaluation result {k} (folded BN, {what})", spec.name), b, &want, 1e-5, 1e-5);
+            }
         }
-        for (k, (a, b)) in plain_eval.iter().zip(&shared_eval).enumerate() {
-            let want: Vec<f64> = a.iter().map(|&v| v as f64).collect();
-            mien::reference::assert_close(&format!("{}: evaluation result {k} (folded BN)", spec.name), b, &want, 1e-5, 1e-5);
-        }
+        // Fusion drops the BatchNorm outputs' gradients and keeps the outputs only for their
+        // forward steps (not with input gradients: then nothing fuses).
+        assert!(fused_mem.unshared_bytes <= shared_mem.unshared_bytes && fused_mem.allocated_bytes <= shared_mem.allocated_bytes, "{}: {fused_mem:?}", spec.name);
+        assert_eq!(fused_mem == shared_mem, input_grad, "{}: fused {fused_mem:?}", spec.name);
         let has_conv_bn = spec.layers.windows(2).any(|w| matches!(w, [LayerSpec::Conv2d { .. }, LayerSpec::BatchNorm { .. }]));
         assert_eq!((plain_infer, shared_infer > 0), (0, has_conv_bn), "{}: folded conv + BN pairs without / with reuse", spec.name);
         assert_eq!(plain_mem.allocated_bytes, plain_mem.unshared_bytes);
@@ -361,9 +390,9 @@ fn reusing_activation_memory_gives_bit_identical_training() {
 fn reuse_cuts_seed_cnn_activation_memory() {
     let gpu = gpu!();
     let spec = ModelSpec::preset("seed-cnn", CLASSES).unwrap();
-    let build = |reuse| Network::build(gpu, &spec, [1, 48, 48], CLASSES, 2, BuildOptions { input_grad: false, reuse }).unwrap();
-    let (plain, shared) = (build(false).activation_memory(), build(true).activation_memory());
-    eprintln!("seed-cnn batch 2: without reuse {plain:?}, with {shared:?}");
+    let build = |reuse, fuse| Network::build(gpu, &spec, [1, 48, 48], CLASSES, 2, BuildOptions { input_grad: false, reuse, fuse }).unwrap();
+    let (plain, shared, fused) = (build(false, false).activation_memory(), build(true, false).activation_memory(), build(true, true).activation_memory());
+    eprintln!("seed-cnn batch 2: without reuse {plain:?}, with {shared:?}, with training fusion {fused:?}");
     // Floor: after the second 64-channel PReLU's backward, the five 64x48x48 tensors the
     // first block's backward still reads plus two gradients are alive: 7 of the 12 that
     // block allocates without reuse, before counting the deeper blocks.
@@ -372,6 +401,10 @@ fn reuse_cuts_seed_cnn_activation_memory() {
     assert!(shared.live_peak_bytes >= 7 * per && shared.allocated_bytes >= shared.live_peak_bytes, "{shared:?}");
     // The greedy packing stays near the liveness floor.
     assert!((shared.allocated_bytes as f64) < 1.4 * shared.live_peak_bytes as f64, "{shared:?}");
+    // Training fusion (BatchNorm + PReLU): the BatchNorm outputs are no longer kept for the
+    // backward, nor their gradients allocated: per 64-channel block two tensors fewer.
+    assert!(fused.live_peak_bytes + 2 * per <= shared.live_peak_bytes, "{fused:?} vs {shared:?}");
+    assert!(fused.allocated_bytes < shared.allocated_bytes && (fused.allocated_bytes as f64) < 1.4 * fused.live_peak_bytes as f64, "{fused:?}");
 }
 
 /// Peak bytes at batch 128 (what the memory benchmark reports, without parameters and
@@ -382,11 +415,11 @@ fn report_activation_memory_at_batch_128() {
     let gpu = gpu!();
     for model in ["small", "seed-cnn", "seed-dnn"] {
         let spec = ModelSpec::preset(model, CLASSES).unwrap();
-        for reuse in [false, true] {
-            let m = Network::build(gpu, &spec, [1, 48, 48], CLASSES, 128, BuildOptions { input_grad: false, reuse }).unwrap().activation_memory();
+        for (reuse, fuse) in [(false, false), (true, false), (true, true)] {
+            let m = Network::build(gpu, &spec, [1, 48, 48], CLASSES, 128, BuildOptions { input_grad: false, reuse, fuse }).unwrap().activation_memory();
             let mib = |b: u64| b as f64 / (1 << 20) as f64;
             eprintln!(
-                "{model} b128 reuse={reuse}: {} tensors, {:.1} MiB unshared, {:.1} MiB allocated in {} arenas, liveness floor {:.1} MiB",
+                "{model} b128 reuse={reuse} fuse={fuse}: {} tensors, {:.1} MiB unshared, {:.1} MiB allocated in {} arenas, liveness floor {:.1} MiB",
                 m.tensors,
                 mib(m.unshared_bytes),
                 mib(m.allocated_bytes),
@@ -411,4 +444,98 @@ fn try_activation_refuses_shared_tensors() {
     assert!(shared.try_activation(last).is_ok());
     assert!((0..=last).all(|i| plain.try_activation(i).is_ok()));
     assert!(plain.try_activation(last + 1).is_err());
+}
+
+/// Training fusion (src/nn/fuse.rs) against the unfused passes, 3 Adam steps with dropout
+/// at batch 3, on a net with every pair kind: BatchNorm + per-channel PReLU on a vec4
+/// BatchNorm (12x12), + LeakyReLU, + per-channel PReLU on a scalar one (5x5), + per-element
+/// PReLU (5x5), + ReLU, and after a dense layer (S = 1) + per-element and + per-channel
+/// PReLU. No activation kernel runs in the fused training pass. Per-channel PReLU's slope
+/// gradient is summed in another order by the vec4 and per-row BatchNorm reductions, and
+/// per-element PReLU's BatchNorm sums by the per-slope-column reduction (see
+/// shaders/batchnorm.wgsl), so the two runs drift apart by rounding: losses, parameters,
+/// gradients and running statistics agree within 1e-4 absolute + 1e-4 relative (seen on
+/// lavapipe: 3e-4 of 1e-3 + |value|, the parameters Adam moved least).
+/// The convs and dense layers before a BatchNorm have no bias: its gradient would be
+/// rounding noise (the BatchNorm subtracts the batch mean) that Adam's normalised steps turn
+/// into moves of up to lr, different for any two summation orders.
+/// The same net with those pairs replaced (per-channel PReLU on the scalar BatchNorm,
+/// per-element PReLU after the dense layer stay) is bit for bit, as are tiny-cnn and dnn in
+/// `reusing_activation_memory_gives_bit_identical_training`.
+#[test]
+fn fused_batchnorm_activation_trains_like_the_unfused_pair() {
+    use mien::nn::spec::{PaddingName, PaddingSpec, Pair};
+    let gpu = gpu!();
+    let conv = |filters, k, same| LayerSpec::Conv2d {
+        filters,
+        kernel: Pair::Square(k),
+        stride: Pair::Square(1),
+        padding: PaddingSpec::Named(if same { PaddingName::Same } else { PaddingName::Valid }),
+        bias: false,
+    };
+    let bn = || LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 };
+    let per_channel = LayerSpec::Prelu { per_channel: true };
+    let per_element = LayerSpec::Prelu { per_channel: false };
+    let spec = |reordered: bool| ModelSpec {
+        name: "fusable".into(),
+        layers: [
+            vec![conv(4, 3, true), bn(), if reordered { LayerSpec::Relu } else { per_channel.clone() }],
+            vec![conv(6, 3, true), bn(), LayerSpec::LeakyRelu { alpha: 0.2 }],
+            vec![LayerSpec::MaxPool { size: Pair::Square(2), stride: None, padding: PaddingSpec::Named(PaddingName::Valid) }],
+            vec![conv(5, 2, false), bn(), per_channel.clone()],
+            vec![conv(3, 3, true), bn(), if reordered { LayerSpec::Relu } else { per_element.clone() }],
+            vec![conv(3, 3, true), bn(), LayerSpec::Relu],
+            vec![LayerSpec::Flatten, LayerSpec::Dense { units: 10, bias: false }, bn(), per_element.clone()],
+            vec![LayerSpec::Dense { units: 9, bias: false }, bn()],
+            vec![if reordered { LayerSpec::LeakyRelu { alpha: 0.1 } } else { per_channel.clone() }],
+            vec![LayerSpec::Dropout { rate: 0.3 }, LayerSpec::Dense { units: CLASSES, bias: true }],
+        ]
+        .concat(),
+    };
+    let batch = 3;
+    for exact in [false, true] {
+        let spec = spec(exact);
+        let run = |fuse: bool| {
+            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad: false, reuse: true, fuse }).unwrap();
+            let labels: Vec<&str> = net.train_dispatches().map(|d| d.label.as_str()).collect();
+            let acts = labels.iter().filter(|l| l.contains("relu_")).count();
+            let fused = labels.iter().filter(|l| l.contains("_act")).count();
+            assert_eq!((acts == 0, fused), (fuse, if fuse { 7 * 3 } else { 0 }), "fuse={fuse}: {labels:?}");
+            let mut opt = Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap();
+            net.init(gpu, 11).unwrap();
+            let mut out: Vec<Vec<f32>> = vec![];
+            for step in 1..=3u64 {
+                let (x, labels) = toy_batch(batch, 40 + step);
+                net.set_batch(gpu, &x, &labels).unwrap();
+                net.set_dropout_seed(gpu, step as u32);
+                let update = opt.step(gpu, 0.01);
+                gpu.run(net.train_dispatches().chain(std::iter::once(update))).unwrap();
+                out.push(gpu.read(net.stats()).unwrap());
+            }
+            out.push(gpu.read(&net.grads).unwrap());
+            out.push(gpu.read(&net.arena).unwrap());
+            for (_, t) in &net.buffers {
+                out.push(gpu.read(t).unwrap());
+            }
+            (out, labels.len(), net.activation_memory())
+        };
+        let (plain, plain_n, plain_mem) = run(false);
+        let (fused, fused_n, fused_mem) = run(true);
+        eprintln!("exact={exact}: {plain_n} -> {fused_n} training dispatches, {plain_mem:?} -> {fused_mem:?}");
+        // Per pair the activation's forward and backward dispatches go (two backward for PReLU).
+        let prelus = spec.layers.iter().filter(|l| matches!(l, LayerSpec::Prelu { .. })).count();
+        assert_eq!(fused_n + 7 + 7 + prelus, plain_n);
+        assert!(fused_mem.live_peak_bytes < plain_mem.live_peak_bytes);
+        let mut worst = 0f64;
+        for (k, (a, b)) in plain.iter().zip(&fused).enumerate() {
+            if exact {
+                assert!(bits(a) == bits(b), "result {k} differs with training fusion");
+            } else {
+                let want: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+                mien::reference::assert_close(&format!("result {k} fused vs unfused"), b, &want, 1e-4, 1e-4);
+                worst = a.iter().zip(b).fold(worst, |w, (&p, &q)| w.max((p - q).abs() as f64 / (1e-3 + p.abs() as f64)));
+            }
+        }
+        eprintln!("exact={exact}: worst |fused - unfused| / (1e-3 + |unfused|) = {worst:.2e}");
+    }
 }

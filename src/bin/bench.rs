@@ -14,6 +14,7 @@ use mien::gpu::timing::{gpu_time, load_average, process_cpu_seconds, time_dispat
 use mien::gpu::{Dispatch, Gpu};
 use mien::nn::conv2d::{Conv2d, ConvKernels, ConvPass, ConvVariant};
 use mien::nn::dense::{Dense, DenseKernels, DenseVariant};
+use mien::nn::fuse;
 use mien::nn::layer::{Io, Mode};
 use mien::nn::network::{BuildOptions, Layer, Network};
 use mien::nn::optim::{Optimizer, OptimizerConfig};
@@ -160,7 +161,7 @@ impl Ctx<'_> {
         let gpu = self.gpu;
         let spec = ModelSpec::preset(model, 7).ok_or_else(|| mien::Error::new(format!("unknown model {model}")))?;
         // Every tensor in its own buffer, so one layer's passes can be replayed alone.
-        let net = Network::build(gpu, &spec, [1, 48, 48], 7, n, BuildOptions { input_grad: false, reuse: false })?;
+        let net = Network::build(gpu, &spec, [1, 48, 48], 7, n, BuildOptions { input_grad: false, reuse: false, fuse: false })?;
         net.init(gpu, 1)?;
         self.fill(&net)?;
         // One whole step first: argmax indices, saved statistics and gradients are valid.
@@ -179,6 +180,13 @@ impl Ctx<'_> {
             let (fb, bb) = if flops > 0.0 { (0.0, 0.0) } else { (x + y, y + x + if layer.op.backward_reads_input() { x } else { 0.0 }) };
             self.kernel(format!("{tag} forward"), &layer.op.forward(gpu, &io, Mode::Train)?, flops, fb)?;
             self.kernel(format!("{tag} backward"), &layer.op.backward(gpu, &io)?, if io.dx.is_some() { 2.0 * flops } else { flops }, bb)?;
+            // A BatchNorm and the activation after it as training fusion runs them (one
+            // forward pass over x and y, one backward over dy, x and dx: fuse.rs).
+            if let Some(next) = net.layers.get(i + 1).filter(|next| fuse::fusable(layer.op.as_ref(), next.op.as_ref())) {
+                let tag = format!("{}+{}", layer.name, layer_tag(next, n));
+                self.kernel(format!("{tag} fused forward"), &fuse::train_forward(&net, gpu, i)?, 0.0, fb)?;
+                self.kernel(format!("{tag} fused backward"), &fuse::train_backward(&net, gpu, i, i > 0)?, 0.0, bb)?;
+            }
             if let Some(conv) = layer.op.as_any().downcast_ref::<Conv2d>() {
                 self.conv_variants(conv, &io, flops)?;
             }
@@ -380,6 +388,7 @@ fn main() -> Result<()> {
     println!("{}", gpu.describe());
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("cpu threads: {threads}; load average at start: {:?}", load_average());
+    println!("training fusion (BatchNorm + activation, src/nn/fuse.rs): {}", if fuse::enabled_by_env() { "on" } else { "off (MIEN_FUSE=0)" });
     let reps = args.reps.unwrap_or(if args.quick { 3 } else { 5 });
     let target_s = if args.quick { 0.15 } else { 0.4 };
     let mut ctx = Ctx { gpu: &gpu, args: &args, reps, target_s, rows: Vec::new(), rng: Rng::new(0x5EED) };

@@ -9,10 +9,11 @@
 //! `Population` computes a layer's population statistics (precise BatchNorm): the exact
 //! mean and variance of its input over K equal batches, replacing the running statistics.
 
+use super::activation::Kind;
 use super::layer::{Init, Io, LayerOp, Mode, ParamDecl};
 use super::{accumulate_constant, nc_s, u32_of};
 use crate::gpu::{shaders::BATCHNORM, Dispatch, Gpu, Tensor};
-use crate::{ensure, Result};
+use crate::{bail, ensure, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchNormConfig {
@@ -55,6 +56,19 @@ pub struct BatchNorm {
     /// [2, C]: (sum dy, sum dy * xhat) of the batch the last backward saw. dx needs the
     /// batch's own sums even when dgamma / dbeta accumulate over chunks.
     sums: Tensor,
+    /// [C]: where the fused backward reductions write a slope gradient the activation does
+    /// not have (ReLU, LeakyReLU, per-element PReLU; the kernels bind one regardless).
+    slope_sink: Tensor,
+}
+
+/// The activation a training BatchNorm applies inside its own passes (`forward_train_act`,
+/// `backward_act`; src/nn/fuse.rs decides where): its kind, PReLU's slopes (`[C]`, or
+/// `[C, ...spatial]` per element) and, for the backward, their gradient.
+#[derive(Debug, Clone, Copy)]
+pub struct FusedAct<'a> {
+    pub kind: Kind,
+    pub alpha: Option<&'a Tensor>,
+    pub dalpha: Option<&'a Tensor>,
 }
 
 impl BatchNorm {
@@ -77,7 +91,8 @@ impl BatchNorm {
         };
         let params = gpu.uniform(&format!("{name} params"), &p);
         let sums = gpu.tensor(&format!("{name} batch sums"), &[2, c])?;
-        Ok(BatchNorm { name: name.to_string(), cfg, shape: input_shape.to_vec(), c, s, params, sums })
+        let slope_sink = gpu.tensor(&format!("{name} fused slope gradient sink"), &[c])?;
+        Ok(BatchNorm { name: name.to_string(), cfg, shape: input_shape.to_vec(), c, s, params, sums, slope_sink })
     }
 
     pub fn channels(&self) -> usize {
@@ -132,6 +147,7 @@ impl BatchNorm {
         if self.s == 1 {
             let rows = match entry {
                 "batchnorm_stats" => "batchnorm_stats_rows",
+                "batchnorm_backward_params_act" => "batchnorm_backward_params_act_rows",
                 _ => "batchnorm_backward_params_rows",
             };
             return Ok((rows, [u32_of(&self.name, "channel groups", self.c.div_ceil(WG_ROWS))?, 1, 1]));
@@ -304,6 +320,130 @@ impl BatchNorm {
             &[(8, dx), (9, dy), (1, x), (3, gamma), (15, saved), (12, &self.sums)],
             groups,
         )?;
+        Ok(vec![params, input])
+    }
+}
+
+/// Training BatchNorm fused with the activation after it (shaders/batchnorm.wgsl, "fused"
+/// section): the pre-activation z = gamma * xhat + beta is never stored.
+impl BatchNorm {
+    /// The ACT / LEAKY overrides for `act`, after checking its slope tensors (`backward`:
+    /// also the slope gradient).
+    fn act_constants(&self, act: &FusedAct, backward: bool) -> Result<Vec<(&'static str, f64)>> {
+        let slopes = match act.kind {
+            Kind::PRelu => Some(vec![self.c]),
+            Kind::PReluPerElement => Some(self.shape[1..].to_vec()),
+            _ => None,
+        };
+        if let Some(shape) = &slopes {
+            let Some(alpha) = act.alpha else { bail!("layer {}: fused PReLU needs its slopes {shape:?}", self.name) };
+            alpha.expect_len(&self.name, "fused PReLU slopes", shape.iter().product())?;
+            if backward {
+                let Some(dalpha) = act.dalpha else { bail!("layer {}: fused PReLU backward needs the slope gradient {shape:?}", self.name) };
+                dalpha.expect_len(&self.name, "fused PReLU slope gradient", shape.iter().product())?;
+            }
+        }
+        let (code, leaky) = match act.kind {
+            Kind::Relu => (1.0, 0.0),
+            Kind::LeakyRelu(a) => (2.0, a as f64),
+            Kind::PRelu => (3.0, 0.0),
+            Kind::PReluPerElement => (4.0, 0.0),
+        };
+        Ok(vec![("ACT", code), ("LEAKY", leaky)])
+    }
+
+    /// The slope bindings of a fused entry: `act_alpha` (26; gamma stands in without slopes)
+    /// and, in vec4 entries, `act_alpha4` (27; per-element slopes, else x stands in: [C]
+    /// may be under 16 bytes).
+    fn slope_bindings<'a>(&self, act: &FusedAct<'a>, gamma: &'a Tensor, x: &'a Tensor) -> Vec<(u32, &'a Tensor)> {
+        let alpha = act.alpha.unwrap_or(gamma);
+        let mut b = vec![(26, alpha)];
+        if self.vec4() {
+            b.push((27, if act.kind == Kind::PReluPerElement { alpha } else { x }));
+        }
+        b
+    }
+
+    /// Training forward fused with `act`: the statistics as `forward_train` (saved and the
+    /// running statistics), then y = act(gamma * xhat + beta) in one elementwise pass.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_train_act(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        saved: &Tensor,
+        act: &FusedAct,
+        y: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        let constants = self.act_constants(act, false)?;
+        let mut steps = self.forward_train(gpu, x, gamma, beta, running_mean, running_var, saved, y)?;
+        steps.pop();
+        let mut b = vec![(1, x), (2, y), (3, gamma), (4, beta), (15, saved)];
+        b.extend(self.slope_bindings(act, gamma, x));
+        let groups = self.elementwise_groups(gpu, "batchnorm_forward_train_act")?;
+        steps.push(self.dispatch(gpu, "batchnorm_forward_train_act", &constants, &b, groups)?);
+        Ok(steps)
+    }
+
+    /// Training backward fused with `act`, from the activation's output gradient `dy`: the
+    /// parameter reductions of `backward` over dz = dy * act'(z) (z recomputed from x and
+    /// saved) with PReLU's slope gradient (per-element slopes: each invocation of the
+    /// channel's workgroup owns some slopes and loops over the batch), then dx. dgamma, dbeta
+    /// and the slope gradient are overwritten, or added to with `accumulate`; dx is
+    /// overwritten.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_act(
+        &self,
+        gpu: &Gpu,
+        dx: &Tensor,
+        dgamma: &Tensor,
+        dbeta: &Tensor,
+        dy: &Tensor,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        saved: &Tensor,
+        act: &FusedAct,
+        accumulate: bool,
+    ) -> Result<Vec<Dispatch>> {
+        dx.expect_len(&self.name, "input gradient", self.len())?;
+        self.per_channel("gamma gradient", dgamma)?;
+        self.per_channel("beta gradient", dbeta)?;
+        dy.expect_len(&self.name, "output gradient", self.len())?;
+        x.expect_len(&self.name, "saved input", self.len())?;
+        self.per_channel("gamma", gamma)?;
+        self.per_channel("beta", beta)?;
+        saved.expect_shape(&self.name, "saved statistics", &[2, self.c])?;
+        let mut constants = self.act_constants(act, true)?;
+        constants.push(accumulate_constant(accumulate));
+        let common = [(10, dgamma), (11, dbeta), (9, dy), (1, x), (3, gamma), (4, beta), (15, saved), (12, &self.sums)];
+        let slopes = self.slope_bindings(act, gamma, x);
+
+        let params = if act.kind == Kind::PReluPerElement && self.s > 1 {
+            // Per-element slopes: each invocation sums its own slopes over the batch.
+            let (alpha, dalpha) = (act.alpha.expect("checked"), act.dalpha.expect("checked"));
+            let mut b = common.to_vec();
+            b.extend(if self.vec4() { [(27, alpha), (29, dalpha)] } else { [(26, alpha), (28, dalpha)] });
+            self.dispatch(gpu, "batchnorm_backward_params_act_cols", &constants, &b, self.channel_groups()?)?
+        } else {
+            let (entry, groups) = self.reduction("batchnorm_backward_params_act")?;
+            // The slope gradient is the reduction's for one slope per channel (or S == 1).
+            let one_slope = act.kind == Kind::PRelu || (act.kind == Kind::PReluPerElement && self.s == 1);
+            let dalpha = if one_slope { act.dalpha.expect("checked") } else { &self.slope_sink };
+            let mut b = common.to_vec();
+            b.push((28, dalpha));
+            b.extend(&slopes);
+            self.dispatch(gpu, entry, &constants, &b, groups)?
+        };
+        let mut b = vec![(8, dx)];
+        b.extend(&common[2..]);
+        b.extend(&slopes);
+        let groups = self.elementwise_groups(gpu, "batchnorm_backward_input_act")?;
+        let input = self.dispatch(gpu, "batchnorm_backward_input_act", &constants[..2], &b, groups)?;
         Ok(vec![params, input])
     }
 }

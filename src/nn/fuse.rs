@@ -1,15 +1,31 @@
+//! Fusion, in one place: which layers run as one, for inference and for training.
+//!
 //! Inference fusion: a conv followed by BatchNorm runs as one conv on folded weights
 //! (wf = w * gamma / sqrt(var + eps), bf = (b - mean) * scale + beta, made by a small
 //! batchnorm_fold dispatch ahead of it), writing the BatchNorm's output directly; where an
 //! activation (ReLU, LeakyReLU, PReLU) follows and the conv's kernel has an activation
 //! epilogue, that too. Only in networks that reuse memory: the skipped layers' outputs are
 //! never written, and explanation networks read every activation.
+//!
+//! Training fusion (`train_pairs`): a BatchNorm followed by ReLU, LeakyReLU or PReLU (per
+//! channel or per element) runs as the BatchNorm's passes with the activation inside
+//! (`BatchNorm::forward_train_act` / `backward_act`, shaders/batchnorm.wgsl): the forward
+//! writes act(gamma * xhat + beta) straight into the activation's output, the backward
+//! takes the activation's output gradient and recomputes the pre-activation, so the
+//! BatchNorm's output and its gradient are neither written nor allocated for training
+//! (src/nn/memory.rs). Where: networks that reuse memory and take no input gradients
+//! (training, evaluation), with `BuildOptions::fuse` (default on; `MIEN_FUSE=0` turns it
+//! off for before / after comparisons). Results equal the unfused pair's bit for bit, except
+//! where the fused reduction sums in another order (shaders/batchnorm.wgsl): per-channel
+//! PReLU's slope gradient in the vec4 and per-row reductions, and with per-element PReLU
+//! (S > 1) the BatchNorm sums and so dx, dgamma and dbeta: equal to rounding (tests state
+//! the tolerance).
 
 use super::activation::{Activation, Kind};
-use super::batchnorm::BatchNormLayer;
+use super::batchnorm::{BatchNormLayer, FusedAct};
 use super::conv2d::{subgroup::Epilogue, Conv2d, Conv2dConfig};
-use super::layer::Mode;
-use super::network::Network;
+use super::layer::{LayerOp, Mode};
+use super::network::{BuildOptions, Network};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::Result;
 
@@ -84,4 +100,58 @@ fn fold_conv_bn(net: &Network, gpu: &Gpu, i: usize, out: &mut Vec<Dispatch>) -> 
     }
     out.extend(fused.forward_dispatches(gpu, x, &wf, Some(&bf), bn_out)?);
     Ok(Some((Fused { conv: fused, weight: wf, bias: bf }, 1)))
+}
+
+/// Training fusion's default: on unless the environment sets `MIEN_FUSE=0`.
+pub fn enabled_by_env() -> bool {
+    std::env::var("MIEN_FUSE").map_or(true, |v| v.trim() != "0")
+}
+
+/// Per layer: does layer i (a BatchNorm) run the activation at i + 1 inside its training
+/// passes? The one place training pairs are chosen (module docs); the memory plan and the
+/// network's passes follow it.
+pub fn train_pairs(ops: &[Box<dyn LayerOp>], opts: BuildOptions) -> Vec<bool> {
+    let on = opts.fuse && opts.reuse && !opts.input_grad;
+    let mut pairs = vec![false; ops.len()];
+    for i in 0..ops.len().saturating_sub(1) {
+        pairs[i] = on && fusable(ops[i].as_ref(), ops[i + 1].as_ref()) && (i == 0 || !pairs[i - 1]);
+    }
+    pairs
+}
+
+/// Can `bn` run `act` inside its training passes (a BatchNorm, then an activation of its
+/// output shape whose kind the fused kernels apply)?
+pub fn fusable(bn: &dyn LayerOp, act: &dyn LayerOp) -> bool {
+    let Some(a) = act.as_any().downcast_ref::<Activation>() else { return false };
+    // Exhaustive: a new activation kind decides here (and, if fused, gets an ACT code in
+    // BatchNorm::act_constants and shaders/batchnorm.wgsl).
+    let kind_fuses = match a.kind {
+        Kind::Relu | Kind::LeakyRelu(_) | Kind::PRelu | Kind::PReluPerElement => true,
+    };
+    bn.as_any().is::<BatchNormLayer>() && kind_fuses && a.shape == bn.out_shape()
+}
+
+/// The BatchNorm at `i` and the activation at `i + 1` of a training pair, and the
+/// activation as the BatchNorm's kernels take it.
+fn pair(net: &Network, i: usize) -> (&BatchNormLayer, FusedAct<'_>) {
+    let bn = net.layers[i].op.as_any().downcast_ref::<BatchNormLayer>().expect("a training pair starts with a BatchNorm");
+    let act = net.layers[i + 1].op.as_any().downcast_ref::<Activation>().expect("a training pair ends with an activation");
+    let slopes = net.layers[i + 1].params.first().map(|_| net.layer_param(i + 1, 0));
+    (bn, FusedAct { kind: act.kind, alpha: slopes.map(|p| &p.value), dalpha: slopes.map(|p| &p.grad) })
+}
+
+/// Training forward of the pair at `i`: the BatchNorm's input to the activation's output.
+pub fn train_forward(net: &Network, gpu: &Gpu, i: usize) -> Result<Vec<Dispatch>> {
+    let (bn, act) = pair(net, i);
+    let (io, out) = (net.io(i, false), net.io(i + 1, false));
+    bn.op.forward_train_act(gpu, io.x, io.value(0), io.value(1), &bn.running_mean, &bn.running_var, &bn.saved, &act, out.y)
+}
+
+/// Training backward of the pair at `i`: from the activation's output gradient to the
+/// BatchNorm's input gradient (or its sink), gamma, beta and slope gradients.
+pub fn train_backward(net: &Network, gpu: &Gpu, i: usize, need_dx: bool) -> Result<Vec<Dispatch>> {
+    let (bn, act) = pair(net, i);
+    let (io, out) = (net.io(i, need_dx), net.io(i + 1, false));
+    let dx = io.dx.expect("a BatchNorm dx or sink");
+    bn.op.backward_act(gpu, dx, io.grad(0), io.grad(1), out.dy(), io.x, io.value(0), io.value(1), &bn.saved, &act, false)
 }

@@ -16,6 +16,13 @@
 //!                                          its mask, pad and avg pool read nothing else)
 //! ```
 //!
+//! A training pair (BatchNorm i running activation i + 1 in its passes, src/nn/fuse.rs):
+//! step i also writes acts[i+2]; step 2L - i reads dacts[i+2] and acts[i] and writes
+//! dacts[i]; step 2L - i - 1 touches nothing; dacts[i+1] does not exist. acts[i+1] (the
+//! BatchNorm output) keeps steps i and i + 1 only, for the inference pass where no conv
+//! folds the BatchNorm away: in training nothing writes it, and it no longer lives until
+//! the backward.
+//!
 //! A slot lives from the first to the last step that touches it, both inclusive, so a
 //! kernel's inputs and outputs always overlap in time and never share memory. More: wgpu
 //! tracks read-only vs read-write storage use per buffer, not per range, so a step's inputs
@@ -31,13 +38,15 @@
 //! the logits and their gradient are pinned (own buffers): the host and explanations write
 //! and read them outside the recorded passes.
 //!
-//! seed-cnn at batch 128 on 48x48x1 (a 64x48x48 activation is 72 MiB): 70 slots take
-//! 1568 MiB in their own buffers, 667 MiB in 7 arenas with reuse. The liveness floor is
-//! 658 MiB, reached when the third block's backward starts: every activation a backward
-//! still reads (per block the two conv outputs, the two BN outputs, the first PReLU output,
-//! the pool argmax and the dropout output the next conv reads; 5 x 72 + 2 x 18 MiB for the
-//! first block) plus two gradients. Going lower needs kernels that read less (e.g. BN
-//! backward from its output) or recomputation.
+//! seed-cnn at batch 128 on 48x48x1 (a 64x48x48 activation is 72 MiB), without training
+//! fusion: 70 slots take 1568 MiB in their own buffers, 667 MiB in 7 arenas with reuse. The
+//! liveness floor is 658 MiB, reached when the third block's backward starts: every
+//! activation a backward still reads (per block the two conv outputs, the two BN outputs,
+//! the first PReLU output, the pool argmax and the dropout output the next conv reads;
+//! 5 x 72 + 2 x 18 MiB for the first block) plus two gradients. With training fusion (the
+//! default) the BN outputs are not kept and their gradients not planned: 62 slots, 469 MiB
+//! in 5 arenas, liveness floor 433 MiB. Going lower needs kernels that read less or
+//! recomputation.
 //!
 //! The inference pass (forward_infer, then loss / probabilities) touches a subset of what
 //! the training pass touches in the same order, so the same plan serves it. Consequence of
@@ -109,11 +118,16 @@ pub struct LayerSlots<'a> {
     pub extra: Vec<(&'static str, Vec<usize>)>,
     pub backward_reads_input: bool,
     pub backward_always_writes_dx: bool,
+    /// A BatchNorm running the next layer's activation in its training passes
+    /// (src/nn/fuse.rs): its forward writes the activation's output, its backward reads the
+    /// activation's output gradient, and its own output gradient does not exist.
+    pub fuse_next: bool,
 }
 
 impl<'a> LayerSlots<'a> {
-    pub fn of(name: &'a str, op: &dyn LayerOp) -> LayerSlots<'a> {
+    pub fn of(name: &'a str, op: &dyn LayerOp, fuse_next: bool) -> LayerSlots<'a> {
         LayerSlots {
+            fuse_next,
             name,
             out_shape: op.out_shape(),
             view: op.is_view(),
@@ -141,14 +155,16 @@ pub fn plan(layers: &[LayerSlots], input_shape: &[usize], input_grad: bool) -> M
             dact.push(*dact.last().unwrap());
         } else {
             act.push(add(&mut slots, format!("{}.out", layer.name), &layer.out_shape));
-            dact.push(Some(add(&mut slots, format!("{}.out.grad", layer.name), &layer.out_shape)));
+            // A training pair's middle tensor (the BatchNorm output) has no gradient:
+            // nothing writes or reads one.
+            dact.push((!layer.fuse_next).then(|| add(&mut slots, format!("{}.out.grad", layer.name), &layer.out_shape)));
         }
         shapes.push(layer.out_shape.clone());
     }
     // A Flatten right after the input (a DNN) has no gradient buffer of its own: give its
     // output one when later layers need it.
     for i in 1..=l {
-        if dact[i].is_none() {
+        if dact[i].is_none() && !layers[i - 1].fuse_next {
             dact[i] = Some(add(&mut slots, format!("{}.out.grad", layers[i - 1].name), &shapes[i]));
         }
     }
@@ -168,8 +184,18 @@ pub fn plan(layers: &[LayerSlots], input_shape: &[usize], input_grad: bool) -> M
         fwd.0.push(act[i]);
         fwd.1.push(act[i + 1]);
         fwd.1.extend(&extra[i]);
+        // A training pair (src/nn/fuse.rs): the BatchNorm's forward also writes the
+        // activation's output, its backward does the activation's; the BatchNorm output
+        // keeps its forward steps (inference writes it where no conv folds it away).
+        if layer.fuse_next {
+            fwd.1.push(act[i + 2]);
+        }
+        if i > 0 && layers[i - 1].fuse_next {
+            continue;
+        }
+        let out_grad = if layer.fuse_next { dact[i + 2] } else { dact[i + 1] };
         let bwd = &mut steps[2 * l - i];
-        bwd.0.extend([dact[i + 1], layer.backward_reads_input.then_some(act[i])].into_iter().flatten());
+        bwd.0.extend([out_grad, layer.backward_reads_input.then_some(act[i])].into_iter().flatten());
         bwd.0.extend(&extra[i]);
         bwd.1.extend([dact[i], sink[i]].into_iter().flatten());
     }

@@ -75,18 +75,21 @@ pub struct BuildOptions {
     /// prediction); off for explanations, which read intermediate activations and gradients
     /// afterwards.
     pub reuse: bool,
+    /// Fuse BatchNorm + activation in training (src/nn/fuse.rs; applies with `reuse` and
+    /// without `input_grad`). Default on, off with the environment's `MIEN_FUSE=0`.
+    pub fuse: bool,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { input_grad: false, reuse: true }
+        BuildOptions { input_grad: false, reuse: true, fuse: fuse::enabled_by_env() }
     }
 }
 
 impl BuildOptions {
     /// What explanations build: input gradients, and every activation and gradient in its
     /// own buffer (readable after any pass).
-    pub const EXPLAIN: BuildOptions = BuildOptions { input_grad: true, reuse: false };
+    pub const EXPLAIN: BuildOptions = BuildOptions { input_grad: true, reuse: false, fuse: false };
 }
 
 pub struct Network {
@@ -119,6 +122,9 @@ pub struct Network {
     /// Inference: the fused conv + BatchNorm (+ activation) layers, kept alive with the
     /// dispatches that bind their folded weights.
     fused: Vec<Fused>,
+    /// Training: per layer, does this BatchNorm run the next layer's activation in its own
+    /// passes (`fuse::train_pairs`)?
+    train_pairs: Vec<bool>,
     reuse: bool,
     /// Per acts / dacts index: does the tensor share memory with another (reuse)?
     act_shared: Vec<bool>,
@@ -202,7 +208,9 @@ impl Network {
 
         // Activations, their gradients, extra slots and sinks: planned, then allocated
         // (shared where lifetimes are disjoint, with `reuse`).
-        let needs: Vec<LayerSlots> = names.iter().zip(&ops).map(|(n, op)| LayerSlots::of(n, op.as_ref())).collect();
+        let train_pairs = fuse::train_pairs(&ops, opts);
+        let needs: Vec<LayerSlots> =
+            names.iter().zip(&ops).zip(&train_pairs).map(|((n, op), &fused)| LayerSlots::of(n, op.as_ref(), fused)).collect();
         let plan = memory::plan(&needs, &input_shape, opts.input_grad);
         let (tensors, shared_slot, memory) = memory::allocate(gpu, &plan, opts.reuse)?;
         let view = |k: usize, shape: &[usize]| tensors[k].reshape(shape);
@@ -273,6 +281,7 @@ impl Network {
             backward: vec![],
             probabilities,
             fused: vec![],
+            train_pairs,
             reuse: opts.reuse,
             act_shared,
             dact_shared,
@@ -313,12 +322,27 @@ impl Network {
     }
 
     /// The forward dispatches of `layers` in `mode`.
+    /// Training pairs (`fuse::train_pairs`) record as one: a pair must lie wholly inside
+    /// `layers`.
     pub(crate) fn record_forward(&self, gpu: &Gpu, mode: Mode, layers: std::ops::Range<usize>) -> Result<Vec<Dispatch>> {
         let mut out = Vec::new();
-        for i in layers {
+        let mut i = layers.start;
+        while i < layers.end {
+            if mode == Mode::Train && self.train_pairs[i] {
+                ensure!(i + 1 < layers.end, "model {}: layers {layers:?} split the fused pair at layer {i}", self.spec.name);
+                out.extend(fuse::train_forward(self, gpu, i)?);
+                i += 2;
+                continue;
+            }
             out.extend(self.layers[i].op.forward(gpu, &self.io(i, false), mode)?);
+            i += 1;
         }
         Ok(out)
+    }
+
+    /// Does layer `i` run inside the BatchNorm before it in training (`fuse::train_pairs`)?
+    pub fn fused_in_training(&self, i: usize) -> bool {
+        i > 0 && self.train_pairs[i - 1]
     }
 
     fn record_backward(&self, gpu: &Gpu) -> Result<Vec<Dispatch>> {
@@ -328,6 +352,13 @@ impl Network {
         let mut out = Vec::new();
         for i in (0..self.layers.len()).rev() {
             let need_dx = self.dacts[0].is_some() || first_param.is_some_and(|f| i > f);
+            if self.fused_in_training(i) {
+                continue;
+            }
+            if self.train_pairs[i] {
+                out.extend(fuse::train_backward(self, gpu, i, need_dx)?);
+                continue;
+            }
             out.extend(self.layers[i].op.backward(gpu, &self.io(i, need_dx))?);
         }
         Ok(out)

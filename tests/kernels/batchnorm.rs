@@ -363,3 +363,136 @@ fn population_statistics_match_the_reference() {
         }
     }
 }
+
+/// Training BatchNorm fused with the activation after it (`forward_train_act`,
+/// `backward_act`) for every activation kind on every shape of SHAPES (batch 1, odd
+/// spatial sizes, S = 1, 1 / 3 / 65 channels, counts not multiples of the workgroup;
+/// scalar, vec4, per-row and per-slope-column kernels): against the f64 reference
+/// (BatchNorm then the activation, fed the GPU's own f32 statistics) at ATOL / RTOL, and
+/// against the unfused kernels (BatchNorm, activation forward; activation backward,
+/// BatchNorm backward) bit for bit where the fused kernels sum in the same order: y, saved
+/// and running statistics always; dx, dgamma, dbeta except per-element PReLU with S > 1
+/// (its reduction walks the channel by slope columns); the slope gradient except
+/// per-channel PReLU with a vec4 (S % 4 == 0) or per-row (S == 1) reduction. Those differ
+/// by rounding only: within ATOL / RTOL of the unfused results.
+#[test]
+fn fused_activation_matches_reference_and_the_unfused_pair() {
+    use mien::nn::activation::{Activation, Kind};
+    use mien::nn::batchnorm::FusedAct;
+    use mien::reference::activation as ra;
+    let gpu = gpu!();
+    let mut rng = Rng::new(25);
+    let cfg = BatchNormConfig::default();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for shape in SHAPES {
+        for kind in [Kind::Relu, Kind::LeakyRelu(0.3), Kind::PRelu, Kind::PReluPerElement] {
+            let what = |w: &str| format!("{w} {shape:?} {kind:?}");
+            let k = Case::new(&mut rng, shape, 0.0);
+            let (t, f) = (Tensors::new(gpu, &k), Tensors::new(gpu, &k));
+            let bn = BatchNorm::new(gpu, "bn", cfg, shape).unwrap();
+            let act = Activation::new(gpu, "act", kind, shape).unwrap();
+            let slopes = act.param_shape();
+            let alpha_host = slopes.as_ref().map(|s| rng.vec_f32(s.iter().product(), -0.5, 0.5));
+            let alpha = slopes.as_ref().map(|s| up(gpu, "alpha", s, alpha_host.as_ref().unwrap()));
+            let (dalpha_u, dalpha_f) = (slopes.as_ref().map(|s| zeros(gpu, "dalpha", s)), slopes.as_ref().map(|s| zeros(gpu, "dalpha fused", s)));
+
+            // Unfused: BatchNorm -> z -> activation -> y; activation backward -> dz -> BatchNorm backward.
+            let (z, y, dz) = (zeros(gpu, "z", shape), zeros(gpu, "y", shape), zeros(gpu, "dz", shape));
+            let mut steps = bn.forward_train(gpu, &t.x, &t.gamma, &t.beta, &t.rm, &t.rv, &t.saved, &z).unwrap();
+            steps.push(act.forward(gpu, &z, alpha.as_ref(), &y).unwrap());
+            if let Some(da) = &dalpha_u {
+                steps.push(act.backward_alpha(gpu, da, &t.dy, &z, false).unwrap());
+            }
+            steps.push(act.backward_input(gpu, &dz, &t.dy, &z, alpha.as_ref()).unwrap());
+            steps.extend(bn.backward(gpu, &t.dx, &t.dgamma, &t.dbeta, &dz, &t.x, &t.gamma, &t.saved, false).unwrap());
+            gpu.run(&steps).unwrap();
+
+            // Fused: two dispatches forward, two backward.
+            let fa = FusedAct { kind, alpha: alpha.as_ref(), dalpha: dalpha_f.as_ref() };
+            let mut steps = bn.forward_train_act(gpu, &f.x, &f.gamma, &f.beta, &f.rm, &f.rv, &f.saved, &fa, &f.y).unwrap();
+            let backward = bn.backward_act(gpu, &f.dx, &f.dgamma, &f.dbeta, &f.dy, &f.x, &f.gamma, &f.beta, &f.saved, &fa, false).unwrap();
+            assert_eq!((steps.len(), backward.len()), (2, 2), "{}", what("dispatch count"));
+            steps.extend(backward);
+            gpu.run(&steps).unwrap();
+
+            // Bit for bit against the unfused pair.
+            for (name, a, b) in [
+                ("y", &y, &f.y),
+                ("saved", &t.saved, &f.saved),
+                ("running mean", &t.rm, &f.rm),
+                ("running var", &t.rv, &f.rv),
+                ("dx", &t.dx, &f.dx),
+                ("dgamma", &t.dgamma, &f.dgamma),
+                ("dbeta", &t.dbeta, &f.dbeta),
+            ] {
+                let (a, b) = (read(gpu, a), read(gpu, b));
+                let by_columns = kind == Kind::PReluPerElement && k.s > 1 && matches!(name, "dx" | "dgamma" | "dbeta");
+                if by_columns {
+                    assert_close(&what(&format!("fused {name} vs unfused")), &b, &f64s(&a), ATOL, RTOL);
+                } else {
+                    assert_eq!(bits(&a), bits(&b), "{}", what(&format!("fused {name} differs from unfused")));
+                }
+            }
+            if let (Some(u), Some(fd)) = (&dalpha_u, &dalpha_f) {
+                let (u, fd) = (read(gpu, u), read(gpu, fd));
+                if kind == Kind::PRelu && (k.s.is_multiple_of(4) || k.s == 1) {
+                    assert_close(&what("fused dalpha vs unfused"), &fd, &f64s(&u), ATOL, RTOL);
+                } else {
+                    assert_eq!(bits(&u), bits(&fd), "{}", what("fused dalpha differs from unfused"));
+                }
+            }
+
+            // Against the f64 reference with the GPU's own statistics.
+            let saved = read(gpu, &f.saved);
+            let (mean, inv_std) = (f64s(&saved[..k.c]), f64s(&saved[k.c..]));
+            let (x, g, b, dy) = (f64s(&k.x), f64s(&k.gamma), f64s(&k.beta), f64s(&k.dy));
+            let zr = r::normalize(&x, &g, &b, &mean, &inv_std, k.s);
+            let a64 = alpha_host.as_ref().map(|a| f64s(a));
+            let per = if kind == Kind::PReluPerElement { 1 } else { k.s };
+            let yr = ra::forward(kind, &zr, a64.as_deref(), per);
+            let (dzr, dar) = ra::backward(kind, &dy, &zr, a64.as_deref(), per);
+            let (dxr, dgr, dbr) = r::backward(&dzr, &x, &g, &mean, &inv_std, k.s);
+            assert_close(&what("fused y"), &read(gpu, &f.y), &yr, ATOL, RTOL);
+            assert_close(&what("fused dx"), &read(gpu, &f.dx), &dxr, ATOL, RTOL);
+            assert_close(&what("fused dgamma"), &read(gpu, &f.dgamma), &dgr, ATOL, RTOL);
+            assert_close(&what("fused dbeta"), &read(gpu, &f.dbeta), &dbr, ATOL, RTOL);
+            if let (Some(fd), Some(dar)) = (&dalpha_f, &dar) {
+                assert_close(&what("fused dalpha"), &read(gpu, fd), dar, ATOL, RTOL);
+            }
+        }
+    }
+}
+
+/// The fused backward's ACCUMULATE rule (batch chunks), as `backward`'s: once overwriting
+/// then once adding over the same batch gives exactly twice dgamma, dbeta and the slope
+/// gradient, and the same dx, for the strided (vec4 and scalar), per-row and per-slope-column
+/// reductions.
+#[test]
+fn fused_backward_accumulates_parameter_gradients_only() {
+    use mien::nn::activation::{Activation, Kind};
+    use mien::nn::batchnorm::FusedAct;
+    let gpu = gpu!();
+    let mut rng = Rng::new(26);
+    let cfg = BatchNormConfig::default();
+    for shape in [&[2usize, 5, 4, 4][..], &[3, 65, 3, 1][..], &[3, 65][..]] {
+        for kind in [Kind::PRelu, Kind::PReluPerElement] {
+            let k = Case::new(&mut rng, shape, 0.0);
+            let t = Tensors::new(gpu, &k);
+            let bn = BatchNorm::new(gpu, "bn", cfg, shape).unwrap();
+            let slopes = Activation::new(gpu, "act", kind, shape).unwrap().param_shape().unwrap();
+            let alpha = up(gpu, "alpha", &slopes, &rng.vec_f32(slopes.iter().product(), -0.5, 0.5));
+            let dalpha = zeros(gpu, "dalpha", &slopes);
+            let fa = FusedAct { kind, alpha: Some(&alpha), dalpha: Some(&dalpha) };
+            let mut steps = bn.forward_train_act(gpu, &t.x, &t.gamma, &t.beta, &t.rm, &t.rv, &t.saved, &fa, &t.y).unwrap();
+            steps.extend(bn.backward_act(gpu, &t.dx, &t.dgamma, &t.dbeta, &t.dy, &t.x, &t.gamma, &t.beta, &t.saved, &fa, false).unwrap());
+            gpu.run(&steps).unwrap();
+            let once: Vec<Vec<f32>> = [&t.dgamma, &t.dbeta, &dalpha, &t.dx].iter().map(|v| read(gpu, v)).collect();
+            gpu.run(&bn.backward_act(gpu, &t.dx, &t.dgamma, &t.dbeta, &t.dy, &t.x, &t.gamma, &t.beta, &t.saved, &fa, true).unwrap()).unwrap();
+            let twice = |v: &[f32]| v.iter().map(|&a| 2.0 * a as f64).collect::<Vec<_>>();
+            for (i, (name, tensor)) in [("dgamma", &t.dgamma), ("dbeta", &t.dbeta), ("dalpha", &dalpha)].into_iter().enumerate() {
+                assert_close(&format!("{name} accumulated twice {shape:?} {kind:?}"), &read(gpu, tensor), &twice(&once[i]), 1e-6, 1e-6);
+            }
+            assert_close(&format!("dx unchanged by accumulate {shape:?} {kind:?}"), &read(gpu, &t.dx), &f64s(&once[3]), 0.0, 0.0);
+        }
+    }
+}
