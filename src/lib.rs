@@ -8,6 +8,7 @@ pub mod explain;
 pub mod gpu;
 pub mod io;
 pub mod nn;
+pub mod platform;
 pub mod reference;
 pub mod render;
 pub mod rng;

@@ -310,5 +310,5 @@ fn filter_sections(report: &mut Report, gpu: &Gpu, model: &Model, image: &[f32],
 }
 
 fn main() -> ExitCode {
-    mien::error::cli_main(|| run(Args::parse()))
+    mien::platform::cli_main(|| run(Args::parse()))
 }

@@ -153,5 +153,5 @@ fn confusion_text(m: &[Vec<u64>], names: &[String]) -> String {
 }
 
 fn main() -> ExitCode {
-    mien::error::cli_main(|| run(Args::parse()))
+    mien::platform::cli_main(|| run(Args::parse()))
 }

@@ -446,7 +446,12 @@ impl Network {
 
     /// (mean loss, number correct) of the last recorded loss pass: reads 8 bytes.
     pub fn read_stats(&self, gpu: &Gpu) -> Result<(f32, f32)> {
-        let s = gpu.read(&self.stats)?;
+        crate::platform::block_on(self.read_stats_async(gpu))
+    }
+
+    /// `read_stats`, awaitable (the browser's form; see `crate::platform`).
+    pub async fn read_stats_async(&self, gpu: &Gpu) -> Result<(f32, f32)> {
+        let s = gpu.read_async(&self.stats).await?;
         Ok((s[0], s[1]))
     }
 

@@ -31,7 +31,8 @@ pub use images::{
 pub use png::{save_png, write_atomic};
 
 use crate::Error;
-use plotters::style::{register_font, FontStyle};
+use crate::platform::register_font;
+use plotters::style::FontStyle;
 use std::fmt::Display;
 use std::path::Path;
 use std::sync::Once;
