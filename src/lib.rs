@@ -16,3 +16,5 @@ pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{Dispatch, Gpu, Tensor};
+/// The wgpu this build of mien uses (the page's crate reads its feature flags).
+pub use wgpu;

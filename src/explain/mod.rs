@@ -9,6 +9,7 @@ pub mod ascent;
 pub mod batching;
 pub mod faithfulness;
 pub mod filter_outputs;
+pub mod gallery;
 pub mod gradcam;
 pub mod lime;
 pub mod occlusion;

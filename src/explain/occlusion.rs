@@ -107,7 +107,7 @@ pub async fn occlusion_async(gpu: &Gpu, model: &Model, images: &[f32], opts: &Oc
     ensure!(opts.fill.is_finite(), "occlusion fill value {} must be finite", opts.fill);
     let positions = ny * nx;
     let (b, len, k) = (model.batch(), model.image_len(), model.classes());
-    let probs = model.probabilities(gpu, images)?;
+    let probs = model.probabilities_async(gpu, images).await?;
     let classes = opts.target.resolve_from_logits(model, &probs)?;
     let probability: Vec<f32> = classes.iter().enumerate().map(|(i, &c)| probs[i * k + c as usize]).collect();
 
