@@ -324,9 +324,12 @@ async function runAscent() {
     const [, h, w] = a.chw;
     a.filters.forEach((f, i) => {
       const img = a.images.slice(i * h * w, (i + 1) * h * w);
-      const lo = Math.min(...img), hi = Math.max(...img);
+      // Stretched between the 1st and 99th percentiles (a few extreme pixels at the
+      // border would otherwise turn the picture black or white).
+      const sorted = Float32Array.from(img).sort();
+      const lo = sorted[Math.floor(0.01 * (sorted.length - 1))], hi = sorted[Math.ceil(0.99 * (sorted.length - 1))];
       const c = newCanvas(96, 96);
-      drawGray(c, img.map((v) => (v - lo) / (hi - lo || 1)), h, w);
+      drawGray(c, img.map((v) => Math.min(1, Math.max(0, (v - lo) / (hi - lo || 1)))), h, w);
       const fig = document.createElement('figure');
       fig.append(c, Object.assign(document.createElement('figcaption'), { textContent: `${a.layer} #${f} (${a.activation[i].toFixed(2)})` }));
       box.appendChild(fig);
@@ -386,7 +389,8 @@ async function runTrain() {
       drawChart();
       const avg = (done * info.batch) / ((performance.now() - t0) / 1000);
       $('train-status').textContent = `${info.model} at batch ${info.batch} (${info.params.toLocaleString()} parameters), lr ${info.lr.toExponential(2)}\n` +
-        `step ${r.step}/${total} epoch ${r.epoch.toFixed(2)}  loss ${r.loss.toFixed(4)}  accuracy ${r.acc.toFixed(3)}  ${r.images_per_s.toFixed(0)} images/s (${avg.toFixed(0)} on average)`;
+        `step ${r.step}/${total} epoch ${r.epoch.toFixed(2)}  loss ${r.loss.toFixed(4)}  accuracy ${r.acc.toFixed(3)}  ${r.images_per_s.toFixed(0)} images/s (${avg.toFixed(0)} on average)` +
+        (r.gpu_ms_per_step != null ? `  GPU ${r.gpu_ms_per_step.toFixed(1)} ms/step (timestamp queries)` : '');
     }
     const v = JSON.parse(await app.session.train_validate());
     app.trainResult = { info, history: app.history, ...v, images_per_s: (done * info.batch) / ((performance.now() - t0) / 1000) };
@@ -427,9 +431,17 @@ async function main() {
   if (!has_webgpu()) throw new Error(no_webgpu_message());
   app.session = await Session.open();
   app.adapter = JSON.parse(app.session.adapter());
-  const a = app.adapter, l = a.limits;
-  $('adapter').textContent = `Adapter: ${a.name} (${a.backend}, ${a.device_type}${a.driver ? `, ${a.driver} ${a.driver_info}` : ''}); ` +
-    `subgroups: ${a.subgroups ? `${a.subgroups[0]}–${a.subgroups[1]} lanes` : 'none'}; timestamp queries: ${a.timestamps ? 'yes' : 'no'}; f16: ${a.f16 ? 'yes' : 'no'}\n` +
+  // What the browser says about its adapter (wgpu's WebGPU backend keeps only the
+  // description, empty on SwiftShader) and which features it offers.
+  const web = await navigator.gpu.requestAdapter();
+  const info = web && web.info ? web.info : {};
+  app.adapter.web = { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description, features: web ? [...web.features].sort() : [] };
+  const a = app.adapter, l = a.limits, wi = a.web;
+  const name = [wi.description, wi.vendor, wi.architecture].filter(Boolean).join(' / ') || a.name || 'unnamed adapter';
+  const subgroups = a.subgroups ? `${a.subgroups[0]}–${a.subgroups[1]} lanes` :
+    wi.features.includes('subgroups') ? 'offered by the browser, not requestable through wgpu 30 (plain kernels)' : 'none (plain kernels)';
+  $('adapter').textContent = `Adapter: ${name} (WebGPU, ${a.device_type}); subgroups: ${subgroups}; ` +
+    `timestamp queries: ${a.timestamps ? 'yes (GPU time per training step)' : 'no'}; f16: ${a.f16 ? 'yes' : 'no'}\n` +
     `limits: max_storage_buffer_binding_size ${l.max_storage_buffer_binding_size}, max_buffer_size ${l.max_buffer_size}, ` +
     `max_compute_workgroups_per_dimension ${l.max_compute_workgroups_per_dimension}, max_compute_invocations_per_workgroup ${l.max_compute_invocations_per_workgroup}`;
   document.body.dataset.state = 'ready';

@@ -334,6 +334,13 @@ impl Gpu {
         Ok(())
     }
 
+    /// Refuse a tensor of `shape` (4-byte elements) the device cannot bind, counting bytes
+    /// in u64: a product of usizes wraps on 32-bit targets (wasm32 in a browser).
+    pub fn check_shape(&self, label: &str, shape: &[usize]) -> Result<()> {
+        let bytes = shape.iter().try_fold(4u64, |b, &d| b.checked_mul(d as u64)).unwrap_or(u64::MAX);
+        self.check_binding_size(label, bytes)
+    }
+
     /// A zero-filled f32 (or u32) tensor of `shape`.
     pub fn tensor(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
         self.tensor_with_usage(label, shape, wgpu::BufferUsages::empty())
@@ -343,9 +350,9 @@ impl Gpu {
     /// and read back through <= 64 KiB uniform windows of it). Counted in `mem()` like any
     /// tensor.
     pub fn tensor_with_usage(&self, label: &str, shape: &[usize], usage: wgpu::BufferUsages) -> Result<Tensor> {
+        self.check_shape(label, shape)?;
         let n: usize = shape.iter().product();
         let bytes = (n * 4) as u64;
-        self.check_binding_size(label, bytes)?;
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
@@ -434,9 +441,26 @@ impl Gpu {
         dispatches: impl IntoIterator<Item = &'a Dispatch>,
         after: impl FnOnce(&mut wgpu::CommandEncoder),
     ) -> wgpu::SubmissionIndex {
+        self.submit_timestamped(dispatches, None, after)
+    }
+
+    /// `submit_with`, the compute pass's start and end written to queries `index` and
+    /// `index + 1` of `timestamps` when given (a device with TIMESTAMP_QUERY; the browser
+    /// page times its training steps this way).
+    pub fn submit_timestamped<'a>(
+        &self,
+        dispatches: impl IntoIterator<Item = &'a Dispatch>,
+        timestamps: Option<(&wgpu::QuerySet, u32)>,
+        after: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> wgpu::SubmissionIndex {
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("mien step") });
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("mien step"), timestamp_writes: None });
+            let timestamp_writes = timestamps.map(|(query_set, i)| wgpu::ComputePassTimestampWrites {
+                query_set,
+                beginning_of_pass_write_index: Some(i),
+                end_of_pass_write_index: Some(i + 1),
+            });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("mien step"), timestamp_writes });
             for d in dispatches {
                 d.encode(&mut pass);
             }

@@ -175,6 +175,7 @@ impl Network {
         let mut shape = input_shape.clone();
         let mut ops: Vec<Box<dyn LayerOp>> = Vec::with_capacity(spec.layers.len());
         for (name, ls) in names.iter().zip(&spec.layers) {
+            gpu.check_shape(&format!("model {}: layer {name}: input {shape:?}", spec.name), &shape)?;
             let op = ls.build(gpu, name, &shape).map_err(|e| e.context(format!("model {}", spec.name)))?;
             shape = op.out_shape();
             ops.push(op);

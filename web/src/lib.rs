@@ -344,6 +344,9 @@ struct Trainer {
     step: u64,
     stats: Tensor,
     class_names: Vec<String>,
+    /// Where the device has TIMESTAMP_QUERY: two queries per step around its compute pass
+    /// and the buffer they resolve into (read with the losses).
+    timestamps: Option<(mien::wgpu::QuerySet, Tensor)>,
 }
 
 /// Most steps one `train_steps` call records (the size of the statistics buffer).
@@ -352,14 +355,14 @@ const MAX_STEPS_PER_CALL: usize = 256;
 impl Trainer {
     fn new(gpu: &Gpu, preset: &str, batch: usize, images: usize, lr: f64, seed: u64) -> mien::Result<Trainer> {
         mien::ensure!(batch >= 1, "batch must be at least 1");
-        let n_val = (images / 10).max(1);
-        mien::ensure!(images >= n_val + batch, "{images} images leave fewer than one batch of {batch} for training (10% are validation)");
         let class_names = data::fer2013_class_names();
         let classes = class_names.len();
         let spec = ModelSpec::resolve(preset, classes)?;
         // The network first: a model or batch over the adapter's limits is refused before
         // any data is drawn.
         let net = Network::build(gpu, &spec, [1, 48, 48], classes, batch, BuildOptions::default())?;
+        let n_val = (images / 10).max(1);
+        mien::ensure!(images >= n_val + batch, "{images} images leave fewer than one batch of {batch} for training (10% are validation)");
         let all = data::synthetic(images, seed, (48, 48));
         let (train, val) = split(&all, images - n_val);
         let cfg = TrainConfig { model: preset.to_string(), batch, seed, ..TrainConfig::default() };
@@ -368,7 +371,19 @@ impl Trainer {
         net.init(gpu, seed)?;
         let stats = gpu.tensor("step stats", &[MAX_STEPS_PER_CALL, 2])?;
         let order: Vec<usize> = (0..train.len()).collect();
-        let mut t = Trainer { spec, net, opt, train, val, batch, lr, seed, order, pos: 0, epoch: 0, step: 0, stats, class_names };
+        let timestamps = if gpu.device.features().contains(mien::wgpu::Features::TIMESTAMP_QUERY) {
+            let set = gpu.device.create_query_set(&mien::wgpu::QuerySetDescriptor {
+                label: Some("step timestamps"),
+                ty: mien::wgpu::QueryType::Timestamp,
+                count: 2 * MAX_STEPS_PER_CALL as u32,
+            });
+            // u64 timestamps as pairs of u32.
+            let resolved = gpu.tensor_with_usage("step timestamps", &[MAX_STEPS_PER_CALL * 4], mien::wgpu::BufferUsages::QUERY_RESOLVE)?;
+            Some((set, resolved))
+        } else {
+            None
+        };
+        let mut t = Trainer { spec, net, opt, train, val, batch, lr, seed, order, pos: 0, epoch: 0, step: 0, stats, class_names, timestamps };
         t.shuffle();
         Ok(t)
     }
@@ -401,9 +416,33 @@ impl Trainer {
             let stats = self.net.stats().clone();
             let dst = self.stats.clone();
             let update = self.opt.step(gpu, self.lr as f32);
-            gpu.submit_with(self.net.train_dispatches().chain(std::iter::once(update)), |enc| stats.copy_to(enc, &dst, i * 2));
+            let ts = self.timestamps.as_ref().map(|(set, _)| (set, 2 * i as u32));
+            let resolve = (i + 1 == steps).then_some(()).and(self.timestamps.as_ref());
+            gpu.submit_timestamped(self.net.train_dispatches().chain(std::iter::once(update)), ts, |enc| {
+                stats.copy_to(enc, &dst, i * 2);
+                if let Some((set, out)) = resolve {
+                    enc.resolve_query_set(set, 0..2 * steps as u32, out.buffer(), out.offset());
+                }
+            });
         }
         let s = gpu.read_async(&self.stats).await?;
+        // GPU time of each step's compute pass (median), where timestamps are offered.
+        let gpu_ms = match &self.timestamps {
+            Some((_, out)) => {
+                let raw = gpu.read_u32_async(out).await?;
+                let period = gpu.queue.get_timestamp_period() as f64;
+                let mut ms: Vec<f64> = (0..steps)
+                    .filter_map(|i| {
+                        let t = |k: usize| raw[2 * k] as u64 | (raw[2 * k + 1] as u64) << 32;
+                        let (a, b) = (t(2 * i), t(2 * i + 1));
+                        (b > a).then(|| (b - a) as f64 * period * 1e-6)
+                    })
+                    .collect();
+                ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                ms.get(ms.len() / 2).copied()
+            }
+            None => None,
+        };
         let secs = t0.elapsed().as_secs_f64();
         let s = &s[..steps * 2];
         let loss = s.chunks(2).map(|v| v[0] as f64).sum::<f64>() / steps as f64;
@@ -416,6 +455,7 @@ impl Trainer {
             "acc": acc,
             "images_per_s": (steps * b) as f64 / secs,
             "ms": secs * 1e3,
+            "gpu_ms_per_step": gpu_ms,
         }))
     }
 
