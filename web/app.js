@@ -84,6 +84,9 @@ function setModel(info) {
   const sel = $('ascent-layer');
   sel.innerHTML = '';
   for (const c of m.convs) sel.add(new Option(`${c.name} (${c.filters} filters)`, c.name));
+  // The deepest conv by default: the first conv's filters of a small model are brightness
+  // detectors whose ascent saturates to flat images (natively too).
+  if (m.convs.length) sel.value = m.convs[m.convs.length - 1].name;
   for (const id of ['run-predict', 'run-gallery', 'run-ascent']) $(id).disabled = false;
   if (app.pixels) runPredict();
 }
@@ -371,6 +374,7 @@ function drawChart() {
 }
 async function runTrain() {
   clearError('train-error');
+  $('train-status').textContent = '';
   app.stop = false;
   app.history = [];
   drawChart();

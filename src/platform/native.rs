@@ -46,7 +46,8 @@ pub fn cli_main(f: impl FnOnce() -> crate::Result<()>) -> std::process::ExitCode
     }
 }
 
-/// Register a font with plotters' ab_glyph text (the PNG pictures' bundled DejaVu Sans).
-pub fn register_font(name: &str, style: plotters::style::FontStyle, bytes: &'static [u8]) -> Result<(), ()> {
-    plotters::style::register_font(name, style, bytes).map_err(|_| ())
+/// Register a font with plotters' ab_glyph text (the PNG pictures' bundled DejaVu Sans);
+/// false when the bytes are not a font.
+pub fn register_font(name: &str, style: plotters::style::FontStyle, bytes: &'static [u8]) -> bool {
+    plotters::style::register_font(name, style, bytes).is_ok()
 }

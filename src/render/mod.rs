@@ -50,7 +50,7 @@ pub fn ensure_fonts() {
     FONTS.call_once(|| {
         for style in [FontStyle::Normal, FontStyle::Bold] {
             // The font is compiled in: failing to parse it is a bug, not a user error.
-            if register_font(FONT, style, DEJAVU_SANS).is_err() {
+            if !register_font(FONT, style, DEJAVU_SANS) {
                 panic!("bundled data/fonts/DejaVuSans.ttf is not a valid font");
             }
         }

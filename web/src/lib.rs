@@ -39,9 +39,17 @@ fn f32s(v: &[f32]) -> JsValue {
     js_sys::Float32Array::from(v).into()
 }
 
+/// A loaded checkpoint, built twice: at batch 1 (prediction, saliency, Grad-CAM of the
+/// Predict panel: one image, no padding) and at `EXPLAIN_BATCH` (SmoothGrad's copies, the
+/// gallery, filter ascent).
+struct Loaded {
+    one: Rc<Model>,
+    many: Rc<Model>,
+}
+
 struct State {
     gpu: Gpu,
-    model: RefCell<Option<Rc<Model>>>,
+    model: RefCell<Option<Loaded>>,
     trainer: RefCell<Option<Rc<RefCell<Trainer>>>>,
 }
 
@@ -123,9 +131,10 @@ impl Session {
     /// model.safetensors) for the Predict and Explain panels. Returns its summary as JSON;
     /// a model the adapter cannot hold is refused with the limit it exceeds.
     pub fn load_model(&self, name: &str, bytes: &[u8]) -> Result<String, JsValue> {
-        let model = Model::from_bytes(&self.state.gpu, name, bytes, EXPLAIN_BATCH).map_err(err)?;
-        let summary = model_summary(&model);
-        *self.state.model.borrow_mut() = Some(Rc::new(model));
+        let many = Model::from_bytes(&self.state.gpu, name, bytes, EXPLAIN_BATCH).map_err(err)?;
+        let one = Model::from_bytes(&self.state.gpu, name, bytes, 1).map_err(err)?;
+        let summary = model_summary(&many);
+        *self.state.model.borrow_mut() = Some(Loaded { one: Rc::new(one), many: Rc::new(many) });
         Ok(summary)
     }
 
@@ -141,7 +150,7 @@ impl Session {
     pub fn predict(&self, pixels: Vec<f32>) -> js_sys::Promise {
         let st = self.state.clone();
         future_to_promise(async move {
-            let model = st.model()?;
+            let model = st.model()?.0;
             check_pixels(&model, &pixels)?;
             let p = model.probabilities_async(&st.gpu, &pixels).await.map_err(err)?;
             Ok(f32s(&p))
@@ -153,14 +162,14 @@ impl Session {
     pub fn overlays(&self, pixels: Vec<f32>, class: u32) -> js_sys::Promise {
         let st = self.state.clone();
         future_to_promise(async move {
-            let model = st.model()?;
+            let (model, many) = st.model()?;
             check_pixels(&model, &pixels)?;
             let gpu = &st.gpu;
             let target = Target::Class(class as usize);
             let t0 = Instant::now();
             let sal = saliency::vanilla_async(gpu, &model, &pixels, &target).await.map_err(err)?;
             let t1 = Instant::now();
-            let smooth = saliency::smoothgrad_async(gpu, &model, &pixels, &SmoothGradOptions { target: target.clone(), ..Default::default() }).await.map_err(err)?;
+            let smooth = saliency::smoothgrad_async(gpu, &many, &pixels, &SmoothGradOptions { target: target.clone(), ..Default::default() }).await.map_err(err)?;
             let t2 = Instant::now();
             let cam = gradcam::gradcam_async(gpu, &model, &pixels, &GradCamOptions { target, ..Default::default() }).await.map_err(err)?;
             let t3 = Instant::now();
@@ -183,7 +192,7 @@ impl Session {
     pub fn gallery(&self, pixels: Vec<f32>, samples: usize, lime_samples: usize) -> js_sys::Promise {
         let st = self.state.clone();
         future_to_promise(async move {
-            let model = st.model()?;
+            let model = st.model()?.1;
             let gpu = &st.gpu;
             let n = saliency::image_count(&model, &pixels).map_err(err)?;
             let preds = saliency::predicted_async(gpu, &model, &pixels).await.map_err(err)?;
@@ -204,7 +213,7 @@ impl Session {
     pub fn ascent(&self, layer: String, filters: Vec<u32>, steps: usize) -> js_sys::Promise {
         let st = self.state.clone();
         future_to_promise(async move {
-            let model = st.model()?;
+            let model = st.model()?.1;
             let li = if layer.is_empty() { ascent::default_layer(&model).map_err(err)? } else { model.layer_index(&layer).map_err(err)? };
             let name = model.net.layers[li].name.clone();
             let filters: Vec<usize> = filters.iter().map(|&f| f as usize).collect();
@@ -290,8 +299,9 @@ impl Session {
 }
 
 impl State {
-    fn model(&self) -> Result<Rc<Model>, JsValue> {
-        self.model.borrow().clone().ok_or_else(|| JsValue::from_str("no model loaded: load an exported run or drop a best.safetensors first"))
+    /// The loaded model at batch 1 and at `EXPLAIN_BATCH`.
+    fn model(&self) -> Result<(Rc<Model>, Rc<Model>), JsValue> {
+        self.model.borrow().as_ref().map(|m| (m.one.clone(), m.many.clone())).ok_or_else(|| JsValue::from_str("no model loaded: load an exported run or drop a best.safetensors first"))
     }
     fn trainer(&self) -> Result<Rc<RefCell<Trainer>>, JsValue> {
         self.trainer.borrow().clone().ok_or_else(|| JsValue::from_str("no training run: start one first"))
