@@ -125,13 +125,26 @@ fn page_predicts_explains_and_trains_in_chromium_on_webgpu() {
         "native explain on the checkpoint trained in the page",
     );
 
+    // The page switched its panels to the trained network.
+    let used = r["use_trained"].as_str().unwrap_or_default();
+    assert!(used.contains("trained in this tab"), "'Explain it in the other panels' did not load the trained network: {used:?}");
+    // The webcam path (Chromium's fake camera): a frame was taken and predicted.
+    assert!(r["webcam_error"].is_null(), "webcam: {}", r["webcam_error"]);
+    assert!(r["webcam_source"].as_array().is_some_and(|a| a.len() == 2), "webcam: no frame taken: {}", r["webcam_source"]);
+    // `export` makes what the page serves from a run directory.
+    let exported = out.join("exported");
+    run(Command::new(env!("CARGO_BIN_EXE_export")).arg("--run").arg(&trained).arg("--web").arg(&exported), "export --run --web");
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(exported.join("model.json")).unwrap()).unwrap();
+    assert_eq!(meta["checkpoint"], "model.safetensors");
+    assert_eq!(std::fs::read(exported.join("model.safetensors")).unwrap(), std::fs::read(trained.join("best.safetensors")).unwrap());
+
     // Limits and no WebGPU.
     let over = r["over_limit"].as_str().unwrap_or_else(|| panic!("no message for a model over the limits: {}", r["over_limit"]));
     assert!(over.contains("max_storage_buffer_binding_size"), "over-limit message names no limit: {over}");
     assert_eq!(r["no_webgpu"]["state"], "no-webgpu", "without --enable-unsafe-webgpu: {}", r["no_webgpu"]);
     assert!(r["no_webgpu"]["message"].as_str().unwrap().contains("WebGPU"), "{}", r["no_webgpu"]["message"]);
 
-    for shot in ["predict.png", "explain.png", "train.png", "over_limit.png", "no_webgpu.png"] {
+    for shot in ["predict.png", "webcam.png", "explain.png", "train.png", "over_limit.png", "no_webgpu.png"] {
         let f = out.join(shot);
         assert!(f.exists() && std::fs::metadata(&f).unwrap().len() > 1000, "screenshot {} missing", f.display());
     }

@@ -99,10 +99,13 @@ async function loadModelBytes(name, bytes) {
     throw e;
   }
 }
+// A run exported with `export --run DIR --web web/dist/models/NAME` loads with
+// index.html?model=NAME; the shipped demo otherwise.
 async function loadDemo() {
-  const meta = await (await fetch('models/demo/model.json')).json();
-  const bytes = new Uint8Array(await (await fetch(`models/demo/${meta.checkpoint}`)).arrayBuffer());
-  await loadModelBytes(`demo: ${meta.source}`, bytes);
+  const name = new URLSearchParams(location.search).get('model') || 'demo';
+  const meta = await (await fetch(`models/${encodeURIComponent(name)}/model.json`)).json();
+  const bytes = new Uint8Array(await (await fetch(`models/${encodeURIComponent(name)}/${meta.checkpoint}`)).arrayBuffer());
+  await loadModelBytes(`${name}: ${meta.source}`, bytes);
 }
 $('load-demo').addEventListener('click', () => loadDemo().catch(() => {}));
 $('model-file').addEventListener('change', async (ev) => {

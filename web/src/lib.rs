@@ -237,6 +237,9 @@ impl Session {
     /// `steps` training steps (one submission each), then one readback of their losses:
     /// JSON {step, epoch, loss, acc, images_per_s, ms} (loss and accuracy: means over the
     /// steps).
+    // The run stays borrowed across the GPU's await on purpose: a second call meanwhile gets
+    // an error (try_borrow), not a run changed under the first.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn train_steps(&self, steps: usize) -> js_sys::Promise {
         let st = self.state.clone();
         future_to_promise(async move {
@@ -248,6 +251,9 @@ impl Session {
     }
 
     /// Validation loss and accuracy of the run's network now (inference mode).
+    // The run stays borrowed across the GPU's await on purpose: a second call meanwhile gets
+    // an error (try_borrow), not a run changed under the first.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn train_validate(&self) -> js_sys::Promise {
         let st = self.state.clone();
         future_to_promise(async move {
@@ -260,6 +266,9 @@ impl Session {
 
     /// The run's checkpoint as safetensors bytes (Uint8Array): the native tools read it
     /// (`explain --checkpoint`, `predict`).
+    // The run stays borrowed across the GPU's await on purpose: a second call meanwhile gets
+    // an error (try_borrow), not a run changed under the first.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn train_checkpoint(&self) -> js_sys::Promise {
         let st = self.state.clone();
         future_to_promise(async move {

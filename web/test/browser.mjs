@@ -67,7 +67,7 @@ const canvasSpread = (page, id) => page.evaluate((id) => {
 let failed = false;
 try {
   // ---- WebGPU on
-  const { browser, page, consoleLines } = await open([...flags, '--enable-unsafe-webgpu']);
+  const { browser, page } = await open([...flags, '--enable-unsafe-webgpu', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
   result.chromium = browser.version();
   result.state = await page.evaluate(() => document.body.dataset.state);
   result.adapter = await page.evaluate(() => window.mienApp.adapter || null);
@@ -105,6 +105,20 @@ try {
   });
   await page.screenshot({ path: path.join(out, 'predict.png'), fullPage: true });
   log('predict', JSON.stringify(result.predict.probabilities));
+  // The webcam path with Chromium's fake camera: a frame is taken, cropped and predicted.
+  {
+    const n = await page.evaluate(() => window.mienApp.predictions);
+    await page.click('#webcam');
+    await page.waitForFunction(() => { const v = document.getElementById('video'); return (v.videoWidth > 0) || !document.getElementById('predict-error').hidden; }, null, { timeout: 30000 });
+    result.webcam_error = await page.evaluate(() => (document.getElementById('predict-error').hidden ? null : document.getElementById('predict-error').textContent));
+    if (!result.webcam_error) {
+      await page.click('#snap');
+      await page.waitForFunction((n) => window.mienApp.predictions > n || window.mienApp.predictErrors, n, { timeout: 120000 });
+      result.webcam_source = await page.evaluate(() => [window.mienApp.sourceImage.width, window.mienApp.sourceImage.height]);
+    }
+    await page.screenshot({ path: path.join(out, 'webcam.png'), fullPage: true });
+    log('webcam', result.webcam_error || JSON.stringify(result.webcam_source));
+  }
 
   // Explain: the gallery on the built-in faces (few samples) and filter ascent.
   await page.click('button.tab[data-panel=explain]');
@@ -140,6 +154,13 @@ try {
     fs.writeFileSync(path.join(out, 'trained', 'config.json'), await page.evaluate(() => window.mienApp.session.train_config()));
   }
   log('train', JSON.stringify(result.train.history?.map((r) => r.loss)));
+  // The trained network in the other panels: Predict runs on it.
+  if (result.train.history) {
+    const n = await page.evaluate(() => window.mienApp.predictions);
+    await page.click('#use-trained');
+    await page.waitForFunction((n) => window.mienApp.predictions > n || window.mienApp.predictErrors, n, { timeout: 120000 });
+    result.use_trained = await page.textContent('#model-info');
+  }
 
   // Over the adapter's limits: seed-cnn at a batch whose activations no binding can hold.
   await page.evaluate(() => { delete document.body.dataset.trained; });
