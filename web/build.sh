@@ -6,14 +6,15 @@
 # page needs no server code, only a secure context, which localhost is).
 #
 # Needs: rustup target add wasm32-unknown-unknown, and the wasm-bindgen CLI of exactly the
-# wasm-bindgen version in Cargo.lock: cargo install wasm-bindgen-cli --version <it>.
+# wasm-bindgen version in Cargo.lock:
+#   cargo install wasm-bindgen-cli --version <it> --no-default-features --bin wasm-bindgen
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
 if [ "$have" != "$want" ]; then
   echo "error: web/build.sh needs wasm-bindgen-cli $want (Cargo.lock's wasm-bindgen), found: ${have:-none}." >&2
-  echo "       cargo install wasm-bindgen-cli --version $want" >&2
+  echo "       cargo install wasm-bindgen-cli --version $want --no-default-features --bin wasm-bindgen" >&2
   exit 1
 fi
 cargo build --release -p mien-web --target wasm32-unknown-unknown
