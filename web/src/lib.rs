@@ -138,14 +138,6 @@ impl Session {
         Ok(summary)
     }
 
-    /// Build (and drop) a network of `preset` at `batch` to see whether it fits this
-    /// adapter: the error names the tensor and the limit. For the page's size check.
-    pub fn check_fits(&self, preset: &str, batch: usize) -> Result<String, JsValue> {
-        let spec = ModelSpec::resolve(preset, 7).map_err(err)?;
-        let net = Network::build(&self.state.gpu, &spec, [1, 48, 48], 7, batch, BuildOptions::default()).map_err(err)?;
-        Ok(json!({ "model": spec.name, "batch": batch, "bytes": self.state.gpu.mem().peak(), "params": net.param_counts().0 }).to_string())
-    }
-
     /// Class probabilities of one image ([C*H*W] in [0, 1]) as a Float32Array.
     pub fn predict(&self, pixels: Vec<f32>) -> js_sys::Promise {
         let st = self.state.clone();
