@@ -39,16 +39,3 @@ macro_rules! ensure {
     // NaN fails `ensure!(x >= 0.0, ..)` either way).
     ($cond:expr, $($arg:tt)*) => {{ let ok: bool = $cond; if !ok { $crate::bail!($($arg)*); } }};
 }
-
-/// The `main` of mien's binaries: logging on (warnings by default, `RUST_LOG` to change),
-/// run `f`, print an error as `error: ...` and exit non-zero.
-pub fn cli_main(f: impl FnOnce() -> Result<()>) -> std::process::ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    match f() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}

@@ -8,6 +8,7 @@ pub mod explain;
 pub mod gpu;
 pub mod io;
 pub mod nn;
+pub mod platform;
 pub mod reference;
 pub mod render;
 pub mod rng;
@@ -15,3 +16,5 @@ pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{Dispatch, Gpu, Tensor};
+/// The wgpu this build of mien uses (the page's crate reads its feature flags).
+pub use wgpu;

@@ -11,10 +11,8 @@ use clap::Parser;
 use mien::explain::report::Report;
 use mien::explain::ascent::{self, AscentOptions};
 use mien::explain::filter_outputs;
-use mien::explain::gradcam::{self, GradCamOptions, LayerChoice, Weighting};
 use mien::explain::lime::{self, LimeOptions};
-use mien::explain::occlusion::{self, OcclusionOptions};
-use mien::explain::saliency::{self, Baseline, IgOptions, SmoothGradOptions, Target};
+use mien::explain::gallery::{self, GalleryOptions};
 use mien::explain::faithfulness::{self, CurveOptions, MethodMaps, Scores};
 use mien::explain::Model;
 use mien::render::{gray_to_rgb, heatmap_clipped, mask_top_fraction, overlay, upscale_nearest, Colormap};
@@ -188,16 +186,11 @@ fn metrics(gpu: &Gpu, model: &Model, val: &mien::data::Dataset, args: &Args) -> 
 
 /// Maps [n, h*w] of every gallery method, LIME's painted from its superpixel coefficients.
 fn method_maps(gpu: &Gpu, model: &Model, images: &[f32], preds: &[u32], args: &Args) -> Result<Vec<(&'static str, Vec<f32>)>> {
-    let mut maps = gallery_maps(gpu, model, images, preds, args)?;
-    let lime_opts = LimeOptions { samples: args.lime_samples, seed: args.seed, ..Default::default() };
-    let mut lime_maps = Vec::with_capacity(images.len());
-    for (img, &c) in images.chunks(model.image_len()).zip(preds) {
-        let e = lime::explain(gpu, model, img, &lime::Classes::List(vec![c as usize]), &lime_opts)?;
-        let coef = &e.class(c as usize).expect("explained class").coefficients;
-        lime_maps.extend(e.segments.labels.iter().map(|&s| coef[s as usize] as f32));
-    }
-    maps.push(("LIME", lime_maps));
-    Ok(maps)
+    gallery::maps_with_lime(gpu, model, images, preds, &gallery_options(args))
+}
+
+fn gallery_options(args: &Args) -> GalleryOptions {
+    GalleryOptions { samples: args.samples, lime_samples: args.lime_samples, seed: args.seed }
 }
 
 /// The gallery's images: given indices, or the first validation image of each class.
@@ -220,29 +213,9 @@ fn overlay_map(img: &[f32], map: &[f32], h: usize, w: usize) -> RgbImage {
     upscale_nearest(&overlay(&gray_to_rgb(img, h, w), &heat, 0.55), SCALE)
 }
 
-/// Per-image maps [n, h*w] of every gallery method, in column order.
+/// Per-image maps [n, h*w] of every gallery method but LIME, in column order.
 fn gallery_maps(gpu: &Gpu, model: &Model, images: &[f32], preds: &[u32], args: &Args) -> Result<Vec<(&'static str, Vec<f32>)>> {
-    let target = Target::PerImage(preds.to_vec());
-    let vanilla = saliency::vanilla(gpu, model, images, &target)?;
-    let smooth = saliency::smoothgrad(gpu, model, images, &SmoothGradOptions { samples: args.samples, seed: args.seed as u32, target: target.clone(), ..Default::default() })?;
-    // A white baseline: black would zero the attributions of the dark strokes that carry
-    // the expression (IG multiplies the gradient by x - baseline).
-    let ig = saliency::integrated_gradients(gpu, model, images, &IgOptions { steps: args.samples, baseline: Baseline::Value(1.0), target: target.clone() })?;
-    let cam = gradcam::gradcam(gpu, model, images, &GradCamOptions { target: target.clone(), ..Default::default() })?;
-    // Grad-CAM++ at the deepest of the default's layers (its channel weights need a
-    // layer's features; at the last conv block the maps barely point, see gradcam.rs).
-    let deepest = *gradcam::auto_layers(model)?.last().expect("at least one layer");
-    let campp = gradcam::gradcam(gpu, model, images, &GradCamOptions { target: target.clone(), layer: LayerChoice::Index(deepest), weighting: Weighting::PlusPlus })?;
-    let (h, _) = model.hw();
-    let occ = occlusion::occlusion(gpu, model, images, &OcclusionOptions { size: (h / 8).max(2), stride: (h / 16).max(1), target, ..Default::default() })?;
-    Ok(vec![
-        ("saliency", vanilla.maps),
-        ("SmoothGrad", smooth.maps),
-        ("Integrated Gradients", ig.saliency.maps),
-        ("Grad-CAM", cam.maps),
-        ("Grad-CAM++", campp.maps),
-        ("occlusion", occ.maps),
-    ])
+    gallery::maps(gpu, model, images, preds, &gallery_options(args))
 }
 
 fn explain_sections(report: &mut Report, gpu: &Gpu, model: &Model, val: &mien::data::Dataset, gallery: &[usize], args: &Args) -> Result<()> {
@@ -310,5 +283,5 @@ fn filter_sections(report: &mut Report, gpu: &Gpu, model: &Model, image: &[f32],
 }
 
 fn main() -> ExitCode {
-    mien::error::cli_main(|| run(Args::parse()))
+    mien::platform::cli_main(|| run(Args::parse()))
 }

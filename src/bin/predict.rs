@@ -43,6 +43,10 @@ struct Args {
     out: Option<PathBuf>,
     #[arg(long, default_value_t = 256)]
     batch: usize,
+    /// Also write every image's class probabilities (id,<class>...) to this CSV (the web
+    /// page's test compares its own against these).
+    #[arg(long)]
+    probabilities: Option<PathBuf>,
     /// Kernel-variant autotuning: on (cached per adapter), off (built-in defaults) or
     /// refresh (time again). Default: $MIEN_AUTOTUNE, else on.
     #[arg(long, value_name = "on|off|refresh")]
@@ -114,6 +118,15 @@ fn run(args: Args) -> Result<()> {
         csv += &format!("{id},{p}\n");
     }
     checkpoint::write_atomic(&out, csv.as_bytes())?;
+    if let Some(path) = &args.probabilities {
+        let scale = 1.0 / runs.len() as f32;
+        let mut text = format!("id,{}\n", names.join(","));
+        for (id, row) in data.ids.iter().zip(sum.chunks(classes)) {
+            let cols: Vec<String> = row.iter().map(|p| (p * scale).to_string()).collect();
+            text += &format!("{id},{}\n", cols.join(","));
+        }
+        checkpoint::write_atomic(path, text.as_bytes())?;
+    }
     println!("{} predictions ({} model{}) written to {}", pred.len(), runs.len(), if runs.len() > 1 { "s" } else { "" }, out.display());
     if data.labelled {
         ensure!(
@@ -153,5 +166,5 @@ fn confusion_text(m: &[Vec<u64>], names: &[String]) -> String {
 }
 
 fn main() -> ExitCode {
-    mien::error::cli_main(|| run(Args::parse()))
+    mien::platform::cli_main(|| run(Args::parse()))
 }

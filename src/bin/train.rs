@@ -180,7 +180,7 @@ fn run(args: Args, matches: &ArgMatches) -> mien::Result<()> {
 }
 
 fn main() -> ExitCode {
-    mien::error::cli_main(|| {
+    mien::platform::cli_main(|| {
         let matches = Args::command().get_matches();
         let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         run(args, &matches)

@@ -486,6 +486,11 @@ fn jitter_rng(seed: u64, filter: usize) -> Rng {
 /// `None`), in chunks of `model.batch()` images (the last chunk padded by repeating its last
 /// filter). See [`AscentOptions`] for the regularizers.
 pub fn filter_ascent(gpu: &Gpu, model: &Model, layer: &str, filters: Option<&[usize]>, opts: &AscentOptions) -> Result<Ascent> {
+    crate::platform::block_on(filter_ascent_async(gpu, model, layer, filters, opts))
+}
+
+/// `filter_ascent`, awaitable (the browser's form; see `crate::platform`).
+pub async fn filter_ascent_async(gpu: &Gpu, model: &Model, layer: &str, filters: Option<&[usize]>, opts: &AscentOptions) -> Result<Ascent> {
     opts.check()?;
     let li = model.layer_index(layer)?;
     let all: Vec<usize>;
@@ -508,7 +513,7 @@ pub fn filter_ascent(gpu: &Gpu, model: &Model, layer: &str, filters: Option<&[us
         activation: Vec::new(),
     };
     for part in filters.chunks(chunk) {
-        let (images, start, end) = ascend_batch(gpu, model, li, part, opts)?;
+        let (images, start, end) = ascend_batch_async(gpu, model, li, part, opts).await?;
         out.images.extend_from_slice(&images[..part.len() * len]);
         out.start_activation.extend_from_slice(&start[..part.len()]);
         out.activation.extend_from_slice(&end[..part.len()]);
@@ -538,7 +543,7 @@ pub fn filter_ascent_run(gpu: &Gpu, run_dir: &Path, layer: Option<&str>, filters
 
 /// One batch: `part.len() <= model.batch()` filters. Returns (images, start, final
 /// activation) for the whole (padded) batch.
-fn ascend_batch(gpu: &Gpu, model: &Model, li: usize, part: &[usize], opts: &AscentOptions) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+async fn ascend_batch_async(gpu: &Gpu, model: &Model, li: usize, part: &[usize], opts: &AscentOptions) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
     let net = &model.net;
     let n = model.batch();
     let [c, h, w] = model.info.input_chw;
@@ -606,7 +611,7 @@ fn ascend_batch(gpu: &Gpu, model: &Model, li: usize, part: &[usize], opts: &Asce
         if o == 0 {
             gpu.write(&shift, &zero_shift)?;
             gpu.run(measure.iter().copied())?;
-            start = gpu.read(&means)?;
+            start = gpu.read_async(&means).await?;
         }
         let mut shifts = vec![0i32; 2 * n];
         let mut last = None;
@@ -634,7 +639,7 @@ fn ascend_batch(gpu: &Gpu, model: &Model, li: usize, part: &[usize], opts: &Asce
         }
         image = Some(p);
     }
-    let images = gpu.read(image.as_ref().expect("at least one octave"))?;
-    let end = gpu.read(&means)?;
+    let images = gpu.read_async(image.as_ref().expect("at least one octave")).await?;
+    let end = gpu.read_async(&means).await?;
     Ok((images, start, end))
 }

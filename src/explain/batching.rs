@@ -191,18 +191,20 @@ impl<'a> Driver<'a> {
     /// `kernel.load`. Per batch: `kernel.seek`, `before(chunk, batch)` (host writes, e.g. the
     /// logits gradient seed), then one submission of the copy kernel followed by `net`, with
     /// `after(encoder, batch)` recorded behind the compute pass (copies out of the batch).
-    /// After a chunk's last batch, `done(chunk)` (its reads wait for the chunk's
-    /// submissions).
-    pub fn run(
+    /// After a chunk's last batch, the first `keep(chunk)` values of `readback` are read
+    /// (the read waits for the chunk's submissions) and appended to the result.
+    pub async fn run_async(
         &self,
         images: &[f32],
         net: &[&Dispatch],
         mut before: impl FnMut(&Chunk, &Batch) -> Result<()>,
         mut after: impl FnMut(&mut wgpu::CommandEncoder, &Batch),
-        mut done: impl FnMut(&Chunk) -> Result<()>,
-    ) -> Result<()> {
+        readback: &Tensor,
+        keep: impl Fn(&Chunk) -> usize,
+    ) -> Result<Vec<f32>> {
         let plan = Plan { layout: self.kernel.layout(), images: super::saliency::image_count(self.model, images)? };
         let len = self.model.image_len();
+        let mut out = Vec::new();
         for chunk in plan.chunks() {
             self.kernel.load(self.gpu, &chunk, &images[chunk.image0 * len..(chunk.image0 + chunk.images) * len])?;
             for batch in plan.batches(&chunk) {
@@ -211,15 +213,20 @@ impl<'a> Driver<'a> {
                 let dispatches = std::iter::once(self.kernel.dispatch()).chain(net.iter().copied());
                 self.gpu.submit_with(dispatches, |enc| after(enc, &batch));
             }
-            done(&chunk)?;
+            out.extend_from_slice(&self.gpu.read_async(readback).await?[..keep(&chunk)]);
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The network's `output` [n*S, K] for every copy of `images`, copy r of image i at row
     /// i*S + r: inference forward per batch, each batch's outputs copied into one buffer
     /// read once per chunk.
     pub fn scores(&self, images: &[f32], output: Output) -> Result<Vec<f32>> {
+        crate::platform::block_on(self.scores_async(images, output))
+    }
+
+    /// `scores`, awaitable (the browser's form; see `crate::platform`).
+    pub async fn scores_async(&self, images: &[f32], output: Output) -> Result<Vec<f32>> {
         let (gpu, net) = (self.gpu, &self.model.net);
         let (b, k) = (self.model.batch(), self.model.classes());
         let all = gpu.tensor("copy scores", &[self.kernel.layout().max_batches() * b, k])?;
@@ -227,18 +234,7 @@ impl<'a> Driver<'a> {
             Output::Probabilities => (net.probabilities(), net.infer_dispatches().collect()),
             Output::Logits => (net.logits(), net.forward_infer_dispatches().collect()),
         };
-        let mut out = Vec::new();
-        self.run(
-            images,
-            &dispatches,
-            |_, _| Ok(()),
-            |enc, batch| src.copy_to(enc, &all, batch.index * b * k),
-            |chunk| {
-                out.extend_from_slice(&gpu.read(&all)?[..chunk.total * k]);
-                Ok(())
-            },
-        )?;
-        Ok(out)
+        self.run_async(images, &dispatches, |_, _| Ok(()), |enc, batch| src.copy_to(enc, &all, batch.index * b * k), &all, |chunk| chunk.total * k).await
     }
 }
 

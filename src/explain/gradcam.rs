@@ -212,18 +212,26 @@ pub fn weighted_map(acts: &[f32], weights: &[f64], s: usize) -> Vec<f64> {
 /// Grad-CAM (Grad-CAM++, LayerCAM) maps of any number of images, batched; several layers'
 /// maps fused (`fuse`).
 pub fn gradcam(gpu: &Gpu, model: &Model, images: &[f32], opts: &GradCamOptions) -> Result<GradCam> {
+    crate::platform::block_on(gradcam_async(gpu, model, images, opts))
+}
+
+/// `gradcam`, awaitable (the browser's form; see `crate::platform`).
+pub async fn gradcam_async(gpu: &Gpu, model: &Model, images: &[f32], opts: &GradCamOptions) -> Result<GradCam> {
     let convs = conv_layers(model, &opts.layer)?;
     if let [conv] = convs[..] {
-        return gradcam_layer(gpu, model, images, opts, conv);
+        return gradcam_layer_async(gpu, model, images, opts, conv).await;
     }
-    let parts = convs.iter().map(|&c| gradcam_layer(gpu, model, images, opts, c)).collect::<Result<Vec<_>>>()?;
+    let mut parts = Vec::with_capacity(convs.len());
+    for &c in &convs {
+        parts.push(gradcam_layer_async(gpu, model, images, opts, c).await?);
+    }
     let (h, w) = model.hw();
     let maps = fuse(&parts.iter().map(|p| p.maps.clone()).collect::<Vec<_>>(), h * w);
     let last = parts.last().expect("at least one layer");
     Ok(GradCam { coarse: maps.clone(), maps, coarse_hw: (h, w), weights: vec![], classes: last.classes.clone(), conv: last.conv, layer: last.layer, convs, hw: (h, w) })
 }
 
-fn gradcam_layer(gpu: &Gpu, model: &Model, images: &[f32], opts: &GradCamOptions, conv: usize) -> Result<GradCam> {
+async fn gradcam_layer_async(gpu: &Gpu, model: &Model, images: &[f32], opts: &GradCamOptions, conv: usize) -> Result<GradCam> {
     let n = image_count(model, images)?;
     let given = opts.target.resolve_given(model, n)?;
     let layer = model.block_output(conv);
@@ -245,7 +253,7 @@ fn gradcam_layer(gpu: &Gpu, model: &Model, images: &[f32], opts: &GradCamOptions
         model.forward(gpu, &chunk)?;
         let classes: Vec<u32> = match &given {
             Some(c) => c[bi * model.batch()..bi * model.batch() + m].to_vec(),
-            None => gpu.read(model.net.logits())?.chunks(nk).take(m).map(|l| argmax(l) as u32).collect(),
+            None => gpu.read_async(model.net.logits()).await?.chunks(nk).take(m).map(|l| argmax(l) as u32).collect(),
         };
         let mut seed = vec![0.0f32; model.batch() * nk];
         for (j, &c) in classes.iter().enumerate() {
@@ -253,7 +261,7 @@ fn gradcam_layer(gpu: &Gpu, model: &Model, images: &[f32], opts: &GradCamOptions
         }
         gpu.write(dlogits, &seed)?;
         gpu.run(&back)?;
-        let (a, g) = (gpu.read(acts)?, gpu.read(dacts)?);
+        let (a, g) = (gpu.read_async(acts).await?, gpu.read_async(dacts).await?);
         for j in 0..m {
             let (a, g) = (&a[j * k * s..(j + 1) * k * s], &g[j * k * s..(j + 1) * k * s]);
             let cam: Vec<f32> = match opts.weighting {

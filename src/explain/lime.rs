@@ -497,9 +497,14 @@ fn cholesky_solve(a: &mut [f64], b: &[f64], k: usize) -> Result<Vec<f64>> {
 /// LIME for one image [C, H, W] of `model`: SLIC superpixels per `opts.slic`, then
 /// [`explain_with_segments`].
 pub fn explain(gpu: &Gpu, model: &Model, image: &[f32], classes: &Classes, opts: &LimeOptions) -> Result<LimeExplanation> {
+    crate::platform::block_on(explain_async(gpu, model, image, classes, opts))
+}
+
+/// `explain`, awaitable (the browser's form; see `crate::platform`).
+pub async fn explain_async(gpu: &Gpu, model: &Model, image: &[f32], classes: &Classes, opts: &LimeOptions) -> Result<LimeExplanation> {
     let chw = check_image(model, image)?;
     let segments = slic(&gray_of(image, chw), chw[1], chw[2], &opts.slic)?;
-    explain_with_segments(gpu, model, image, segments, classes, opts)
+    explain_with_segments_async(gpu, model, image, segments, classes, opts).await
 }
 
 fn check_image(model: &Model, image: &[f32]) -> Result<[usize; 3]> {
@@ -520,6 +525,18 @@ fn check_image(model: &Model, image: &[f32]) -> Result<[usize; 3]> {
 /// batches of `model.batch()`, then one ridge fit per class in `classes`. Errors: wrong
 /// image size, class out of range, a segmentation of another size, 0 samples.
 pub fn explain_with_segments(
+    gpu: &Gpu,
+    model: &Model,
+    image: &[f32],
+    segments: Segmentation,
+    classes: &Classes,
+    opts: &LimeOptions,
+) -> Result<LimeExplanation> {
+    crate::platform::block_on(explain_with_segments_async(gpu, model, image, segments, classes, opts))
+}
+
+/// `explain_with_segments`, awaitable (the browser's form; see `crate::platform`).
+pub async fn explain_with_segments_async(
     gpu: &Gpu,
     model: &Model,
     image: &[f32],
@@ -548,7 +565,7 @@ pub fn explain_with_segments(
 
     let perturb = Perturbation::new(gpu, image, &fill, &segments, model.net.input())?;
     let kernel = MaskCopies { perturb: &perturb, masks: &masks };
-    let probabilities = batching::Driver::new(gpu, model, &kernel)?.scores(image, Output::Probabilities)?;
+    let probabilities = batching::Driver::new(gpu, model, &kernel)?.scores_async(image, Output::Probabilities).await?;
     let p0 = &probabilities[..nc];
     let predicted = (0..nc).max_by(|&a, &b| p0[a].total_cmp(&p0[b]).then(b.cmp(&a))).unwrap();
     let chosen: Vec<usize> = match classes {

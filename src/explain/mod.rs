@@ -9,6 +9,7 @@ pub mod ascent;
 pub mod batching;
 pub mod faithfulness;
 pub mod filter_outputs;
+pub mod gallery;
 pub mod gradcam;
 pub mod lime;
 pub mod occlusion;
@@ -57,6 +58,16 @@ impl Model {
         let net = Network::build(gpu, &info.model, info.input_chw, info.class_names.len(), batch, BuildOptions::EXPLAIN)?;
         checkpoint::load(gpu, file, &net, None)?;
         Self::wrap(gpu, net, info, file.to_path_buf())
+    }
+
+    /// A model from a checkpoint's bytes (`name` for messages and `checkpoint`: a dropped
+    /// or fetched file in the browser).
+    pub fn from_bytes(gpu: &Gpu, name: &str, bytes: &[u8], batch: usize) -> Result<Model> {
+        ensure!(batch > 0, "explanations need a batch of at least 1");
+        let info = checkpoint::read_bytes(bytes, name)?;
+        let net = Network::build(gpu, &info.model, info.input_chw, info.class_names.len(), batch, BuildOptions::EXPLAIN)?;
+        checkpoint::load_bytes(gpu, name, bytes, &net, None)?;
+        Self::wrap(gpu, net, info, PathBuf::from(name))
     }
 
     /// A model from an already built network (tests; randomized weights for sanity checks).
@@ -120,11 +131,16 @@ impl Model {
     /// Softmax probabilities [n, classes] of any number of images, in batches (the last one
     /// padded by repeating its final image).
     pub fn probabilities(&self, gpu: &Gpu, images: &[f32]) -> Result<Vec<f32>> {
+        crate::platform::block_on(self.probabilities_async(gpu, images))
+    }
+
+    /// `probabilities`, awaitable (the browser's form; see `crate::platform`).
+    pub async fn probabilities_async(&self, gpu: &Gpu, images: &[f32]) -> Result<Vec<f32>> {
         let mut out = Vec::new();
         for (chunk, n) in self.batches(images) {
             gpu.write(self.net.input(), &chunk)?;
             gpu.run(self.net.infer_dispatches())?;
-            out.extend_from_slice(&gpu.read(self.net.probabilities())?[..n * self.classes()]);
+            out.extend_from_slice(&gpu.read_async(self.net.probabilities()).await?[..n * self.classes()]);
         }
         Ok(out)
     }
@@ -132,6 +148,11 @@ impl Model {
     /// Gradient of the class score (logit) `classes[i]` of image i with respect to its
     /// pixels, for any number of images, in batches: [n, C*H*W].
     pub fn class_gradients(&self, gpu: &Gpu, images: &[f32], classes: &[u32]) -> Result<Vec<f32>> {
+        crate::platform::block_on(self.class_gradients_async(gpu, images, classes))
+    }
+
+    /// `class_gradients`, awaitable (the browser's form; see `crate::platform`).
+    pub async fn class_gradients_async(&self, gpu: &Gpu, images: &[f32], classes: &[u32]) -> Result<Vec<f32>> {
         let k = self.classes();
         let n = images.len() / self.image_len();
         ensure!(classes.len() == n, "{} classes for {n} images", classes.len());
@@ -149,7 +170,7 @@ impl Model {
             gpu.write(self.net.input(), &chunk)?;
             gpu.write(self.net.activation(last).1.expect("logits gradient"), &seed)?;
             gpu.run(self.net.forward_infer_dispatches().chain(&self.backward))?;
-            out.extend_from_slice(&gpu.read(self.net.input_grad().expect("input gradient"))?[..m * self.image_len()]);
+            out.extend_from_slice(&gpu.read_async(self.net.input_grad().expect("input gradient")).await?[..m * self.image_len()]);
         }
         Ok(out)
     }

@@ -96,13 +96,18 @@ pub fn drops_to_map(drops: &[f32], h: usize, w: usize, size: usize, stride: usiz
 
 /// Occlusion sensitivity of any number of images.
 pub fn occlusion(gpu: &Gpu, model: &Model, images: &[f32], opts: &OcclusionOptions) -> Result<Occlusion> {
+    crate::platform::block_on(occlusion_async(gpu, model, images, opts))
+}
+
+/// `occlusion`, awaitable (the browser's form; see `crate::platform`).
+pub async fn occlusion_async(gpu: &Gpu, model: &Model, images: &[f32], opts: &OcclusionOptions) -> Result<Occlusion> {
     let n = image_count(model, images)?;
     let (h, w) = model.hw();
     let (ny, nx) = grid(h, w, opts.size, opts.stride)?;
     ensure!(opts.fill.is_finite(), "occlusion fill value {} must be finite", opts.fill);
     let positions = ny * nx;
     let (b, len, k) = (model.batch(), model.image_len(), model.classes());
-    let probs = model.probabilities(gpu, images)?;
+    let probs = model.probabilities_async(gpu, images).await?;
     let classes = opts.target.resolve_from_logits(model, &probs)?;
     let probability: Vec<f32> = classes.iter().enumerate().map(|(i, &c)| probs[i * k + c as usize]).collect();
 
@@ -112,7 +117,7 @@ pub fn occlusion(gpu: &Gpu, model: &Model, images: &[f32], opts: &OcclusionOptio
     let x = gpu.tensor("occlusion images", &[chunk_images, len])?;
     let patch = op.patch(gpu, &x, model.net.input())?;
     let kernel = PatchCopies { op: &op, x: &x, patch: &patch };
-    let p = batching::Driver::new(gpu, model, &kernel)?.scores(images, Output::Probabilities)?;
+    let p = batching::Driver::new(gpu, model, &kernel)?.scores_async(images, Output::Probabilities).await?;
     let drops: Vec<f32> = (0..n * positions)
         .map(|r| {
             let i = r / positions;

@@ -34,9 +34,14 @@ pub enum Target {
 impl Target {
     /// The class of each image; a class out of range or a wrong count is an error.
     pub fn resolve(&self, gpu: &Gpu, model: &Model, images: &[f32]) -> Result<Vec<u32>> {
+        crate::platform::block_on(self.resolve_async(gpu, model, images))
+    }
+
+    /// `resolve`, awaitable (the browser's form; see `crate::platform`).
+    pub async fn resolve_async(&self, gpu: &Gpu, model: &Model, images: &[f32]) -> Result<Vec<u32>> {
         let n = image_count(model, images)?;
         match self {
-            Target::Predicted => predicted(gpu, model, images),
+            Target::Predicted => predicted_async(gpu, model, images).await,
             _ => self.resolve_given(model, n).map(|c| c.expect("explicit target")),
         }
     }
@@ -85,31 +90,46 @@ pub fn image_count(model: &Model, images: &[f32]) -> Result<usize> {
 
 /// Logits [n, K] of any number of images (inference forward, in batches).
 pub fn logits(gpu: &Gpu, model: &Model, images: &[f32]) -> Result<Vec<f32>> {
+    crate::platform::block_on(logits_async(gpu, model, images))
+}
+
+/// `logits`, awaitable (the browser's form; see `crate::platform`).
+pub async fn logits_async(gpu: &Gpu, model: &Model, images: &[f32]) -> Result<Vec<f32>> {
     image_count(model, images)?;
     let k = model.classes();
     let mut out = Vec::new();
     for (chunk, m) in model.batches(images) {
         model.forward(gpu, &chunk)?;
-        out.extend_from_slice(&gpu.read(model.net.logits())?[..m * k]);
+        out.extend_from_slice(&gpu.read_async(model.net.logits()).await?[..m * k]);
     }
     Ok(out)
 }
 
 /// The predicted class (argmax of the logits) of each image.
 pub fn predicted(gpu: &Gpu, model: &Model, images: &[f32]) -> Result<Vec<u32>> {
+    crate::platform::block_on(predicted_async(gpu, model, images))
+}
+
+/// `predicted`, awaitable (the browser's form; see `crate::platform`).
+pub async fn predicted_async(gpu: &Gpu, model: &Model, images: &[f32]) -> Result<Vec<u32>> {
     let k = model.classes();
-    Ok(logits(gpu, model, images)?.chunks(k).map(|l| argmax(l) as u32).collect())
+    Ok(logits_async(gpu, model, images).await?.chunks(k).map(|l| argmax(l) as u32).collect())
 }
 
 /// The score (logit) of class `classes[i]` for image i.
 pub fn scores(gpu: &Gpu, model: &Model, images: &[f32], classes: &[u32]) -> Result<Vec<f32>> {
+    crate::platform::block_on(scores_async(gpu, model, images, classes))
+}
+
+/// `scores`, awaitable (the browser's form; see `crate::platform`).
+pub async fn scores_async(gpu: &Gpu, model: &Model, images: &[f32], classes: &[u32]) -> Result<Vec<f32>> {
     let n = image_count(model, images)?;
     ensure!(classes.len() == n, "{} classes for {n} images", classes.len());
     for &c in classes {
         model.check_class(c as usize)?;
     }
     let k = model.classes();
-    Ok(logits(gpu, model, images)?.chunks(k).zip(classes).map(|(l, &c)| l[c as usize]).collect())
+    Ok(logits_async(gpu, model, images).await?.chunks(k).zip(classes).map(|(l, &c)| l[c as usize]).collect())
 }
 
 /// Saliency of a set of images.
@@ -159,8 +179,13 @@ pub fn channel_max_abs(attributions: &[f32], chw: [usize; 3]) -> Vec<f32> {
 
 /// Vanilla gradient: attributions = d score_c / d x (one forward and backward per batch).
 pub fn vanilla(gpu: &Gpu, model: &Model, images: &[f32], target: &Target) -> Result<Saliency> {
-    let classes = target.resolve(gpu, model, images)?;
-    let grads = model.class_gradients(gpu, images, &classes)?;
+    crate::platform::block_on(vanilla_async(gpu, model, images, target))
+}
+
+/// `vanilla`, awaitable (the browser's form; see `crate::platform`).
+pub async fn vanilla_async(gpu: &Gpu, model: &Model, images: &[f32], target: &Target) -> Result<Saliency> {
+    let classes = target.resolve_async(gpu, model, images).await?;
+    let grads = model.class_gradients_async(gpu, images, &classes).await?;
     Ok(Saliency::new(grads, classes, model.info.input_chw))
 }
 
@@ -186,11 +211,16 @@ impl Default for SmoothGradOptions {
 /// SmoothGrad: attributions = mean over `samples` noisy copies x + N(0, (sigma * range)^2)
 /// of d score_c / d x (c fixed per image: the target at the clean image).
 pub fn smoothgrad(gpu: &Gpu, model: &Model, images: &[f32], opts: &SmoothGradOptions) -> Result<Saliency> {
+    crate::platform::block_on(smoothgrad_async(gpu, model, images, opts))
+}
+
+/// `smoothgrad`, awaitable (the browser's form; see `crate::platform`).
+pub async fn smoothgrad_async(gpu: &Gpu, model: &Model, images: &[f32], opts: &SmoothGradOptions) -> Result<Saliency> {
     ensure!(opts.samples >= 1, "SmoothGrad needs at least 1 sample (got {})", opts.samples);
     ensure!(opts.sigma.is_finite() && opts.sigma >= 0.0, "SmoothGrad noise sigma {} must be a finite fraction >= 0 of the value range", opts.sigma);
-    let classes = opts.target.resolve(gpu, model, images)?;
+    let classes = opts.target.resolve_async(gpu, model, images).await?;
     let mode = Mode::Noise { sigma: opts.sigma, seed: opts.seed };
-    let mean = path_gradients(gpu, model, images, &classes, opts.samples, mode)?;
+    let mean = path_gradients_async(gpu, model, images, &classes, opts.samples, mode).await?;
     Ok(Saliency::new(mean, classes, model.info.input_chw))
 }
 
@@ -282,15 +312,20 @@ impl IntegratedGradients {
 /// Integrated Gradients: attributions = (x - b) * mean over a_k = (k + 0.5) / steps of
 /// d score_c / d x at b + a_k (x - b); c is the target at the clean image.
 pub fn integrated_gradients(gpu: &Gpu, model: &Model, images: &[f32], opts: &IgOptions) -> Result<IntegratedGradients> {
+    crate::platform::block_on(integrated_gradients_async(gpu, model, images, opts))
+}
+
+/// `integrated_gradients`, awaitable (the browser's form; see `crate::platform`).
+pub async fn integrated_gradients_async(gpu: &Gpu, model: &Model, images: &[f32], opts: &IgOptions) -> Result<IntegratedGradients> {
     ensure!(opts.steps >= 1, "Integrated Gradients needs at least 1 step (got {})", opts.steps);
     image_count(model, images)?;
     let len = model.image_len();
     let base = opts.baseline.image(len)?;
     let k = model.classes();
-    let lx = logits(gpu, model, images)?;
+    let lx = logits_async(gpu, model, images).await?;
     let classes = opts.target.resolve_from_logits(model, &lx)?;
-    let lb = logits(gpu, model, &base)?;
-    let attr = path_gradients(gpu, model, images, &classes, opts.steps, Mode::Path { baseline: &base })?;
+    let lb = logits_async(gpu, model, &base).await?;
+    let attr = path_gradients_async(gpu, model, images, &classes, opts.steps, Mode::Path { baseline: &base }).await?;
     let completeness = attr
         .chunks(len)
         .zip(&classes)
@@ -314,7 +349,7 @@ enum Mode<'a> {
 }
 
 /// Per-image mean gradient (times x - b for `Path`) over `copies` GPU-made copies: [n, L].
-fn path_gradients(gpu: &Gpu, model: &Model, images: &[f32], classes: &[u32], copies: usize, mode: Mode) -> Result<Vec<f32>> {
+async fn path_gradients_async(gpu: &Gpu, model: &Model, images: &[f32], classes: &[u32], copies: usize, mode: Mode<'_>) -> Result<Vec<f32>> {
     let n = image_count(model, images)?;
     ensure!(classes.len() == n, "{} classes for {n} images", classes.len());
     let (b, len, k) = (model.batch(), model.image_len(), model.classes());
@@ -347,26 +382,24 @@ fn path_gradients(gpu: &Gpu, model: &Model, images: &[f32], classes: &[u32], cop
     let dlogits = model.net.activation(last).1.expect("logits gradient");
     let net: Vec<&Dispatch> = model.net.forward_infer_dispatches().chain(&model.backward).chain(std::iter::once(&gather)).collect();
 
-    let mut out = Vec::with_capacity(n * len);
-    batching::Driver::new(gpu, model, &kernel)?.run(
-        images,
-        &net,
-        // One-hot logits gradient of each row's image class. No wait: the writes are
-        // ordered before the batch's submission, and the chunk's read waits for all.
-        |chunk, batch| {
-            let mut seed = vec![0.0f32; b * k];
-            for j in 0..b {
-                seed[j * k + classes[chunk.image0 + batch.copy(j) / copies] as usize] = 1.0;
-            }
-            gpu.write(dlogits, &seed)
-        },
-        |_, _| {},
-        |chunk| {
-            out.extend_from_slice(&gpu.read(&acc)?[..chunk.images * len]);
-            Ok(())
-        },
-    )?;
-    Ok(out)
+    batching::Driver::new(gpu, model, &kernel)?
+        .run_async(
+            images,
+            &net,
+            // One-hot logits gradient of each row's image class. No wait: the writes are
+            // ordered before the batch's submission, and the chunk's read waits for all.
+            |chunk, batch| {
+                let mut seed = vec![0.0f32; b * k];
+                for j in 0..b {
+                    seed[j * k + classes[chunk.image0 + batch.copy(j) / copies] as usize] = 1.0;
+                }
+                gpu.write(dlogits, &seed)
+            },
+            |_, _| {},
+            &acc,
+            |chunk| chunk.images * len,
+        )
+        .await
 }
 
 /// The noise or path kernel bound to its chunk buffers, for the batching driver.

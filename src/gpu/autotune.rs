@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
+use crate::platform::Instant;
 
 /// Whether layers time their kernel variants (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -70,6 +70,11 @@ pub const NO_ADAPTER_HELP: &str = "no GPU adapter found. mien needs a Vulkan, Me
 device (or GL via WGPU_BACKEND=gl). On a machine without a GPU install Mesa's CPU Vulkan \
 driver (lavapipe): `apt-get install mesa-vulkan-drivers` on Debian/Ubuntu.";
 
+/// The message a page shows when the browser offers no WebGPU adapter.
+pub const NO_WEBGPU_HELP: &str = "this browser offers no WebGPU adapter, and mien needs WebGPU. Use a browser with \
+WebGPU enabled (Chrome/Edge 113+, Firefox 141+ on Windows, Safari 26); Chromium on Linux needs \
+--enable-unsafe-webgpu (with --enable-features=Vulkan).";
+
 /// Backends named by `WGPU_BACKEND` (comma-separated: vulkan, metal, dx12, gl), or None
 /// when it is unset: then the primary ones are tried, and GL only where they find no adapter
 /// (probing GL loads EGL drivers, which log errors on machines without a display).
@@ -116,7 +121,7 @@ fn quiet_mesa_device_select_now() {
     std::env::set_var("NODEVICE_SELECT", "1");
 }
 
-fn request_adapter(backends: wgpu::Backends) -> std::result::Result<wgpu::Adapter, wgpu::RequestAdapterError> {
+async fn request_adapter(backends: wgpu::Backends) -> std::result::Result<wgpu::Adapter, wgpu::RequestAdapterError> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
     let instance = wgpu::Instance::new(desc);
@@ -126,7 +131,7 @@ fn request_adapter(backends: wgpu::Backends) -> std::result::Result<wgpu::Adapte
         compatible_surface: None,
         apply_limit_buckets: false,
     };
-    pollster::block_on(instance.request_adapter(&options))
+    instance.request_adapter(&options).await
 }
 
 impl Gpu {
@@ -134,32 +139,46 @@ impl Gpu {
     /// ones, Vulkan, Metal, DX12, and GL only where they find none), with every limit the
     /// adapter offers (big storage buffers matter for batch 512 at 48x48x64).
     pub fn new() -> Result<Gpu> {
-        quiet_mesa_device_select();
-        let chosen = backends_from_env()?;
-        let primary = wgpu::Backends::PRIMARY - wgpu::Backends::BROWSER_WEBGPU;
-        let tried = chosen.unwrap_or(primary | wgpu::Backends::GL);
-        let adapter = match chosen {
-            Some(b) => request_adapter(b),
-            None => request_adapter(primary).or_else(|_| {
-                log::warn!("no Vulkan, Metal or DX12 adapter; trying GL");
-                request_adapter(wgpu::Backends::GL)
-            }),
-        }
-        .map_err(|e| Error::new(format!("{NO_ADAPTER_HELP} (wgpu: {e}; backends tried: {tried:?})")))?;
+        crate::platform::block_on(Self::new_async())
+    }
+
+    /// `new`, awaitable: the form a browser page uses. There the only backend is the
+    /// browser's WebGPU (`WGPU_BACKEND` does not exist), and no adapter means the browser
+    /// has no WebGPU (`NO_WEBGPU_HELP`).
+    pub async fn new_async() -> Result<Gpu> {
+        let adapter = if cfg!(target_arch = "wasm32") {
+            request_adapter(wgpu::Backends::BROWSER_WEBGPU).await.map_err(|e| Error::new(format!("{NO_WEBGPU_HELP} (wgpu: {e})")))?
+        } else {
+            quiet_mesa_device_select();
+            let chosen = backends_from_env()?;
+            let primary = wgpu::Backends::PRIMARY - wgpu::Backends::BROWSER_WEBGPU;
+            let tried = chosen.unwrap_or(primary | wgpu::Backends::GL);
+            let found = match chosen {
+                Some(b) => request_adapter(b).await,
+                None => match request_adapter(primary).await {
+                    Ok(a) => Ok(a),
+                    Err(_) => {
+                        log::warn!("no Vulkan, Metal or DX12 adapter; trying GL");
+                        request_adapter(wgpu::Backends::GL).await
+                    }
+                },
+            };
+            found.map_err(|e| Error::new(format!("{NO_ADAPTER_HELP} (wgpu: {e}; backends tried: {tried:?})")))?
+        };
         let info = adapter.get_info();
         let autotune = autotune::Autotune::from_env(&info)?;
         let limits = adapter.limits();
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS | wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
         let features = adapter.features() & wanted;
         let request = |features: wgpu::Features, experimental: wgpu::ExperimentalFeatures| {
-            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            adapter.request_device(&wgpu::DeviceDescriptor {
                 label: Some("mien"),
                 required_features: features,
                 required_limits: limits.clone(),
                 experimental_features: experimental,
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
-            }))
+            })
         };
         // Cooperative matrices where the adapter offers a configuration mien's kernels are
         // written for (coop::usable); MIEN_COOP=0 leaves them off. If the device refuses them,
@@ -172,15 +191,15 @@ impl Gpu {
             // (shaders/coop/real.wgsl), which validate with naga offline (tests/shaders.rs)
             // and are checked against the f64 reference wherever they run.
             let experimental = unsafe { wgpu::ExperimentalFeatures::enabled() };
-            match request(features | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX, experimental) {
+            match request(features | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX, experimental).await {
                 Ok(d) => Ok(d),
                 Err(e) => {
                     log::warn!("adapter {:?} offers cooperative matrices but the device refused them ({e}); opening it without", info.name);
-                    request(features, wgpu::ExperimentalFeatures::disabled())
+                    request(features, wgpu::ExperimentalFeatures::disabled()).await
                 }
             }
         } else {
-            request(features, wgpu::ExperimentalFeatures::disabled())
+            request(features, wgpu::ExperimentalFeatures::disabled()).await
         };
         let (device, queue) = opened.map_err(|e| Error::new(format!("could not open device on adapter {:?}: {e}", info.name)))?;
         Ok(Gpu {
@@ -315,6 +334,13 @@ impl Gpu {
         Ok(())
     }
 
+    /// Refuse a tensor of `shape` (4-byte elements) the device cannot bind, counting bytes
+    /// in u64: a product of usizes wraps on 32-bit targets (wasm32 in a browser).
+    pub fn check_shape(&self, label: &str, shape: &[usize]) -> Result<()> {
+        let bytes = shape.iter().try_fold(4u64, |b, &d| b.checked_mul(d as u64)).unwrap_or(u64::MAX);
+        self.check_binding_size(label, bytes)
+    }
+
     /// A zero-filled f32 (or u32) tensor of `shape`.
     pub fn tensor(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
         self.tensor_with_usage(label, shape, wgpu::BufferUsages::empty())
@@ -324,9 +350,9 @@ impl Gpu {
     /// and read back through <= 64 KiB uniform windows of it). Counted in `mem()` like any
     /// tensor.
     pub fn tensor_with_usage(&self, label: &str, shape: &[usize], usage: wgpu::BufferUsages) -> Result<Tensor> {
+        self.check_shape(label, shape)?;
         let n: usize = shape.iter().product();
         let bytes = (n * 4) as u64;
-        self.check_binding_size(label, bytes)?;
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
@@ -415,9 +441,26 @@ impl Gpu {
         dispatches: impl IntoIterator<Item = &'a Dispatch>,
         after: impl FnOnce(&mut wgpu::CommandEncoder),
     ) -> wgpu::SubmissionIndex {
+        self.submit_timestamped(dispatches, None, after)
+    }
+
+    /// `submit_with`, the compute pass's start and end written to queries `index` and
+    /// `index + 1` of `timestamps` when given (a device with TIMESTAMP_QUERY; the browser
+    /// page times its training steps this way).
+    pub fn submit_timestamped<'a>(
+        &self,
+        dispatches: impl IntoIterator<Item = &'a Dispatch>,
+        timestamps: Option<(&wgpu::QuerySet, u32)>,
+        after: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> wgpu::SubmissionIndex {
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("mien step") });
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("mien step"), timestamp_writes: None });
+            let timestamp_writes = timestamps.map(|(query_set, i)| wgpu::ComputePassTimestampWrites {
+                query_set,
+                beginning_of_pass_write_index: Some(i),
+                end_of_pass_write_index: Some(i + 1),
+            });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("mien step"), timestamp_writes });
             for d in dispatches {
                 d.encode(&mut pass);
             }
@@ -440,17 +483,28 @@ impl Gpu {
             .map_err(|e| Error::new(format!("waiting for the GPU failed: {e}")))
     }
 
-    /// Copy a tensor back to the host as f32.
+    /// Copy a tensor back to the host as f32 (blocks natively; see `read_async`).
     pub fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
-        self.read_pod(t)
+        crate::platform::block_on(self.read_pod(t))
     }
 
     /// Copy a tensor back to the host as u32 (argmax indices, flags).
     pub fn read_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
-        self.read_pod(t)
+        crate::platform::block_on(self.read_pod(t))
     }
 
-    fn read_pod<T: bytemuck::Pod>(&self, t: &Tensor) -> Result<Vec<T>> {
+    /// `read`, awaitable: the copy is mapped with `map_async` and the future resolves in
+    /// the callback (natively inside `wait`'s blocking poll, in a browser when WebGPU's
+    /// mapAsync promise resolves).
+    pub async fn read_async(&self, t: &Tensor) -> Result<Vec<f32>> {
+        self.read_pod(t).await
+    }
+
+    pub async fn read_u32_async(&self, t: &Tensor) -> Result<Vec<u32>> {
+        self.read_pod(t).await
+    }
+
+    async fn read_pod<T: bytemuck::Pod>(&self, t: &Tensor) -> Result<Vec<T>> {
         let bytes = t.bytes();
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(&format!("{} readback", t.label())),
@@ -461,13 +515,11 @@ impl Gpu {
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         encoder.copy_buffer_to_buffer(t.buffer(), t.offset(), &staging, 0, bytes);
         let idx = self.queue.submit(Some(encoder.finish()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
+        let (tx, rx) = crate::platform::oneshot();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| tx.send(r));
         self.wait(Some(idx))?;
-        rx.recv()
-            .map_err(|_| Error::new(format!("{}: readback callback never ran", t.label())))?
+        rx.await
+            .ok_or_else(|| Error::new(format!("{}: readback callback never ran", t.label())))?
             .map_err(|e| Error::new(format!("{}: mapping the readback buffer failed: {e}", t.label())))?;
         let view = staging
             .get_mapped_range(..)

@@ -10,7 +10,7 @@
 
 use super::{Dispatch, Gpu};
 use crate::Result;
-use std::time::Instant;
+use crate::platform::Instant;
 
 /// Median of `v` (sorted copy; empty gives 0).
 pub fn median(v: &[f64]) -> f64 {

@@ -37,16 +37,16 @@ pub use crate::io::write_atomic;
 type Named = (String, Vec<usize>, Vec<f32>);
 
 /// Every tensor a checkpoint of `net` holds, read from the GPU.
-fn collect(gpu: &Gpu, net: &Network, opt: Option<&Optimizer>) -> Result<Vec<Named>> {
-    let arena = gpu.read(&net.arena)?;
+async fn collect(gpu: &Gpu, net: &Network, opt: Option<&Optimizer>) -> Result<Vec<Named>> {
+    let arena = gpu.read_async(&net.arena).await?;
     let slice = |a: &[f32], off: usize, n: usize| a[off..off + n].to_vec();
     let mut out: Vec<_> = net.params.iter().map(|p| (p.name.clone(), p.shape.clone(), slice(&arena, p.offset, p.len()))).collect();
     for (name, t) in &net.buffers {
-        out.push((name.clone(), t.shape().to_vec(), gpu.read(t)?));
+        out.push((name.clone(), t.shape().to_vec(), gpu.read_async(t).await?));
     }
     if let Some(opt) = opt {
         for (state, t) in opt.state() {
-            let values = gpu.read(t)?;
+            let values = gpu.read_async(t).await?;
             for p in &net.params {
                 out.push((format!("optimizer.{state}.{}", p.name), p.shape.clone(), slice(&values, p.offset, p.len())));
             }
@@ -71,13 +71,27 @@ pub fn save_with(
     epoch: usize,
     extra: &[(&str, String)],
 ) -> Result<()> {
-    let tensors = collect(gpu, net, opt)?;
+    let bytes = crate::platform::block_on(to_bytes_async(gpu, net, opt, class_names, epoch, extra))
+        .map_err(|e| e.context(path.display()))?;
+    write_atomic(path, &bytes)
+}
+
+/// The bytes `save_with` writes (a browser page offers them as a download).
+pub async fn to_bytes_async(
+    gpu: &Gpu,
+    net: &Network,
+    opt: Option<&Optimizer>,
+    class_names: &[String],
+    epoch: usize,
+    extra: &[(&str, String)],
+) -> Result<Vec<u8>> {
+    let tensors = collect(gpu, net, opt).await?;
     let views = tensors
         .iter()
         .map(|(name, shape, v)| {
             TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(v))
                 .map(|t| (name.clone(), t))
-                .map_err(|e| Error::new(format!("{}: tensor {name}: {e}", path.display())))
+                .map_err(|e| Error::new(format!("tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut meta = HashMap::from([
@@ -89,8 +103,7 @@ pub fn save_with(
         ("mien.optimizer_steps".to_string(), opt.map_or(0, |o| o.steps_taken()).to_string()),
     ]);
     meta.extend(extra.iter().map(|(k, v)| (format!("mien.{k}"), v.clone())));
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
-    write_atomic(path, &bytes)
+    safetensors::serialize(views, Some(meta)).map_err(|e| Error::new(e.to_string()))
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -106,30 +119,35 @@ pub fn metadata(bytes: &[u8], key: &str) -> Option<String> {
 /// Read a checkpoint file and its metadata.
 pub fn read(path: &Path) -> Result<(Vec<u8>, CheckpointInfo)> {
     let bytes = std::fs::read(path).map_err(|e| Error::new(format!("{}: cannot read checkpoint: {e}", path.display())))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::new(format!("{}: not a safetensors file: {e}", path.display())))?;
+    let info = read_bytes(&bytes, &path.display().to_string())?;
+    Ok((bytes, info))
+}
+
+/// The metadata of a checkpoint's bytes (`name` for messages: a file, a dropped file).
+pub fn read_bytes(bytes: &[u8], name: &str) -> Result<CheckpointInfo> {
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| Error::new(format!("{name}: not a safetensors file: {e}")))?;
     let m = meta.metadata().clone().unwrap_or_default();
-    let get = |k: &str| m.get(k).ok_or_else(|| Error::new(format!("{}: not a mien checkpoint (no {k} metadata)", path.display())));
-    let parse = |k: &str, e: &dyn std::fmt::Display| Error::new(format!("{}: metadata {k}: {e}", path.display()));
+    let get = |k: &str| m.get(k).ok_or_else(|| Error::new(format!("{name}: not a mien checkpoint (no {k} metadata)")));
+    let parse = |k: &str, e: &dyn std::fmt::Display| Error::new(format!("{name}: metadata {k}: {e}"));
     let input: Vec<usize> = serde_json::from_str(get("mien.input")?).map_err(|e| parse("mien.input", &e))?;
-    ensure!(input.len() == 3, "{}: metadata mien.input is {input:?}, expected [C, H, W]", path.display());
-    let info = CheckpointInfo {
+    ensure!(input.len() == 3, "{name}: metadata mien.input is {input:?}, expected [C, H, W]");
+    Ok(CheckpointInfo {
         model: serde_json::from_str(get("mien.model")?).map_err(|e| parse("mien.model", &e))?,
         input_chw: [input[0], input[1], input[2]],
         class_names: serde_json::from_str(get("mien.classes")?).map_err(|e| parse("mien.classes", &e))?,
         epoch: get("mien.epoch")?.parse().map_err(|e| parse("mien.epoch", &e))?,
         optimizer_steps: get("mien.optimizer_steps")?.parse().map_err(|e| parse("mien.optimizer_steps", &e))?,
-    };
-    Ok((bytes, info))
+    })
 }
 
 /// One tensor of the checkpoint as f32, checked against the shape the model expects.
-fn tensor(st: &SafeTensors, path: &Path, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-    let t = st.tensor(name).map_err(|_| Error::new(format!("{}: checkpoint lacks tensor {name} {shape:?} that the model needs", path.display())))?;
-    ensure!(t.dtype() == Dtype::F32, "{}: tensor {name} is {:?}, expected F32", path.display(), t.dtype());
+fn tensor(st: &SafeTensors, file: &str, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    let t = st.tensor(name).map_err(|_| Error::new(format!("{}: checkpoint lacks tensor {name} {shape:?} that the model needs", file)))?;
+    ensure!(t.dtype() == Dtype::F32, "{}: tensor {name} is {:?}, expected F32", file, t.dtype());
     ensure!(
         t.shape() == shape,
         "{}: tensor {name} has shape {:?}, the model expects {shape:?} (the checkpoint does not fit this model)",
-        path.display(),
+        file,
         t.shape()
     );
     // Copy: the file's bytes need not be 4-byte aligned.
@@ -139,40 +157,46 @@ fn tensor(st: &SafeTensors, path: &Path, name: &str, shape: &[usize]) -> Result<
 /// Load parameters, BN statistics and (when `opt` is given) optimizer state into `net`.
 /// Refuses a checkpoint that does not fit, naming the first mismatching tensor.
 pub fn load(gpu: &Gpu, path: &Path, net: &Network, opt: Option<&mut Optimizer>) -> Result<CheckpointInfo> {
-    let (bytes, info) = read(path)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+    let (bytes, _) = read(path)?;
+    load_bytes(gpu, &path.display().to_string(), &bytes, net, opt)
+}
+
+/// `load` from a checkpoint's bytes (`file` names them in messages).
+pub fn load_bytes(gpu: &Gpu, file: &str, bytes: &[u8], net: &Network, opt: Option<&mut Optimizer>) -> Result<CheckpointInfo> {
+    let info = read_bytes(bytes, file)?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::new(format!("{file}: {e}")))?;
     let mut arena = vec![0.0f32; net.arena.len()];
     for p in &net.params {
-        arena[p.offset..p.offset + p.len()].copy_from_slice(&tensor(&st, path, &p.name, &p.shape)?);
+        arena[p.offset..p.offset + p.len()].copy_from_slice(&tensor(&st, file, &p.name, &p.shape)?);
     }
     let mut buffers = Vec::new();
     for (name, t) in &net.buffers {
-        buffers.push((t, tensor(&st, path, name, t.shape())?));
+        buffers.push((t, tensor(&st, file, name, t.shape())?));
     }
     // Anything in the file the model does not have is a mismatch too.
     let known = |n: &str| net.params.iter().any(|p| p.name == n) || net.buffers.iter().any(|(b, _)| b == n) || n.starts_with("optimizer.");
     let mut names = st.names();
     names.sort();
     if let Some(extra) = names.iter().find(|n| !known(n)) {
-        return Err(Error::new(format!("{}: tensor {extra} is not part of model {} (the checkpoint does not fit this model)", path.display(), net.spec.name)));
+        return Err(Error::new(format!("{file}: tensor {extra} is not part of model {} (the checkpoint does not fit this model)", net.spec.name)));
     }
     gpu.write(&net.arena, &arena)?;
     for (t, v) in buffers {
         gpu.write(t, &v)?;
     }
     if let Some(opt) = opt {
-        load_optimizer(gpu, &st, path, net, opt)?;
+        load_optimizer(gpu, &st, file, net, opt)?;
         opt.set_steps_taken(info.optimizer_steps);
     }
     Ok(info)
 }
 
-fn load_optimizer(gpu: &Gpu, st: &SafeTensors, path: &Path, net: &Network, opt: &mut Optimizer) -> Result<()> {
+fn load_optimizer(gpu: &Gpu, st: &SafeTensors, file: &str, net: &Network, opt: &mut Optimizer) -> Result<()> {
     let states: Vec<(&'static str, Tensor)> = opt.state().into_iter().map(|(n, t)| (n, t.clone())).collect();
     for (state, t) in states {
         let mut values = vec![0.0f32; t.len()];
         for p in &net.params {
-            let v = tensor(st, path, &format!("optimizer.{state}.{}", p.name), &p.shape)?;
+            let v = tensor(st, file, &format!("optimizer.{state}.{}", p.name), &p.shape)?;
             values[p.offset..p.offset + p.len()].copy_from_slice(&v);
         }
         gpu.write(&t, &values)?;

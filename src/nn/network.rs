@@ -181,6 +181,7 @@ impl Network {
         let mut shape = input_shape.clone();
         let mut ops: Vec<Box<dyn LayerOp>> = Vec::with_capacity(spec.layers.len());
         for (name, ls) in names.iter().zip(&spec.layers) {
+            gpu.check_shape(&format!("model {}: layer {name}: input {shape:?}", spec.name), &shape)?;
             let op = ls.build(gpu, name, &shape).map_err(|e| e.context(format!("model {}", spec.name)))?;
             shape = op.out_shape();
             ops.push(op);
@@ -477,7 +478,12 @@ impl Network {
 
     /// (mean loss, number correct) of the last recorded loss pass: reads 8 bytes.
     pub fn read_stats(&self, gpu: &Gpu) -> Result<(f32, f32)> {
-        let s = gpu.read(&self.stats)?;
+        crate::platform::block_on(self.read_stats_async(gpu))
+    }
+
+    /// `read_stats`, awaitable (the browser's form; see `crate::platform`).
+    pub async fn read_stats_async(&self, gpu: &Gpu) -> Result<(f32, f32)> {
+        let s = gpu.read_async(&self.stats).await?;
         Ok((s[0], s[1]))
     }
 

@@ -31,7 +31,8 @@ pub use images::{
 pub use png::{save_png, write_atomic};
 
 use crate::Error;
-use plotters::style::{register_font, FontStyle};
+use crate::platform::register_font;
+use plotters::style::FontStyle;
 use std::fmt::Display;
 use std::path::Path;
 use std::sync::Once;
@@ -49,7 +50,7 @@ pub fn ensure_fonts() {
     FONTS.call_once(|| {
         for style in [FontStyle::Normal, FontStyle::Bold] {
             // The font is compiled in: failing to parse it is a bug, not a user error.
-            if register_font(FONT, style, DEJAVU_SANS).is_err() {
+            if !register_font(FONT, style, DEJAVU_SANS) {
                 panic!("bundled data/fonts/DejaVuSans.ttf is not a valid font");
             }
         }

@@ -20,7 +20,7 @@ use crate::{ensure, Error, Result};
 pub use config::{BnStats, LrScale, OptimizerChoice, Schedule, TrainConfig};
 pub use history::EpochRecord;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use crate::platform::Instant;
 
 /// Training and validation data with the class names.
 pub struct TrainData {
@@ -187,7 +187,7 @@ impl<'g> Session<'g> {
     /// One epoch of training steps; returns (mean loss, accuracy) over its samples. The
     /// data order and the dropout and augmentation streams are functions of the seed, the
     /// epoch and the global step only, so a resumed run replays them exactly.
-    fn epoch(&mut self, data: &Dataset, epoch: usize, lr: f64, bar: &indicatif::ProgressBar) -> Result<(f64, f64)> {
+    fn epoch(&mut self, data: &Dataset, epoch: usize, lr: f64, bar: &crate::platform::Progress) -> Result<(f64, f64)> {
         let gpu = self.gpu;
         let b = self.batch;
         let mut order: Vec<usize> = (0..data.len()).collect();
@@ -331,7 +331,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, data: &TrainData, dir: &Path, resume: b
         let started = Instant::now();
         let val_losses: Vec<f64> = history.iter().filter_map(|r| r.val_loss).collect();
         let lr = cfg.schedule.lr(base_lr, epoch, cfg.epochs, history.last().map_or(base_lr, |r| r.lr), &val_losses);
-        let bar = progress_bar(progress, images_per_epoch as u64, epoch + 1, cfg.epochs);
+        let bar = crate::platform::Progress::new(progress, images_per_epoch as u64, epoch + 1, cfg.epochs);
         let (train_loss, train_acc) = s.epoch(&data.train, epoch, lr, &bar)?;
         bar.finish_and_clear();
         // Before validation and the checkpoints: the statistics inference will use.
@@ -414,18 +414,6 @@ fn data_name(cfg: &TrainConfig) -> String {
     cfg.data.as_ref().map_or("built-in synthetic faces".to_string(), |p| p.display().to_string())
 }
 
-fn progress_bar(visible: bool, images: u64, epoch: usize, epochs: usize) -> indicatif::ProgressBar {
-    if !visible {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(images);
-    let style = indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} images {per_sec} ETA {eta} {msg}")
-        .expect("template")
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_prefix(format!("{epoch}/{epochs}"));
-    bar
-}
 
 /// The data a config names: its file or folder (validation from the file's PublicTest rows,
 /// else a seeded `val_split`), or the built-in synthetic faces.
@@ -458,7 +446,7 @@ pub fn mark_latest(dir: &Path) -> Result<()> {
 
 /// A run directory name: `<model>-<UTC date>-<time>`.
 pub fn run_name(model: &str) -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = crate::platform::SystemTime::now().duration_since(crate::platform::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = ((secs / 86400) as i64, secs % 86400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;

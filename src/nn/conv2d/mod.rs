@@ -290,6 +290,8 @@ impl Conv2d {
             cfg.stride
         );
         let geom = ConvGeom::for_layer(name, [n, ci, h, w], cfg.out_channels, cfg.kernel, cfg.stride, cfg.padding)?;
+        // The output must fit a binding (counted in u64 before any usize product wraps).
+        gpu.check_shape(&format!("layer {name}: output [{n}, {}, {}, {}]", cfg.out_channels, geom.oh, geom.ow), &[n, cfg.out_channels, geom.oh, geom.ow])?;
         // Element counts of every tensor the kernels index must fit in u32.
         u32_of(name, "input elements", geom.x_len())?;
         u32_of(name, "output elements", geom.y_len())?;
