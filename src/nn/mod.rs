@@ -21,6 +21,7 @@ pub mod layer;
 pub mod memory;
 pub mod network;
 pub mod optim;
+pub mod params;
 pub mod pad;
 pub mod pool;
 pub mod softmax_xent;

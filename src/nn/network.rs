@@ -11,33 +11,14 @@
 //! reader, so explanation networks build with `reuse: false`.
 
 use super::fuse::{self, Fused};
-use super::layer::{Init, Io, LayerOp, Mode, ParamViews};
+use super::layer::{Io, LayerOp, Mode, ParamViews};
+use super::params::{self, place_params};
+pub use super::params::Param;
 use super::memory::{self, ActivationMemory, LayerSlots};
 use super::softmax_xent::SoftmaxXent;
 use super::spec::{LayerSpec, ModelSpec};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::rng::Rng;
 use crate::{ensure, Error, Result};
-
-/// A trainable parameter: a view of the arena at an aligned offset.
-#[derive(Debug, Clone)]
-pub struct Param {
-    /// `conv2d_1.weight`, `batch_norm_1.gamma`, ...: the checkpoint's tensor names.
-    pub name: String,
-    pub shape: Vec<usize>,
-    /// Offset in the arena, in elements (a multiple of the device's binding alignment).
-    pub offset: usize,
-    pub init: Init,
-}
-
-impl Param {
-    pub fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// One built layer.
 pub struct Layer {
@@ -130,25 +111,6 @@ pub struct Network {
     act_shared: Vec<bool>,
     dact_shared: Vec<bool>,
     memory: ActivationMemory,
-}
-
-/// The parameters of every layer placed in one arena, each at an offset aligned for binding
-/// as a view: (params, per-layer indices, arena length).
-fn place_params(names: &[String], ops: &[Box<dyn LayerOp>], align: usize) -> (Vec<Param>, Vec<Vec<usize>>, usize) {
-    let mut params = Vec::new();
-    let mut total = 0usize;
-    let mut per_layer = Vec::new();
-    for (name, op) in names.iter().zip(ops) {
-        let mut idx = Vec::new();
-        for d in op.params() {
-            idx.push(params.len());
-            let len: usize = d.shape.iter().product();
-            params.push(Param { name: format!("{name}.{}", d.suffix), shape: d.shape, offset: total, init: d.init });
-            total += len.div_ceil(align) * align;
-        }
-        per_layer.push(idx);
-    }
-    (params, per_layer, total.max(1))
 }
 
 impl Network {
@@ -393,22 +355,10 @@ impl Network {
         self.forward_infer.iter()
     }
 
-    /// Initial parameter values for the whole arena (He-uniform weights, zero biases, unit
-    /// BN scale, PReLU 0.25), deterministic in `seed`. Padding between parameters is 0.
+    /// Initial parameter values for the whole arena (see `params::initial_values`),
+    /// deterministic in `seed`.
     pub fn initial_params(&self, seed: u64) -> Vec<f32> {
-        let mut rng = Rng::new(seed);
-        let mut arena = vec![0.0f32; self.arena.len()];
-        for p in &self.params {
-            let dst = &mut arena[p.offset..p.offset + p.len()];
-            match p.init {
-                Init::HeUniform { fan_in } => {
-                    let limit = (6.0 / fan_in.max(1) as f64).sqrt();
-                    dst.iter_mut().for_each(|v| *v = rng.range(-limit, limit) as f32);
-                }
-                Init::Const(c) => dst.fill(c),
-            }
-        }
-        arena
+        params::initial_values(&self.params, self.arena.len(), seed)
     }
 
     /// Write `initial_params(seed)` to the GPU and reset every layer's state (BatchNorm
