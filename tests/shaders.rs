@@ -145,3 +145,30 @@ fn cooperative_matrix_builds_compile_for_every_block_shape() {
         coop_common::validate_real_build(&DENSE_COOP, &["dense_coop_gemm", "dense_coop_reduce"], &[("ACCUMULATE", 1.0), ("PASS", pass)]);
     }
 }
+
+/// Storage buffers an entry point statically uses (what WebGPU's
+/// max_storage_buffers_per_shader_stage counts).
+fn storage_buffers(module: &naga::Module, info: &naga::valid::ModuleInfo, ep: usize) -> u32 {
+    let used = info.get_entry_point(ep);
+    module.global_variables.iter().filter(|(h, g)| matches!(g.space, naga::AddressSpace::Storage { .. }) && !used[*h].is_empty()).count() as u32
+}
+
+/// The fused training kernels bind `fuse::TRAIN_STORAGE_BUFFERS` storage buffers at most
+/// (networks fall back to the unfused kernels on adapters that allow fewer, as browsers do),
+/// and every other kernel stays within 10, which the page needs on SwiftShader.
+#[test]
+fn storage_buffers_per_kernel_fit_the_limits_mien_assumes() {
+    let mut fused_max = 0;
+    for shader in ALL {
+        let (module, info) = validate(shader.name, shader.source, shader.needs_subgroups(), shader.needs_coop(), shader.needs_f16());
+        for (k, ep) in module.entry_points.iter().enumerate() {
+            let n = storage_buffers(&module, &info, k);
+            if shader.name == "batchnorm" && ep.name.contains("_act") {
+                fused_max = fused_max.max(n);
+            } else {
+                assert!(n <= 10, "{}::{} binds {n} storage buffers", shader.name, ep.name);
+            }
+        }
+    }
+    assert_eq!(fused_max, mien::nn::fuse::TRAIN_STORAGE_BUFFERS);
+}

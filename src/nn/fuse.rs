@@ -107,6 +107,21 @@ pub fn enabled_by_env() -> bool {
     std::env::var("MIEN_FUSE").map_or(true, |v| v.trim() != "0")
 }
 
+/// Storage buffers the fused training kernels bind at most (`batchnorm_backward_params_act4`:
+/// x, dy, the saved statistics, gamma, beta, both slope views, sums, dbeta, dgamma, dalpha;
+/// tests/shaders.rs counts them with naga). WebGPU's default limit is 8 and browsers offer
+/// about 10, so there the unfused kernels run instead.
+pub const TRAIN_STORAGE_BUFFERS: u32 = 11;
+
+/// Whether the adapter can bind the fused training kernels' storage buffers.
+pub fn fits(gpu: &crate::gpu::Gpu) -> bool {
+    let have = gpu.limits().max_storage_buffers_per_shader_stage;
+    if have < TRAIN_STORAGE_BUFFERS {
+        log::info!("training fusion off: the fused BatchNorm kernels bind {TRAIN_STORAGE_BUFFERS} storage buffers, this adapter allows {have} per stage (max_storage_buffers_per_shader_stage)");
+    }
+    have >= TRAIN_STORAGE_BUFFERS
+}
+
 /// Per layer: does layer i (a BatchNorm) run the activation at i + 1 inside its training
 /// passes? The one place training pairs are chosen (module docs); the memory plan and the
 /// network's passes follow it.

@@ -171,7 +171,7 @@ impl Network {
 
         // Activations, their gradients, extra slots and sinks: planned, then allocated
         // (shared where lifetimes are disjoint, with `reuse`).
-        let train_pairs = fuse::train_pairs(&ops, opts);
+        let train_pairs = fuse::train_pairs(&ops, BuildOptions { fuse: opts.fuse && fuse::fits(gpu), ..opts });
         let needs: Vec<LayerSlots> =
             names.iter().zip(&ops).zip(&train_pairs).map(|((n, op), &fused)| LayerSlots::of(n, op.as_ref(), fused)).collect();
         let plan = memory::plan(&needs, &input_shape, opts.input_grad);
