@@ -539,3 +539,22 @@ fn fused_batchnorm_activation_trains_like_the_unfused_pair() {
         eprintln!("exact={exact}: worst |fused - unfused| / (1e-3 + |unfused|) = {worst:.2e}");
     }
 }
+
+/// Explaining through a training network whose activation is fused into its BatchNorm is
+/// refused with the reason and the fix (input gradients turn fusion off).
+#[test]
+fn explaining_a_fused_training_network_names_the_fused_layer() {
+    use mien::nn::spec::{PaddingName, PaddingSpec, Pair};
+    let gpu = gpu!();
+    let conv = LayerSpec::Conv2d { filters: 4, kernel: Pair::Square(3), stride: Pair::Square(1), padding: PaddingSpec::Named(PaddingName::Same), bias: false };
+    let layers = vec![conv, LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 }, LayerSpec::Relu, LayerSpec::Flatten, LayerSpec::Dense { units: CLASSES, bias: true }];
+    let spec = ModelSpec { name: "fused".into(), layers };
+    let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, 2, BuildOptions { input_grad: false, reuse: true, fuse: true }).unwrap();
+    if !mien::nn::fuse::fits(gpu) {
+        panic!("this adapter cannot bind the fused kernels (lavapipe can): the test needs fusion on");
+    }
+    let e = net.explain_backward(gpu, 4, 2).err().expect("no gradient at the fused activation's input").to_string();
+    assert!(e.contains("relu_1") && e.contains("fused") && e.contains("input_grad: true"), "{e}");
+    let e = net.explain_backward(gpu, 4, 0).err().unwrap().to_string();
+    assert!(e.contains("input_grad: true"), "{e}");
+}

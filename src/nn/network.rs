@@ -342,8 +342,10 @@ impl Network {
         for i in (down_to..=from).rev() {
             ensure!(
                 self.dacts[i].is_some(),
-                "model {}: input gradients need BuildOptions {{ input_grad: true }}",
-                self.spec.name
+                "model {}: no gradient is planned at layer {}'s input ({}); build with BuildOptions {{ input_grad: true }} (which also turns training fusion off)",
+                self.spec.name,
+                self.layers[i].name,
+                if i > 0 && self.train_pairs[i - 1] { "its activation is fused into the BatchNorm before it" } else { "the network was built for training, which plans none there" }
             );
             out.extend(self.layers[i].op.input_grad(gpu, &self.io(i, true))?);
         }
