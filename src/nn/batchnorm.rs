@@ -280,6 +280,19 @@ impl BatchNorm {
         self.dispatch(gpu, "batchnorm_backward_infer", &[], &[(8, dx), (9, dy), (3, gamma), (14, running_var)], groups)
     }
 
+    /// The operands every training backward (plain or fused) takes, checked against the
+    /// layer's shape: dx, dy, x [N, C, ...]; dgamma, dbeta, gamma [C]; saved [2, C].
+    #[allow(clippy::too_many_arguments)]
+    fn check_backward(&self, dx: &Tensor, dgamma: &Tensor, dbeta: &Tensor, dy: &Tensor, x: &Tensor, gamma: &Tensor, saved: &Tensor) -> Result<()> {
+        dx.expect_len(&self.name, "input gradient", self.len())?;
+        self.per_channel("gamma gradient", dgamma)?;
+        self.per_channel("beta gradient", dbeta)?;
+        dy.expect_len(&self.name, "output gradient", self.len())?;
+        x.expect_len(&self.name, "saved input", self.len())?;
+        self.per_channel("gamma", gamma)?;
+        saved.expect_shape(&self.name, "saved statistics", &[2, self.c])
+    }
+
     /// Training-mode backward, with `saved` from this batch's `forward_train`:
     /// dbeta = sum dy, dgamma = sum dy * xhat (overwritten, or added to when `accumulate`),
     /// dx = gamma * inv_std / M * (M * dy - sum dy - xhat * sum dy * xhat) (overwritten; uses
@@ -297,13 +310,7 @@ impl BatchNorm {
         saved: &Tensor,
         accumulate: bool,
     ) -> Result<Vec<Dispatch>> {
-        dx.expect_len(&self.name, "input gradient", self.len())?;
-        self.per_channel("gamma gradient", dgamma)?;
-        self.per_channel("beta gradient", dbeta)?;
-        dy.expect_len(&self.name, "output gradient", self.len())?;
-        x.expect_len(&self.name, "saved input", self.len())?;
-        self.per_channel("gamma", gamma)?;
-        saved.expect_shape(&self.name, "saved statistics", &[2, self.c])?;
+        self.check_backward(dx, dgamma, dbeta, dy, x, gamma, saved)?;
         let (entry, groups) = self.reduction("batchnorm_backward_params")?;
         let params = self.dispatch(
             gpu,
@@ -410,14 +417,8 @@ impl BatchNorm {
         act: &FusedAct,
         accumulate: bool,
     ) -> Result<Vec<Dispatch>> {
-        dx.expect_len(&self.name, "input gradient", self.len())?;
-        self.per_channel("gamma gradient", dgamma)?;
-        self.per_channel("beta gradient", dbeta)?;
-        dy.expect_len(&self.name, "output gradient", self.len())?;
-        x.expect_len(&self.name, "saved input", self.len())?;
-        self.per_channel("gamma", gamma)?;
+        self.check_backward(dx, dgamma, dbeta, dy, x, gamma, saved)?;
         self.per_channel("beta", beta)?;
-        saved.expect_shape(&self.name, "saved statistics", &[2, self.c])?;
         let mut constants = self.act_constants(act, true)?;
         constants.push(accumulate_constant(accumulate));
         let common = [(10, dgamma), (11, dbeta), (9, dy), (1, x), (3, gamma), (4, beta), (15, saved), (12, &self.sums)];

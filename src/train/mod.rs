@@ -414,7 +414,6 @@ fn data_name(cfg: &TrainConfig) -> String {
     cfg.data.as_ref().map_or("built-in synthetic faces".to_string(), |p| p.display().to_string())
 }
 
-
 /// The data a config names: its file or folder (validation from the file's PublicTest rows,
 /// else a seeded `val_split`), or the built-in synthetic faces.
 pub fn load_data(cfg: &TrainConfig) -> Result<TrainData> {
