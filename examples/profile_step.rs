@@ -1,8 +1,10 @@
 //! Where a training step's time goes: every dispatch of one model's training step replayed
 //! alone (a few times) and timed by process CPU time, grouped by kernel.
-//! `cargo run --release --example profile_step -- [model] [batch]` (defaults seed-cnn 64).
+//! `cargo run --release --example profile_step -- [model] [batch] [f32|mixed|auto]`
+//! (defaults seed-cnn 64 auto).
 use mien::gpu::{Dispatch, Gpu};
 use mien::nn::network::{BuildOptions, Network};
+use mien::nn::precision::PrecisionChoice;
 use mien::nn::spec::ModelSpec;
 use std::collections::BTreeMap;
 
@@ -10,10 +12,12 @@ fn main() -> mien::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let model = args.get(1).map(String::as_str).unwrap_or("seed-cnn");
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
+    let choice: PrecisionChoice = args.get(3).map_or(Ok(PrecisionChoice::Auto), |s| s.parse())?;
     let gpu = Gpu::new()?;
+    let (precision, _) = choice.resolve(&gpu);
     println!("{}", gpu.describe().lines().next().unwrap_or(""));
     let spec = ModelSpec::preset(model, 7).ok_or_else(|| mien::Error::new(format!("unknown model {model}")))?;
-    let net = Network::build(&gpu, &spec, [1, 48, 48], 7, batch, BuildOptions::default())?;
+    let net = Network::build(&gpu, &spec, [1, 48, 48], 7, batch, BuildOptions::default().with_precision(precision))?;
     net.init(&gpu, 1)?;
     let ds: Vec<&Dispatch> = net.train_dispatches().collect();
     gpu.run(ds.iter().copied())?;
@@ -33,7 +37,7 @@ fn main() -> mien::Result<()> {
     }
     let mut v: Vec<_> = by_kernel.into_iter().collect();
     v.sort_by(|a, b| b.1 .0.partial_cmp(&a.1 .0).unwrap());
-    println!("{model} b{batch}: {} dispatches, {total:.0} CPU ms per step (10 ms clock ticks; each dispatch alone)", ds.len());
+    println!("{model} b{batch} {precision}: {} dispatches, {total:.0} CPU ms per step (10 ms clock ticks; each dispatch alone)", ds.len());
     for (k, (ms, n)) in v {
         println!("{k:<40} {n:>4} dispatches {ms:>9.1} ms {:>5.1}%", 100.0 * ms / total);
     }

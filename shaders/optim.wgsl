@@ -17,6 +17,11 @@
 // once. One invocation per element, 1-D index laid out over a 2-D grid when n exceeds
 // max_compute_workgroups_per_dimension * WG (see Gpu::groups_1d).
 // Every kernel updates w, m, v in place and only reads g.
+//
+// Mixed-precision training (loss_scale.wgsl) uses the *_scaled entries: the same updates of
+// g * ls[1] (the gradients divided by this step's loss scale), nothing at all when ls[2]
+// flags an overflow, and Adam's bias corrections computed here from ls[3], the steps
+// actually applied (the host's t also counts skipped ones), in f32.
 
 struct Params {
     n: u32,            // arena elements
@@ -40,10 +45,11 @@ const WG: u32 = 256u;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(5) var<storage, read> ls: array<f32>;   // loss-scale state (*_scaled only)
 
-// The gradient with L2 decay folded in (g unchanged when the decay is decoupled).
-fn grad(i: u32, wi: f32) -> f32 {
-    return select(g[i] + p.weight_decay * wi, g[i], p.decoupled != 0u);
+// The gradient `graw` with L2 decay folded in (unchanged when the decay is decoupled).
+fn with_decay(graw: f32, wi: f32) -> f32 {
+    return select(graw + p.weight_decay * wi, graw, p.decoupled != 0u);
 }
 
 // New weight from the optimizer's step direction, plus decoupled decay when enabled.
@@ -52,35 +58,69 @@ fn apply(wi: f32, step: f32) -> f32 {
     return wi - p.lr * (step + decay);
 }
 
-@compute @workgroup_size(WG)
-fn optim_sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p.n) { return; }
+fn sgd(i: u32, graw: f32) {
     let wi = w[i];
-    w[i] = apply(wi, grad(i, wi));
+    w[i] = apply(wi, with_decay(graw, wi));
 }
 
-@compute @workgroup_size(WG)
-fn optim_sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p.n) { return; }
+fn sgd_momentum(i: u32, graw: f32) {
     let wi = w[i];
-    let gi = grad(i, wi);
+    let gi = with_decay(graw, wi);
     let mi = p.momentum * m[i] + gi;
     m[i] = mi;
     let step = select(mi, gi + p.momentum * mi, p.nesterov != 0u);
     w[i] = apply(wi, step);
 }
 
-@compute @workgroup_size(WG)
-fn optim_adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p.n) { return; }
+fn adam(i: u32, graw: f32, bc1: f32, bc2: f32) {
     let wi = w[i];
-    let gi = grad(i, wi);
+    let gi = with_decay(graw, wi);
     let mi = p.beta1 * m[i] + (1.0 - p.beta1) * gi;
     let vi = p.beta2 * v[i] + (1.0 - p.beta2) * gi * gi;
     m[i] = mi;
     v[i] = vi;
-    w[i] = apply(wi, (mi / p.bc1) / (sqrt(vi / p.bc2) + p.eps));
+    w[i] = apply(wi, (mi / bc1) / (sqrt(vi / bc2) + p.eps));
+}
+
+@compute @workgroup_size(WG)
+fn optim_sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    sgd(i, g[i]);
+}
+
+@compute @workgroup_size(WG)
+fn optim_sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    sgd_momentum(i, g[i]);
+}
+
+@compute @workgroup_size(WG)
+fn optim_adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    adam(i, g[i], p.bc1, p.bc2);
+}
+
+@compute @workgroup_size(WG)
+fn optim_sgd_scaled(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n || ls[2] != 0.0) { return; }
+    sgd(i, g[i] * ls[1]);
+}
+
+@compute @workgroup_size(WG)
+fn optim_sgd_momentum_scaled(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n || ls[2] != 0.0) { return; }
+    sgd_momentum(i, g[i] * ls[1]);
+}
+
+@compute @workgroup_size(WG)
+fn optim_adam_scaled(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n || ls[2] != 0.0) { return; }
+    let t = ls[3];
+    adam(i, g[i] * ls[1], 1.0 - pow(p.beta1, t), 1.0 - pow(p.beta2, t));
 }

@@ -5,6 +5,7 @@
 #[path = "kernels/common.rs"]
 mod common;
 
+use mien::nn::precision::Precision;
 use mien::nn::network::{BuildOptions, Network};
 use mien::nn::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use mien::nn::spec::{LayerSpec, ModelSpec};
@@ -150,7 +151,7 @@ fn a_dnn_starting_with_flatten_trains_and_gives_input_gradients() {
         layers: vec![LayerSpec::Flatten, LayerSpec::Dense { units: 9, bias: true }, LayerSpec::Relu, LayerSpec::Dense { units: CLASSES, bias: true }],
     };
     let batch = 3;
-    let net = Network::build(gpu, &spec, [1, 5, 5], CLASSES, batch, BuildOptions { input_grad: true, reuse: true, fuse: false }).unwrap();
+    let net = Network::build(gpu, &spec, [1, 5, 5], CLASSES, batch, BuildOptions { input_grad: true, reuse: true, fuse: false, precision: Precision::F32 }).unwrap();
     net.init(gpu, 1).unwrap();
     let (x, labels) = toy_batch(batch, 3);
     let x: Vec<f32> = x.chunks(HW * HW).flat_map(|img| img[..25].to_vec()).collect();
@@ -189,7 +190,7 @@ fn seed_presets_have_the_reports_parameter_counts() {
 #[test]
 fn explain_backward_gives_the_input_gradient_of_a_class_score() {
     // Explanations build without reuse; with it, a seed on the logits still works.
-    for opts in [BuildOptions::EXPLAIN, BuildOptions { input_grad: true, reuse: true, fuse: false }] {
+    for opts in [BuildOptions::EXPLAIN, BuildOptions { input_grad: true, reuse: true, fuse: false, precision: Precision::F32 }] {
         explain_backward_matches_finite_differences(opts);
     }
 }
@@ -301,7 +302,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
     let batch = 4;
     for (spec, input_grad) in [(ModelSpec::tiny_cnn(CLASSES), false), (mixed_cnn(), true), (mixed_cnn(), false), (dnn(), false)] {
         let run = |reuse: bool, fuse: bool| {
-            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad, reuse, fuse }).unwrap();
+            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad, reuse, fuse, precision: Precision::F32 }).unwrap();
             assert_eq!(net.reuses_memory(), reuse);
             let mut opt = Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap();
             net.init(gpu, 7).unwrap();
@@ -329,7 +330,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
             for t in [net.stats(), net.probabilities(), net.logits(), net.per_sample().0, net.per_sample().1] {
                 eval.push(gpu.read(t).unwrap());
             }
-            let tail = net.build_like(gpu, 3, BuildOptions { input_grad: false, reuse, fuse }).unwrap();
+            let tail = net.build_like(gpu, 3, BuildOptions { input_grad: false, reuse, fuse, precision: Precision::F32 }).unwrap();
             tail.set_batch(gpu, &x[..3 * HW * HW], &labels[..3]).unwrap();
             gpu.run(tail.eval_dispatches()).unwrap();
             eval.push(gpu.read(tail.probabilities()).unwrap());
@@ -390,7 +391,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
 fn reuse_cuts_seed_cnn_activation_memory() {
     let gpu = gpu!();
     let spec = ModelSpec::preset("seed-cnn", CLASSES).unwrap();
-    let build = |reuse, fuse| Network::build(gpu, &spec, [1, 48, 48], CLASSES, 2, BuildOptions { input_grad: false, reuse, fuse }).unwrap();
+    let build = |reuse, fuse| Network::build(gpu, &spec, [1, 48, 48], CLASSES, 2, BuildOptions { input_grad: false, reuse, fuse, precision: Precision::F32 }).unwrap();
     let (plain, shared, fused) = (build(false, false).activation_memory(), build(true, false).activation_memory(), build(true, true).activation_memory());
     eprintln!("seed-cnn batch 2: without reuse {plain:?}, with {shared:?}, with training fusion {fused:?}");
     // Floor: after the second 64-channel PReLU's backward, the five 64x48x48 tensors the
@@ -416,7 +417,7 @@ fn report_activation_memory_at_batch_128() {
     for model in ["small", "seed-cnn", "seed-dnn"] {
         let spec = ModelSpec::preset(model, CLASSES).unwrap();
         for (reuse, fuse) in [(false, false), (true, false), (true, true)] {
-            let m = Network::build(gpu, &spec, [1, 48, 48], CLASSES, 128, BuildOptions { input_grad: false, reuse, fuse }).unwrap().activation_memory();
+            let m = Network::build(gpu, &spec, [1, 48, 48], CLASSES, 128, BuildOptions { input_grad: false, reuse, fuse, precision: Precision::F32 }).unwrap().activation_memory();
             let mib = |b: u64| b as f64 / (1 << 20) as f64;
             eprintln!(
                 "{model} b128 reuse={reuse} fuse={fuse}: {} tensors, {:.1} MiB unshared, {:.1} MiB allocated in {} arenas, liveness floor {:.1} MiB",
@@ -496,7 +497,7 @@ fn fused_batchnorm_activation_trains_like_the_unfused_pair() {
     for exact in [false, true] {
         let spec = spec(exact);
         let run = |fuse: bool| {
-            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad: false, reuse: true, fuse }).unwrap();
+            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad: false, reuse: true, fuse, precision: Precision::F32 }).unwrap();
             let labels: Vec<&str> = net.train_dispatches().map(|d| d.label.as_str()).collect();
             let acts = labels.iter().filter(|l| l.contains("relu_")).count();
             let fused = labels.iter().filter(|l| l.contains("_act")).count();
@@ -549,7 +550,7 @@ fn explaining_a_fused_training_network_names_the_fused_layer() {
     let conv = LayerSpec::Conv2d { filters: 4, kernel: Pair::Square(3), stride: Pair::Square(1), padding: PaddingSpec::Named(PaddingName::Same), bias: false };
     let layers = vec![conv, LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 }, LayerSpec::Relu, LayerSpec::Flatten, LayerSpec::Dense { units: CLASSES, bias: true }];
     let spec = ModelSpec { name: "fused".into(), layers };
-    let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, 2, BuildOptions { input_grad: false, reuse: true, fuse: true }).unwrap();
+    let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, 2, BuildOptions { input_grad: false, reuse: true, fuse: true, precision: Precision::F32 }).unwrap();
     if !mien::nn::fuse::fits(gpu) {
         panic!("this adapter cannot bind the fused kernels (lavapipe can): the test needs fusion on");
     }

@@ -7,6 +7,7 @@
 //! (b) whole training steps (forward, loss, backward, Adam) in images/s for small, seed-cnn
 //!     and seed-dnn at each `--batch`, and inference images/s at `--infer-batch`;
 //! (c) peak bytes of GPU memory mien allocates per model (network + optimizer) at batch 128.
+//! (b) and (c) run once per `--precision` (f32, mixed; rows of mixed runs end in "mixed").
 //! Fixed seed; warm-up excluded; medians of `--reps` repetitions.
 
 use clap::Parser;
@@ -18,6 +19,7 @@ use mien::nn::fuse;
 use mien::nn::layer::{Io, Mode};
 use mien::nn::network::{BuildOptions, Layer, Network};
 use mien::nn::optim::{Optimizer, OptimizerConfig};
+use mien::nn::precision::{Precision, PrecisionChoice};
 use mien::nn::spec::ModelSpec;
 use mien::rng::Rng;
 use mien::Result;
@@ -58,6 +60,10 @@ struct Args {
     /// refresh (time again). Default: $MIEN_AUTOTUNE, else on.
     #[arg(long, value_name = "on|off|refresh")]
     autotune: Option<mien::gpu::autotune::Mode>,
+    /// Precisions of the step, inference and memory benchmarks: f32, mixed, auto (mixed
+    /// where the adapter has cooperative matrices), or a list (f32,mixed).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![PrecisionChoice::Auto])]
+    precision: Vec<PrecisionChoice>,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -161,7 +167,7 @@ impl Ctx<'_> {
         let gpu = self.gpu;
         let spec = ModelSpec::preset(model, 7).ok_or_else(|| mien::Error::new(format!("unknown model {model}")))?;
         // Every tensor in its own buffer, so one layer's passes can be replayed alone.
-        let net = Network::build(gpu, &spec, [1, 48, 48], 7, n, BuildOptions { input_grad: false, reuse: false, fuse: false })?;
+        let net = Network::build(gpu, &spec, [1, 48, 48], 7, n, BuildOptions { input_grad: false, reuse: false, fuse: false, precision: Precision::F32 })?;
         net.init(gpu, 1)?;
         self.fill(&net)?;
         // One whole step first: argmax indices, saved statistics and gradients are valid.
@@ -248,8 +254,8 @@ impl Ctx<'_> {
     }
 
     /// Training steps (forward, loss, backward, Adam) at `batch`: images/s.
-    fn step(&mut self, model: &str, batch: usize) -> Result<()> {
-        let name = format!("step {model} b{batch}");
+    fn step(&mut self, model: &str, batch: usize, precision: Precision) -> Result<()> {
+        let name = format!("step {model} b{batch}{}", tag(precision));
         if !self.wanted(&name) {
             return Ok(());
         }
@@ -260,10 +266,10 @@ impl Ctx<'_> {
         }
         let gpu = self.gpu;
         let spec = ModelSpec::preset(model, 7).ok_or_else(|| mien::Error::new(format!("unknown model {model}")))?;
-        let net = Network::build(gpu, &spec, [1, 48, 48], 7, batch, BuildOptions::default())?;
+        let net = Network::build(gpu, &spec, [1, 48, 48], 7, batch, BuildOptions::default().with_precision(precision))?;
         net.init(gpu, 1)?;
         self.fill(&net)?;
-        let mut opt = Optimizer::new(gpu, "adam", OptimizerConfig::adam(), &net.arena, &net.grads)?;
+        let mut opt = adam(gpu, &net)?;
         // Warm-up step, then as many steps per repetition as fit the target time.
         let t0 = Instant::now();
         {
@@ -293,14 +299,14 @@ impl Ctx<'_> {
     }
 
     /// Inference forward + softmax at `batch`: images/s.
-    fn infer(&mut self, model: &str, batch: usize) -> Result<()> {
-        let name = format!("infer {model} b{batch}");
+    fn infer(&mut self, model: &str, batch: usize, precision: Precision) -> Result<()> {
+        let name = format!("infer {model} b{batch}{}", tag(precision));
         if !self.wanted(&name) {
             return Ok(());
         }
         let gpu = self.gpu;
         let spec = ModelSpec::preset(model, 7).ok_or_else(|| mien::Error::new(format!("unknown model {model}")))?;
-        let net = Network::build(gpu, &spec, [1, 48, 48], 7, batch, BuildOptions::default())?;
+        let net = Network::build(gpu, &spec, [1, 48, 48], 7, batch, BuildOptions::default().with_precision(precision))?;
         net.init(gpu, 1)?;
         self.fill(&net)?;
         let ds: Vec<&Dispatch> = net.infer_dispatches().collect();
@@ -311,8 +317,8 @@ impl Ctx<'_> {
 
     /// Peak bytes mien allocates for a network and its Adam state at `batch` (everything
     /// else dropped first; recording allocates lazily-created scratch too).
-    fn memory(&mut self, model: &str, batch: usize) -> Result<()> {
-        let name = format!("memory {model} b{batch}");
+    fn memory(&mut self, model: &str, batch: usize, precision: Precision) -> Result<()> {
+        let name = format!("memory {model} b{batch}{}", tag(precision));
         if !self.wanted(&name) {
             return Ok(());
         }
@@ -320,13 +326,26 @@ impl Ctx<'_> {
         let spec = ModelSpec::preset(model, 7).ok_or_else(|| mien::Error::new(format!("unknown model {model}")))?;
         gpu.mem().reset_peak();
         let live0 = gpu.mem().live();
-        let net = Network::build(gpu, &spec, [1, 48, 48], 7, batch, BuildOptions::default())?;
-        let opt = Optimizer::new(gpu, "adam", OptimizerConfig::adam(), &net.arena, &net.grads)?;
+        let net = Network::build(gpu, &spec, [1, 48, 48], 7, batch, BuildOptions::default().with_precision(precision))?;
+        let opt = adam(gpu, &net)?;
         let peak = gpu.mem().peak() - live0;
         drop((opt, net));
         self.push(Row { peak_bytes: Some(peak), ..Row::timed("memory", name, 0.0, 0.0, 1, 1) });
         Ok(())
     }
+}
+
+/// Adam over `net`'s arena (dividing by the loss scale in mixed precision).
+fn adam(gpu: &Gpu, net: &Network) -> Result<Optimizer> {
+    match net.loss_scale() {
+        Some(ls) => Optimizer::new_scaled(gpu, "adam", OptimizerConfig::adam(), &net.arena, &net.grads, ls.state()),
+        None => Optimizer::new(gpu, "adam", OptimizerConfig::adam(), &net.arena, &net.grads),
+    }
+}
+
+/// The suffix of a benchmark name: "" in f32, " mixed" in mixed precision.
+fn tag(precision: Precision) -> &'static str {
+    precision.key_suffix()
 }
 
 /// "conv2d_2 64x48x48->64x48x48 b64": the layer's name and per-sample shapes.
@@ -406,22 +425,36 @@ fn main() -> Result<()> {
             println!("{what:<58} not run: {e}");
         }
     };
-    for model in &args.models {
-        for &b in &args.batch {
-            skip(&format!("step {model} b{b}"), ctx.step(model, b));
+    let mut precisions: Vec<Precision> = args.precision.iter().map(|c| c.resolve(&gpu)).map(|(p, why)| {
+        if let Some(w) = why {
+            println!("precision: {w}");
         }
+        p
+    }).collect();
+    precisions.dedup();
+    for &p in &precisions {
+        println!("precision {p}: {}", p.describe(&gpu));
     }
-    for model in &args.models {
-        // A batch over the adapter's binding limit (seed-cnn at 256 on lavapipe): a quarter.
-        if let Err(e) = ctx.infer(model, args.infer_batch) {
-            skip(&format!("infer {model} b{}", args.infer_batch), Err(e));
-            skip(&format!("infer {model} b{}", args.infer_batch / 4), ctx.infer(model, args.infer_batch / 4));
+    for &p in &precisions {
+        for model in &args.models {
+            for &b in &args.batch {
+                skip(&format!("step {model} b{b}{}", tag(p)), ctx.step(model, b, p));
+            }
+        }
+        for model in &args.models {
+            // A batch over the adapter's binding limit (seed-cnn at 256 on lavapipe): a quarter.
+            if let Err(e) = ctx.infer(model, args.infer_batch, p) {
+                skip(&format!("infer {model} b{}{}", args.infer_batch, tag(p)), Err(e));
+                skip(&format!("infer {model} b{}{}", args.infer_batch / 4, tag(p)), ctx.infer(model, args.infer_batch / 4, p));
+            }
         }
     }
 
     println!("\n(c) peak GPU memory allocated by mien (network + Adam state + packed conv weights and partials)");
-    for model in &args.models {
-        skip(&format!("memory {model} b128"), ctx.memory(model, 128));
+    for &p in &precisions {
+        for model in &args.models {
+            skip(&format!("memory {model} b128{}", tag(p)), ctx.memory(model, 128, p));
+        }
     }
 
     if let Some(path) = &args.json {

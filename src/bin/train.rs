@@ -5,6 +5,7 @@
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use mien::nn::augment::AugmentConfig;
+use mien::nn::precision::PrecisionChoice;
 use mien::train::{self, LrScale, OptimizerChoice, Schedule, TrainConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,6 +64,12 @@ struct Args {
     /// population:N, population:all, or momentum (Keras: running averages of the steps).
     #[arg(long, default_value = "population")]
     bn_stats: String,
+    /// GEMM precision: f32, mixed (f16 operands with f32 sums in convolutions and dense
+    /// layers, dynamic loss scaling; slow where the adapter has no cooperative matrices) or
+    /// auto (mixed where the adapter has cooperative matrices, else f32). The run records
+    /// which one ran in config.json and summary.txt.
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    precision: PrecisionChoice,
     /// Validation fraction when the data has no PublicTest / validation part.
     #[arg(long, default_value_t = 0.1)]
     val_split: f64,
@@ -110,6 +117,7 @@ fn config(args: &Args) -> mien::Result<TrainConfig> {
         synthetic: args.synthetic,
         image_size: args.image_size,
         bn_stats: args.bn_stats.parse()?,
+        precision: args.precision,
         changes: Vec::new(),
     })
 }

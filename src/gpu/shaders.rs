@@ -93,6 +93,7 @@ shaders! {
         DROPOUT = "dropout";
         FAITHFULNESS = "faithfulness";
         LIME = "lime";
+        LOSS_SCALE = "loss_scale";
         OCCLUSION = "occlusion";
         OPTIM = "optim";
         PAD = "pad";

@@ -51,6 +51,9 @@ async fn collect(gpu: &Gpu, net: &Network, opt: Option<&Optimizer>) -> Result<Ve
                 out.push((format!("optimizer.{state}.{}", p.name), p.shape.clone(), slice(&values, p.offset, p.len())));
             }
         }
+        if let Some(t) = opt.loss_scale() {
+            out.push((LOSS_SCALE.to_string(), t.shape().to_vec(), gpu.read_async(t).await?));
+        }
     }
     Ok(out)
 }
@@ -201,5 +204,13 @@ fn load_optimizer(gpu: &Gpu, st: &SafeTensors, file: &str, net: &Network, opt: &
         }
         gpu.write(&t, &values)?;
     }
+    if let Some(t) = opt.loss_scale() {
+        let v = tensor(st, file, LOSS_SCALE, t.shape())
+            .map_err(|e| e.context("a mixed-precision run resumes from a checkpoint with its loss-scale state"))?;
+        gpu.write(t, &v)?;
+    }
     Ok(())
 }
+
+/// The name of a mixed-precision run's loss-scale state (nn::loss_scale) in a checkpoint.
+const LOSS_SCALE: &str = "optimizer.loss_scale";

@@ -88,7 +88,7 @@ fn fold_conv_bn(net: &Network, gpu: &Gpu, i: usize, out: &mut Vec<Dispatch>) -> 
     let bf = gpu.tensor(&format!("{} folded bias", conv.name), &conv.bias_shape())?;
     out.push(bn.op.fold_into(gpu, w, b, gamma, beta, &bn.running_mean, &bn.running_var, &wf, &bf)?);
     let cfg = Conv2dConfig { bias: true, ..conv.cfg };
-    let fused = Conv2d::new(gpu, &format!("{}+{}", conv.name, bn.op.name), cfg, &conv.input_shape)?;
+    let fused = Conv2d::new_in(gpu, &format!("{}+{}", conv.name, bn.op.name), cfg, &conv.input_shape, conv.precision())?;
     if let Some(e) = epilogue(net, i + 2) {
         let act_out = net.io(i + 2, false).y;
         if !x.same_buffer(act_out) {

@@ -18,12 +18,14 @@ pub mod dense;
 pub mod dropout;
 pub mod fuse;
 pub mod layer;
+pub mod loss_scale;
 pub mod memory;
 pub mod network;
 pub mod optim;
 pub mod params;
 pub mod pad;
 pub mod pool;
+pub mod precision;
 pub mod softmax_xent;
 pub mod spec;
 

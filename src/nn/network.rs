@@ -10,6 +10,8 @@
 //! `activation(i)` then holds a value only between the dispatch writing it and its last
 //! reader, so explanation networks build with `reuse: false`.
 
+use crate::nn::loss_scale::{self, LossScale};
+use crate::nn::precision::Precision;
 use super::fuse::{self, Fused};
 use super::layer::{Io, LayerOp, Mode, ParamViews};
 use super::params::{self, place_params};
@@ -59,18 +61,26 @@ pub struct BuildOptions {
     /// Fuse BatchNorm + activation in training (src/nn/fuse.rs; applies with `reuse` and
     /// without `input_grad`). Default on, off with the environment's `MIEN_FUSE=0`.
     pub fuse: bool,
+    /// f32 or mixed-precision GEMMs (src/nn/precision.rs); mixed training also scales the
+    /// loss (`loss_scale`). Default f32.
+    pub precision: Precision,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { input_grad: false, reuse: true, fuse: fuse::enabled_by_env() }
+        BuildOptions { input_grad: false, reuse: true, fuse: fuse::enabled_by_env(), precision: Precision::F32 }
     }
 }
 
 impl BuildOptions {
     /// What explanations build: input gradients, and every activation and gradient in its
     /// own buffer (readable after any pass).
-    pub const EXPLAIN: BuildOptions = BuildOptions { input_grad: true, reuse: false, fuse: false };
+    pub const EXPLAIN: BuildOptions = BuildOptions { input_grad: true, reuse: false, fuse: false, precision: Precision::F32 };
+
+    /// These options with `precision`.
+    pub fn with_precision(self, precision: Precision) -> BuildOptions {
+        BuildOptions { precision, ..self }
+    }
 }
 
 pub struct Network {
@@ -79,6 +89,8 @@ pub struct Network {
     /// Per-sample input shape [C, H, W].
     pub input_chw: [usize; 3],
     pub classes: usize,
+    /// What its convolutions and dense layers were built for.
+    pub precision: Precision,
     pub layers: Vec<Layer>,
     pub params: Vec<Param>,
     /// Flat parameter and gradient arenas (same length, padded for alignment).
@@ -111,6 +123,8 @@ pub struct Network {
     act_shared: Vec<bool>,
     dact_shared: Vec<bool>,
     memory: ActivationMemory,
+    /// Mixed-precision training builds (not `build_like` twins, not explanations).
+    loss_scale: Option<LossScale>,
 }
 
 impl Network {
@@ -123,8 +137,9 @@ impl Network {
     /// The same model for another batch size (validation remainders, prediction), sharing
     /// this network's parameter and gradient arenas and BatchNorm running statistics: a
     /// training step of either is seen by both. Do not run both backward passes at once.
+    /// The twin has this network's precision, whatever `opts` says.
     pub fn build_like(&self, gpu: &Gpu, batch: usize, opts: BuildOptions) -> Result<Network> {
-        Self::build_inner(gpu, &self.spec, self.input_chw, self.classes, batch, opts, Some(self))
+        Self::build_inner(gpu, &self.spec, self.input_chw, self.classes, batch, opts.with_precision(self.precision), Some(self))
     }
 
     fn build_inner(
@@ -144,7 +159,7 @@ impl Network {
         let mut ops: Vec<Box<dyn LayerOp>> = Vec::with_capacity(spec.layers.len());
         for (name, ls) in names.iter().zip(&spec.layers) {
             gpu.check_shape(&format!("model {}: layer {name}: input {shape:?}", spec.name), &shape)?;
-            let op = ls.build(gpu, name, &shape).map_err(|e| e.context(format!("model {}", spec.name)))?;
+            let op = ls.build(gpu, name, &shape, opts.precision).map_err(|e| e.context(format!("model {}", spec.name)))?;
             shape = op.out_shape();
             ops.push(op);
         }
@@ -226,6 +241,7 @@ impl Network {
             batch,
             input_chw,
             classes,
+            precision: opts.precision,
             layers,
             params,
             arena,
@@ -249,10 +265,14 @@ impl Network {
             act_shared,
             dact_shared,
             memory,
+            loss_scale: None,
         };
         net.forward_train = net.record_forward(gpu, Mode::Train, 0..net.layers.len())?;
         (net.forward_infer, net.fused) = fuse::record_inference(&net, gpu)?;
         net.backward = net.record_backward(gpu)?;
+        if opts.precision == Precision::Mixed && shared.is_none() && !opts.input_grad {
+            net.loss_scale = Some(LossScale::new(gpu, "loss scale", &dlogits, &net.grads, loss_scale::INITIAL_SCALE, loss_scale::GROWTH_INTERVAL)?);
+        }
         Ok(net)
     }
 
@@ -364,7 +384,7 @@ impl Network {
     }
 
     /// Write `initial_params(seed)` to the GPU and reset every layer's state (BatchNorm
-    /// running statistics) to its initial value.
+    /// running statistics) and the loss scale to its initial value.
     pub fn init(&self, gpu: &Gpu, seed: u64) -> Result<()> {
         gpu.write(&self.arena, &self.initial_params(seed))?;
         for layer in &self.layers {
@@ -372,7 +392,16 @@ impl Network {
                 gpu.write(&t, &vec![v; t.len()])?;
             }
         }
+        if let Some(ls) = &self.loss_scale {
+            ls.reset(gpu, loss_scale::INITIAL_SCALE, loss_scale::GROWTH_INTERVAL)?;
+        }
         Ok(())
+    }
+
+    /// Mixed-precision training networks: the loss scaling their training step records
+    /// (bind its state in `Optimizer::new_scaled`).
+    pub fn loss_scale(&self) -> Option<&LossScale> {
+        self.loss_scale.as_ref()
     }
 
     /// Upload one batch: `images` is [batch, C, H, W] flattened, `labels` one class each.
@@ -408,8 +437,16 @@ impl Network {
 
     /// Forward (training mode), loss and gradient, backward: what one step records before
     /// the optimizer.
+    /// Mixed precision: the loss gradient is scaled before the backward pass, and the
+    /// gradients checked after it (nn::loss_scale).
     pub fn train_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
-        self.forward_train.iter().chain(&self.loss).chain(&self.backward)
+        let ls = self.loss_scale.as_ref();
+        self.forward_train
+            .iter()
+            .chain(&self.loss)
+            .chain(ls.map(LossScale::apply))
+            .chain(&self.backward)
+            .chain(ls.into_iter().flat_map(LossScale::check_and_update))
     }
 
     /// Inference forward, then softmax probabilities.

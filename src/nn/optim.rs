@@ -71,6 +71,8 @@ pub struct Optimizer {
     uniform: Params,
     uniform_buf: wgpu::Buffer,
     state: Vec<(&'static str, Tensor)>,
+    /// Mixed precision: the loss-scale state (nn::loss_scale) the `*_scaled` entry reads.
+    loss_scale: Option<Tensor>,
     dispatch: Dispatch,
 }
 
@@ -97,6 +99,17 @@ impl Optimizer {
     /// its moment tensors, zeroed: Adam "m" and "v"; SGD with momentum "momentum"; plain SGD
     /// none. The step counter starts at 0.
     pub fn new(gpu: &Gpu, name: &str, cfg: OptimizerConfig, params: &Tensor, grads: &Tensor) -> Result<Self> {
+        Self::build(gpu, name, cfg, params, grads, None)
+    }
+
+    /// `new` for gradients of a scaled loss (mixed precision): the update divides them by
+    /// the scale in `loss_scale` (nn::loss_scale's state), and skips the step when it flags
+    /// an overflow; Adam's bias corrections count the applied steps only.
+    pub fn new_scaled(gpu: &Gpu, name: &str, cfg: OptimizerConfig, params: &Tensor, grads: &Tensor, loss_scale: &Tensor) -> Result<Self> {
+        Self::build(gpu, name, cfg, params, grads, Some(loss_scale))
+    }
+
+    fn build(gpu: &Gpu, name: &str, cfg: OptimizerConfig, params: &Tensor, grads: &Tensor, loss_scale: Option<&Tensor>) -> Result<Self> {
         validate(name, &cfg)?;
         let n = params.len();
         ensure!(
@@ -144,12 +157,16 @@ impl Optimizer {
             }
         };
         let buffer = gpu.uniform(&format!("{name} params"), &uniform);
+        let entry = if loss_scale.is_some() { format!("{entry}_scaled") } else { entry.to_string() };
         let label = format!("{name} {entry}");
         let mut b: Vec<(u32, wgpu::BindingResource)> = vec![(0, buffer.as_entire_binding()), (1, params.binding()), (2, grads.binding())];
         b.extend(state.iter().enumerate().map(|(k, (_, t))| (3 + k as u32, t.binding())));
+        if let Some(ls) = loss_scale {
+            b.push((5, ls.binding()));
+        }
         let groups = gpu.groups_1d(&label, n as u64, WG)?;
-        let dispatch = Dispatch::new(gpu, &label, &OPTIM, entry, &[], &b, groups)?;
-        Ok(Optimizer { name: name.to_string(), cfg, t: 0, uniform, uniform_buf: buffer, state, dispatch })
+        let dispatch = Dispatch::new(gpu, &label, &OPTIM, &entry, &[], &b, groups)?;
+        Ok(Optimizer { name: name.to_string(), cfg, t: 0, uniform, uniform_buf: buffer, state, loss_scale: loss_scale.cloned(), dispatch })
     }
 
     /// Advance the step counter, write this step's uniform (learning rate `lr`, bias
@@ -183,6 +200,12 @@ impl Optimizer {
     /// for Adam, `[("momentum", ..)]` for SGD with momentum, `[]` for plain SGD.
     pub fn state(&self) -> Vec<(&'static str, &Tensor)> {
         self.state.iter().map(|(k, t)| (*k, t)).collect()
+    }
+
+    /// The loss-scale state of a `new_scaled` optimizer (saved and restored with the
+    /// moments), else None.
+    pub fn loss_scale(&self) -> Option<&Tensor> {
+        self.loss_scale.as_ref()
     }
 }
 

@@ -2,6 +2,7 @@
 //! share one form). `Network::build` turns it into GPU ops for one input shape and batch;
 //! `reference::network` runs the same spec in f64.
 
+use crate::nn::precision::Precision;
 use super::activation::{Activation, Kind};
 use super::batchnorm::{BatchNormConfig, BatchNormLayer};
 use super::conv2d::{Conv2d, Conv2dConfig};
@@ -181,7 +182,8 @@ impl LayerSpec {
     }
 
     /// The GPU op of this layer for inputs of `in_shape` (batch first); errors name the layer.
-    pub fn build(&self, gpu: &Gpu, name: &str, in_shape: &[usize]) -> Result<Box<dyn LayerOp>> {
+    /// Convolutions and dense layers are built for `precision`.
+    pub fn build(&self, gpu: &Gpu, name: &str, in_shape: &[usize], precision: Precision) -> Result<Box<dyn LayerOp>> {
         Ok(match self {
             LayerSpec::Conv2d { filters, kernel, stride, padding, bias } => {
                 let cfg = Conv2dConfig {
@@ -192,7 +194,7 @@ impl LayerSpec {
                     padding: padding.resolve(),
                     bias: *bias,
                 };
-                Box::new(Conv2d::new(gpu, name, cfg, in_shape)?)
+                Box::new(Conv2d::new_in(gpu, name, cfg, in_shape, precision)?)
             }
             LayerSpec::MaxPool { size, stride, padding } | LayerSpec::AvgPool { size, stride, padding } => {
                 let kind = if matches!(self, LayerSpec::MaxPool { .. }) { PoolKind::Max } else { PoolKind::Avg };
@@ -205,7 +207,7 @@ impl LayerSpec {
             LayerSpec::Flatten => Box::new(Flatten::new(in_shape)),
             LayerSpec::Dense { units, bias } => {
                 let features: usize = in_shape[1..].iter().product();
-                Box::new(Dense::new(gpu, name, features, *units, *bias, in_shape)?)
+                Box::new(Dense::new_in(gpu, name, features, *units, *bias, in_shape, precision)?)
             }
             LayerSpec::Relu | LayerSpec::LeakyRelu { .. } | LayerSpec::Prelu { .. } => {
                 let kind = Kind::of(self).expect("an activation spec");

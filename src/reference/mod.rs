@@ -13,6 +13,7 @@ pub mod dense;
 pub mod dropout;
 pub mod faithfulness;
 pub mod lime;
+pub mod loss_scale;
 pub mod network;
 pub mod occlusion;
 pub mod optim;

@@ -31,6 +31,13 @@ pub struct EpochRecord {
     /// nothing did; files written before the column existed read as empty).
     #[serde(default)]
     pub note: String,
+    /// Mixed precision: training steps of this epoch skipped because their gradients
+    /// overflowed (nn::loss_scale); 0 in f32 and in files from before the column.
+    #[serde(default)]
+    pub skipped_steps: u64,
+    /// Mixed precision: the loss scale at the end of the epoch (empty in f32).
+    #[serde(default)]
+    pub loss_scale: Option<f64>,
 }
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;

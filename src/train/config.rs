@@ -5,6 +5,7 @@
 
 use crate::nn::augment::AugmentConfig;
 use crate::nn::optim::{OptimizerConfig, OptimizerKind};
+use crate::nn::precision::PrecisionChoice;
 use crate::{bail, ensure, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -225,6 +226,11 @@ pub struct TrainConfig {
     /// BatchNorm inference statistics (config files from before this setting: momentum).
     #[serde(default = "BnStats::legacy")]
     pub bn_stats: BnStats,
+    /// f32 or mixed-precision GEMMs (nn::precision). A run records what `auto` meant on its
+    /// adapter, so it resumes with the same numerics (config files from before this
+    /// setting: f32).
+    #[serde(default = "PrecisionChoice::legacy")]
+    pub precision: PrecisionChoice,
     /// Settings changed when the run was resumed, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<ConfigChange>,
@@ -263,7 +269,7 @@ fn show(key: &str, v: &serde_json::Value) -> String {
 
 /// Settings that define the data, the model or the optimizer's state: a resumed run with
 /// another value would be a different run, not this one continued.
-const FIXED_ON_RESUME: [&str; 7] = ["model", "data", "synthetic", "image_size", "val_split", "seed", "optimizer"];
+const FIXED_ON_RESUME: [&str; 8] = ["model", "data", "synthetic", "image_size", "val_split", "seed", "optimizer", "precision"];
 
 impl Default for TrainConfig {
     /// The `train` binary's defaults: `small` on 8000 built-in faces, 10 epochs, Adam 2e-3
@@ -289,6 +295,7 @@ impl Default for TrainConfig {
             synthetic: 8000,
             image_size: 48,
             bn_stats: BnStats::DEFAULT,
+            precision: PrecisionChoice::Auto,
             changes: Vec::new(),
         }
     }

@@ -13,6 +13,7 @@ use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::nn::augment::Augment;
 use crate::nn::checkpoint;
 use crate::nn::network::{BuildOptions, Network};
+use crate::nn::loss_scale::ScaleState;
 use crate::nn::optim::Optimizer;
 use crate::nn::spec::ModelSpec;
 use crate::rng::Rng;
@@ -164,8 +165,12 @@ impl<'g> Session<'g> {
                 cfg.batch
             );
         }
-        let net = Network::build(gpu, spec, chw, classes, batch, BuildOptions::default())?;
-        let opt = Optimizer::new(gpu, "optimizer", cfg.optimizer_config(), &net.arena, &net.grads)?;
+        let (precision, _) = cfg.precision.resolve(gpu);
+        let net = Network::build(gpu, spec, chw, classes, batch, BuildOptions::default().with_precision(precision))?;
+        let opt = match net.loss_scale() {
+            Some(ls) => Optimizer::new_scaled(gpu, "optimizer", cfg.optimizer_config(), &net.arena, &net.grads, ls.state())?,
+            None => Optimizer::new(gpu, "optimizer", cfg.optimizer_config(), &net.arena, &net.grads)?,
+        };
         let augment = if cfg.augment.is_identity() {
             None
         } else {
@@ -182,6 +187,11 @@ impl<'g> Session<'g> {
             BnStats::Momentum => None,
         };
         Ok(Session { gpu, cfg: cfg.clone(), batch, net, opt, augment, step_stats, val_tail, population, steps_per_epoch })
+    }
+
+    /// Mixed precision: the loss-scale state now (None in f32).
+    fn loss_scale(&self) -> Result<Option<ScaleState>> {
+        self.net.loss_scale().map(|ls| ls.read(self.gpu)).transpose()
     }
 
     /// One epoch of training steps; returns (mean loss, accuracy) over its samples. The
@@ -274,6 +284,8 @@ fn early_stop(cfg: &TrainConfig, history: &[EpochRecord]) -> Option<Stop> {
 /// settings the user changed, which are recorded.
 pub fn run(gpu: &Gpu, cfg: &TrainConfig, data: &TrainData, dir: &Path, resume: bool, progress: bool) -> Result<Outcome> {
     cfg.validate()?;
+    // What `auto` (or mixed without f16) means here is what the run records and resumes with.
+    let cfg = &TrainConfig { precision: cfg.precision.resolved(gpu), ..cfg.clone() };
     let classes = data.class_names.len();
     let saved = if resume { Some(resume::check_settings(dir, cfg)?) } else { None };
     let spec = ModelSpec::resolve(&cfg.model, classes)?;
@@ -303,7 +315,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, data: &TrainData, dir: &Path, resume: b
         (Vec::new(), String::new())
     };
     let cfg = s.cfg.clone();
-    let summary = s.net.summary();
+    let summary = format!("{}Precision: {}\n", s.net.summary(), s.net.precision.describe(gpu));
     if progress {
         eprintln!("{summary}");
         if let Some(p) = &s.population {
@@ -332,7 +344,9 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, data: &TrainData, dir: &Path, resume: b
         let val_losses: Vec<f64> = history.iter().filter_map(|r| r.val_loss).collect();
         let lr = cfg.schedule.lr(base_lr, epoch, cfg.epochs, history.last().map_or(base_lr, |r| r.lr), &val_losses);
         let bar = crate::platform::Progress::new(progress, images_per_epoch as u64, epoch + 1, cfg.epochs);
+        let scale_before = s.loss_scale()?;
         let (train_loss, train_acc) = s.epoch(&data.train, epoch, lr, &bar)?;
+        let scale_after = s.loss_scale()?;
         bar.finish_and_clear();
         // Before validation and the checkpoints: the statistics inference will use.
         if let Some(p) = &s.population {
@@ -348,16 +362,19 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, data: &TrainData, dir: &Path, resume: b
             lr,
             seconds: started.elapsed().as_secs_f64(),
             note: std::mem::take(&mut note),
+            skipped_steps: scale_after.zip(scale_before).map_or(0, |(a, b)| a.skipped - b.skipped),
+            loss_scale: scale_after.map(|a| a.scale as f64),
         };
         if progress {
             eprintln!(
-                "epoch {:>3}/{}: loss {:.4} acc {:.4}{} lr {:.2e} {:.1}s ({:.0} images/s)",
+                "epoch {:>3}/{}: loss {:.4} acc {:.4}{} lr {:.2e}{} {:.1}s ({:.0} images/s)",
                 record.epoch,
                 cfg.epochs,
                 train_loss,
                 train_acc,
                 val.as_ref().map_or(String::new(), |v| format!(" - val_loss {:.4} val_acc {:.4}", v.loss, v.acc)),
                 lr,
+                record.loss_scale.map_or(String::new(), |ls| format!(" loss scale {ls} ({} steps skipped)", record.skipped_steps)),
                 record.seconds,
                 images_per_epoch as f64 / record.seconds
             );

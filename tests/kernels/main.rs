@@ -16,6 +16,7 @@ mod conv2d_tiled;
 mod dense;
 mod dense_coop;
 mod dropout;
+mod loss_scale;
 mod optim;
 mod pad;
 mod pool;

@@ -27,7 +27,7 @@
 use super::layer::{Init, Io, LayerOp, Mode, ParamDecl};
 use super::{nchw, u32_of, Padding};
 use crate::gpu::autotune::time_candidate;
-use crate::gpu::coop::CoopBuild;
+use crate::nn::precision::Precision;
 use crate::gpu::{shaders::CONV2D, Dispatch, Gpu, Tensor};
 use crate::{bail, ensure, Result};
 use std::sync::OnceLock;
@@ -186,7 +186,7 @@ impl Plan {
             ConvVariant::Uniform => Plan::Uniform(uniform::Plan::new(gpu, conv, pass)?),
             ConvVariant::Subgroup => Plan::Subgroup(subgroup::Plan::new(gpu, conv, pass, splits)?),
             ConvVariant::Tiled => Plan::Tiled(tiled::Plan::new(gpu, conv, pass, tiled::Tiles::DEFAULT, splits)?),
-            ConvVariant::Coop => Plan::Coop(coop::Plan::new(gpu, conv, pass, CoopBuild::Hardware, None, splits)?),
+            ConvVariant::Coop => Plan::Coop(coop::Plan::new(gpu, conv, pass, conv.precision.coop_build(gpu), None, splits)?),
         })
     }
 
@@ -261,17 +261,34 @@ pub struct Conv2d {
     params: wgpu::Buffer,
     /// Forward, backward_input, backward_weight (ConvPass order).
     plans: [Plan; 3],
+    /// f32: the autotuner never offers coop; mixed: coop (of `Precision::coop_build`) is the
+    /// untuned default and a candidate.
+    precision: Precision,
 }
 
 impl Conv2d {
     /// Validate `cfg` against `input_shape` = [N, Cin, H, W] and plan the kernels from
     /// `MIEN_CONV_KERNELS` (default `Auto`: see `tune`).
     pub fn new(gpu: &Gpu, name: &str, cfg: Conv2dConfig, input_shape: &[usize]) -> Result<Self> {
-        Self::new_with(gpu, name, cfg, input_shape, ConvKernels::from_env()?)
+        Self::new_in(gpu, name, cfg, input_shape, Precision::F32)
     }
 
-    /// `new` with the kernels given.
+    /// `new` for a network of `precision` (see nn::precision).
+    pub fn new_in(gpu: &Gpu, name: &str, cfg: Conv2dConfig, input_shape: &[usize], precision: Precision) -> Result<Self> {
+        Self::build(gpu, name, cfg, input_shape, ConvKernels::from_env()?, precision)
+    }
+
+    /// `new` with the kernels given (f32).
     pub fn new_with(gpu: &Gpu, name: &str, cfg: Conv2dConfig, input_shape: &[usize], kernels: ConvKernels) -> Result<Self> {
+        Self::build(gpu, name, cfg, input_shape, kernels, Precision::F32)
+    }
+
+    /// The precision the layer was built for.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn build(gpu: &Gpu, name: &str, cfg: Conv2dConfig, input_shape: &[usize], kernels: ConvKernels, precision: Precision) -> Result<Self> {
         let [n, ci, h, w] = nchw(name, input_shape)?;
         ensure!(
             ci == cfg.in_channels,
@@ -306,6 +323,7 @@ impl Conv2d {
             params: gpu.uniform(&format!("{name} params"), &p),
             // Unsplit general kernels need no buffers of their own; `plan` replaces them.
             plans: [(); 3].map(|_| Plan::General(general::Plan::default())),
+            precision,
         };
         let variants = layer.choose(gpu, kernels)?;
         layer.plan(gpu, variants, None)?;
@@ -344,7 +362,7 @@ impl Conv2d {
             ConvVariant::Fast => fast::unsupported(self, pass),
             ConvVariant::Uniform => uniform::unsupported(gpu, self, pass),
             ConvVariant::Subgroup => subgroup::unsupported(gpu, self),
-            ConvVariant::Coop => coop::unsupported(gpu, self, pass, CoopBuild::Hardware),
+            ConvVariant::Coop => coop::unsupported(gpu, self, pass, self.precision.coop_build(gpu)),
         }
     }
 
@@ -353,12 +371,21 @@ impl Conv2d {
     }
 
     /// `Auto`: the autotuner's family (`gpu.autotune()`, key "conv NxCIxHxW->CO k.. s..
-    /// p..") among subgroup (where it applies), fast and tiled, timed by the forward and
+    /// p..", plus " mixed" for mixed precision) among subgroup (where it applies), fast,
+    /// tiled and, in mixed precision, coop, timed by the forward and
     /// weight-gradient passes of a copy of the layer at batch <= TUNE_BATCH (backward_input
     /// shares the forward's design); layers under TUNE_MIN_FLOP and an autotuner that is
-    /// off take the default: subgroup where it applies, else fast.
+    /// off take the default: coop in mixed precision, else subgroup where it applies, else
+    /// fast.
     fn tune(&self, gpu: &Gpu) -> Result<ConvKernels> {
-        let default = if subgroup::applicable(gpu, self) { ConvKernels::Subgroup } else { ConvKernels::Fast };
+        let coop = self.precision.offers_coop() && ConvPass::ALL.iter().all(|&p| self.supports(gpu, p, ConvVariant::Coop));
+        let default = if coop {
+            ConvKernels::Coop
+        } else if subgroup::applicable(gpu, self) {
+            ConvKernels::Subgroup
+        } else {
+            ConvKernels::Fast
+        };
         let [n, ci, h, w] = self.input_shape;
         let [_, co, oh, ow] = self.output_shape;
         let (kh, kw) = self.cfg.kernel;
@@ -367,21 +394,22 @@ impl Conv2d {
             return Ok(default);
         }
         let mut cands = vec![];
-        if default == ConvKernels::Subgroup {
+        if subgroup::applicable(gpu, self) {
             cands.push(("subgroup", ConvKernels::Subgroup));
         }
         cands.extend([("fast", ConvKernels::Fast), ("tiled", ConvKernels::Tiled)]);
-        if ConvPass::ALL.iter().all(|&p| self.supports(gpu, p, ConvVariant::Coop)) {
+        if coop {
             cands.push(("coop", ConvKernels::Coop));
         }
         let names: Vec<&str> = cands.iter().map(|c| c.0).collect();
+        let default_name = cands.iter().find(|c| c.1 == default).expect("the default is a candidate").0;
         let (pt, pl) = self.padding();
-        let key = format!("conv {n}x{ci}x{h}x{w}->{co} k{kh}x{kw} s{}x{} p{pt}x{pl}", self.cfg.stride.0, self.cfg.stride.1);
+        let key = format!("conv {n}x{ci}x{h}x{w}->{co} k{kh}x{kw} s{}x{} p{pt}x{pl}{}", self.cfg.stride.0, self.cfg.stride.1, self.precision.key_suffix());
         let shape = [n.min(TUNE_BATCH), ci, h, w];
         let scratch: OnceLock<(Tensor, Tensor, Tensor, Tensor, Tensor)> = OnceLock::new();
-        let choice = gpu.autotune().choose(&key, &names, if default == ConvKernels::Subgroup { "subgroup" } else { "fast" }, |name, best| {
+        let choice = gpu.autotune().choose(&key, &names, default_name, |name, best| {
             let kernels = cands.iter().find(|c| c.0 == name).expect("a candidate").1;
-            let twin = Conv2d::new_with(gpu, &format!("{} (autotune {name})", self.name), self.cfg, &shape, kernels)?;
+            let twin = Conv2d::build(gpu, &format!("{} (autotune {name})", self.name), self.cfg, &shape, kernels, self.precision)?;
             let (x, wt, b, y, dw) = match scratch.get() {
                 Some(t) => t,
                 None => {

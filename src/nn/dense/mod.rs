@@ -16,7 +16,7 @@ use coop::CoopDense;
 use split::SplitDense;
 use crate::gpu::autotune::time_candidate;
 use crate::gpu::shaders::{DENSE, DENSE_SUBGROUP};
-use crate::gpu::coop::CoopBuild;
+use crate::nn::precision::Precision;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::{bail, ensure, Result};
 
@@ -114,7 +114,7 @@ impl DensePass {
 }
 
 /// How `Dense` picks the variant of each pass. `Auto` (the default): the autotuner
-/// (`gpu.autotune()`, key "dense <pass> NxI->O") among the variants this adapter and shape
+/// (`gpu.autotune()`, key "dense <pass> NxI->O", plus " mixed" in mixed precision) among the variants this adapter and shape
 /// support, for layers of at least `TUNE_MIN_FLOP` per pass; otherwise, and with the
 /// autotuner off, `Dense::default_variant`. `Blocked`: the register-blocked kernels.
 /// `Only(v)`: `v` for every pass (an error when the adapter or shape does not support it).
@@ -309,6 +309,9 @@ pub struct Dense {
     /// 16 bytes bound to the vec4 bindings of the subgroup kernels when they use scalar
     /// loads (unaligned shapes).
     dummy: wgpu::Buffer,
+    /// f32: the autotuner never offers coop; mixed: coop (of `Precision::coop_build`) is the
+    /// untuned default and a candidate.
+    precision: Precision,
 }
 
 impl Dense {
@@ -316,6 +319,22 @@ impl Dense {
     /// `in_features` (`[N, I]`, or `[N, C, H, W]` flattened by view). `kernels` picks the
     /// variant of each pass of the `*_dispatches` methods (see `DenseKernels`).
     pub fn new_with(gpu: &Gpu, name: &str, in_features: usize, out_features: usize, bias: bool, input_shape: &[usize], kernels: DenseKernels) -> Result<Self> {
+        Self::build(gpu, name, [in_features, out_features], bias, input_shape, kernels, Precision::F32)
+    }
+
+    /// `new` for a network of `precision` (see nn::precision).
+    pub fn new_in(gpu: &Gpu, name: &str, in_features: usize, out_features: usize, bias: bool, input_shape: &[usize], precision: Precision) -> Result<Self> {
+        Self::build(gpu, name, [in_features, out_features], bias, input_shape, DenseKernels::Auto, precision)
+    }
+
+    /// The precision the layer was built for.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// `features`: [in, out].
+    fn build(gpu: &Gpu, name: &str, features: [usize; 2], bias: bool, input_shape: &[usize], kernels: DenseKernels, precision: Precision) -> Result<Self> {
+        let [in_features, out_features] = features;
         ensure!(in_features > 0 && out_features > 0, "layer {name}: in_features={in_features} and out_features={out_features} must be positive");
         ensure!(input_shape.len() >= 2, "layer {name}: input shape {input_shape:?} needs at least [N, features]");
         ensure!(input_shape.iter().all(|&d| d > 0), "layer {name}: input shape {input_shape:?} has a zero dimension");
@@ -352,6 +371,7 @@ impl Dense {
             variants: [DenseVariant::Blocked; 3],
             tiled,
             dummy,
+            precision,
         };
         layer.with_kernels(gpu, kernels)
     }
@@ -369,16 +389,18 @@ impl Dense {
             DenseVariant::Uniform => self.in_features.is_multiple_of(4) && l.max_uniform_buffer_binding_size as usize >= CHUNK * 4,
             DenseVariant::Subgroup | DenseVariant::SubgroupWide | DenseVariant::SubgroupTall => gpu.subgroup_min_size() >= Some(8),
             DenseVariant::Tiled | DenseVariant::TiledSplit => l.max_compute_invocations_per_workgroup >= TILE_T * TILE_T && l.max_compute_workgroup_storage_size >= 8192,
-            DenseVariant::Coop => CoopBuild::Hardware.unavailable(gpu).is_none(),
+            DenseVariant::Coop => self.precision.coop_build(gpu).unavailable(gpu).is_none(),
         }
     }
 
-    /// The variant used without timing: subgroup where the adapter has subgroups of >= 8
+    /// The variant used without timing: coop in mixed precision where it runs, else subgroup where the adapter has subgroups of >= 8
     /// lanes (16 rows per workgroup from batch 16 on, the fastest on lavapipe at the
     /// seed-dnn shapes; else 8), else the uniform-window GEMM where the shape allows, else
     /// the blocked kernels.
     pub fn default_variant(&self, gpu: &Gpu) -> DenseVariant {
-        if self.supports(gpu, DenseVariant::Subgroup) {
+        if self.precision.offers_coop() && self.supports(gpu, DenseVariant::Coop) {
+            DenseVariant::Coop
+        } else if self.supports(gpu, DenseVariant::Subgroup) {
             if self.batch >= 16 {
                 DenseVariant::SubgroupTall
             } else {
@@ -420,13 +442,14 @@ impl Dense {
                 if flop < TUNE_MIN_FLOP || gpu.autotune().mode() == crate::gpu::autotune::Mode::Off {
                     [default; 3]
                 } else {
-                    let cands: Vec<DenseVariant> = DenseVariant::ALL.into_iter().filter(|&v| self.supports(gpu, v)).collect();
+                    let offered = |v: DenseVariant| v != DenseVariant::Coop || self.precision.offers_coop();
+                    let cands: Vec<DenseVariant> = DenseVariant::ALL.into_iter().filter(|&v| offered(v) && self.supports(gpu, v)).collect();
                     // The uniform candidate needs its plan while it is timed.
                     if cands.contains(&DenseVariant::Uniform) {
                         self.uplan = self.make_uplan(gpu);
                     }
                     if cands.contains(&DenseVariant::Coop) {
-                        self.coop = CoopDense::new(gpu, &self, CoopBuild::Hardware).ok();
+                        self.coop = CoopDense::new(gpu, &self, self.precision.coop_build(gpu)).ok();
                     }
                     if cands.contains(&DenseVariant::TiledSplit) {
                         self.split = self.make_split(gpu).ok();
@@ -441,7 +464,7 @@ impl Dense {
             }
         };
         self.uplan = if self.variants.contains(&DenseVariant::Uniform) { self.make_uplan(gpu) } else { None };
-        self.coop = if self.variants.contains(&DenseVariant::Coop) { Some(CoopDense::new(gpu, &self, CoopBuild::Hardware)?) } else { None };
+        self.coop = if self.variants.contains(&DenseVariant::Coop) { Some(CoopDense::new(gpu, &self, self.precision.coop_build(gpu))?) } else { None };
         self.split = if self.variants.contains(&DenseVariant::TiledSplit) { Some(self.make_split(gpu)?) } else { None };
         if self.uplan.is_none() {
             // No plan (a buffer over the binding limit): the blocked kernels instead.
@@ -458,7 +481,7 @@ impl Dense {
 
     /// The autotuner's choice for `pass` among `cands`.
     fn tune(&self, gpu: &Gpu, pass: DensePass, cands: &[DenseVariant], default: DenseVariant, scratch: &mut Option<Scratch>) -> DenseVariant {
-        let key = format!("dense {} {}x{}->{}", pass.name(), self.batch, self.in_features, self.out_features);
+        let key = format!("dense {} {}x{}->{}{}", pass.name(), self.batch, self.in_features, self.out_features, self.precision.key_suffix());
         let names: Vec<&str> = cands.iter().map(|v| v.name()).collect();
         let choice = gpu.autotune().choose(&key, &names, default.name(), |name, best| {
             let v = DenseVariant::from_name(name).expect("a candidate name");
