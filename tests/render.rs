@@ -48,6 +48,8 @@ fn history(epochs: usize, with_val: bool, secs: f64) -> Vec<EpochRecord> {
                 lr: 1e-3,
                 seconds: secs + 0.3 * (t * 0.9).sin(),
                 note: String::new(),
+                skipped_steps: 0,
+                loss_scale: None,
             }
         })
         .collect()
