@@ -601,30 +601,64 @@ fn a_four_times_larger_batch_reaches_the_small_batch_accuracy_within_one_point()
 // ---------------------------------------------------------------------------------------
 // Mixed precision.
 
+/// Two conv blocks and a dense head: the mixed test's model (the `small` preset's third
+/// block costs lavapipe's emulated f16 GEMMs a minute more).
+const TWO_BLOCKS: &str = r#"name = "two-blocks"
+[[layers]]
+type = "conv2d"
+filters = 16
+kernel = 3
+[[layers]]
+type = "batch_norm"
+[[layers]]
+type = "relu"
+[[layers]]
+type = "max_pool"
+[[layers]]
+type = "conv2d"
+filters = 32
+kernel = 3
+[[layers]]
+type = "batch_norm"
+[[layers]]
+type = "relu"
+[[layers]]
+type = "max_pool"
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dense"
+"#;
+
 /// Mixed precision (f16 GEMM operands with f32 sums, dynamic loss scaling) reaches the f32
-/// run's validation accuracy within 0.5 points at the same seed and epochs, and the run
-/// records it: config.json, summary.txt, and the loss scale in history.csv. On lavapipe
-/// the mixed GEMMs are their plain-WGSL build (no cooperative matrices), about 40x slower
-/// than the f32 kernels: hence 16x16 clean faces and 640 training images.
+/// run's best validation accuracy within 0.5 points at the same seed and epochs, and the
+/// run records it: config.json, summary.txt, and the loss scale in history.csv. On lavapipe
+/// the mixed GEMMs are their plain-WGSL build (no cooperative matrices), about 8x slower
+/// than the f32 kernels here: hence 24x24 clean faces, 1200 training images, two conv
+/// blocks (f32 ~10 s, mixed ~85 s on the 2-core CI machine; both reach 0.5975).
 #[test]
 fn mixed_precision_reaches_f32_accuracy() {
     let gpu = gpu!();
     assert!(gpu.has_f16(), "lavapipe offers SHADER_F16; mixed precision is tested with it");
-    let opts = mien::data::SynthOptions { hw: (16, 16), background: false, occluders: false, lighting: false, noise: false, ..Default::default() };
-    let train_set = mien::data::synthetic_with(640, 5, &opts);
+    let dir = tmpdir("precision");
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("two-blocks.toml");
+    std::fs::write(&model, TWO_BLOCKS).unwrap();
+    let opts = mien::data::SynthOptions { hw: (24, 24), background: false, occluders: false, lighting: false, noise: false, ..Default::default() };
+    let train_set = mien::data::synthetic_with(1200, 5, &opts);
     let data = TrainData { val: mien::data::synthetic_with(400, 6, &opts), class_names: train_set.class_names.clone(), train: train_set };
-    let base = TrainConfig { epochs: 6, schedule: Schedule::Cosine { min_lr: 1e-4 }, image_size: 16, synthetic: 640, ..config("small", 6) };
+    let base = TrainConfig { batch: 16, schedule: Schedule::Cosine { min_lr: 1e-4 }, ..config(model.to_str().unwrap(), 8) };
     let mut acc = Vec::new();
     for precision in [PrecisionChoice::F32, PrecisionChoice::Mixed] {
-        let dir = tmpdir(&format!("precision-{precision}"));
+        let run = dir.join(precision.name());
         let t = Instant::now();
-        let out = train::run(gpu, &TrainConfig { precision, ..base.clone() }, &data, &dir, false, false).unwrap();
+        let out = train::run(gpu, &TrainConfig { precision, ..base.clone() }, &data, &run, false, false).unwrap();
         eprintln!("{precision}: {:.1} s, validation accuracy per epoch {:?}", t.elapsed().as_secs_f64(), out.history.iter().map(|r| r.val_acc.unwrap()).collect::<Vec<_>>());
-        let saved = train::resume::read_config(&dir).unwrap();
+        let saved = train::resume::read_config(&run).unwrap();
         assert_eq!(saved.precision, precision, "config.json records the precision");
-        let summary = std::fs::read_to_string(dir.join("summary.txt")).unwrap();
+        let summary = std::fs::read_to_string(run.join("summary.txt")).unwrap();
         assert!(summary.contains(&format!("Precision: {precision}")), "{summary}");
-        let history = train::history::read(&dir.join("history.csv")).unwrap();
+        let history = train::history::read(&run.join("history.csv")).unwrap();
         for r in &history {
             match precision {
                 PrecisionChoice::Mixed => assert!(r.loss_scale.is_some_and(|s| s >= 1.0), "epoch {}: loss scale {:?}", r.epoch, r.loss_scale),
@@ -633,6 +667,7 @@ fn mixed_precision_reaches_f32_accuracy() {
         }
         acc.push(out.best_val_acc);
     }
-    assert!(acc[0] >= 0.8, "the f32 run learns: {acc:?}");
+    assert!(acc[0] >= 0.5, "the f32 run learns (chance is 1/7): {acc:?}");
     assert!((acc[1] - acc[0]).abs() <= 0.005, "mixed {:.4} vs f32 {:.4}: more than 0.5 points apart", acc[1], acc[0]);
+    let _ = std::fs::remove_dir_all(&dir);
 }
