@@ -81,6 +81,31 @@ fn a_checkpoint_that_does_not_fit_names_the_first_mismatching_tensor() {
 
 /// A run killed after epoch 2 (its checkpoint written, a half-written temp file left behind)
 /// and resumed to epoch 3 ends with exactly the weights of an uninterrupted 3-epoch run.
+/// A mixed-precision run resumed after its first epoch ends bit-identical to one trained
+/// straight through: the loss-scale state (scale, applied and skipped steps) is saved in
+/// last.safetensors and restored with the moments.
+#[test]
+fn a_resumed_mixed_precision_run_continues_the_same_run() {
+    let gpu = gpu!();
+    let data = tiny_data(160);
+    let cfg = TrainConfig { lr: 2e-3, precision: PrecisionChoice::Mixed, ..config("tiny-cnn", 2) };
+    let (straight, resumed) = (tmpdir("mixed-straight"), tmpdir("mixed-resumed"));
+    train::run(gpu, &cfg, &data, &straight, false, false).unwrap();
+    train::run(gpu, &TrainConfig { epochs: 1, ..cfg.clone() }, &data, &resumed, false, false).unwrap();
+    train::run(gpu, &cfg, &data, &resumed, true, false).unwrap();
+    let read = |d: &PathBuf| std::fs::read(d.join("last.safetensors")).unwrap();
+    let (a, b) = (read(&straight), read(&resumed));
+    let (ta, tb) = (safetensors::SafeTensors::deserialize(&a).unwrap(), safetensors::SafeTensors::deserialize(&b).unwrap());
+    let mut names = ta.names();
+    names.sort();
+    assert!(names.contains(&"optimizer.loss_scale"), "{names:?}");
+    for n in names {
+        assert_eq!(ta.tensor(n).unwrap().data(), tb.tensor(n).unwrap().data(), "tensor {n} differs after resume");
+    }
+    let strip = |d: &PathBuf| train::history::read(&d.join("history.csv")).unwrap().into_iter().map(|r| (r.train_loss, r.val_acc, r.skipped_steps, r.loss_scale)).collect::<Vec<_>>();
+    assert_eq!(strip(&straight), strip(&resumed));
+}
+
 #[test]
 fn resume_after_a_kill_continues_the_same_run() {
     let gpu = gpu!();
@@ -326,7 +351,9 @@ fn resume_keeps_the_runs_settings_and_records_explicit_changes() {
     assert_eq!((cfg.epochs, cfg.lr, cfg.changes.len()), (3, 1e-3, 2));
     assert_eq!((cfg.changes[0].after_epoch, cfg.changes[0].flag.as_str()), (2, "--epochs"));
 
-    for (flag, value) in [("--seed", "9"), ("--model", "small"), ("--synthetic", "200"), ("--optimizer", "sgd")] {
+    // What `auto` meant here is recorded; the other precision would be another run.
+    let other = if cfg.precision == PrecisionChoice::F32 { "mixed" } else { "f32" };
+    for (flag, value) in [("--seed", "9"), ("--model", "small"), ("--synthetic", "200"), ("--optimizer", "sgd"), ("--precision", other)] {
         let out = resume_cmd(&dir).args([flag, value]).output().unwrap();
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && e.contains("config.json") && e.contains(&format!("resuming it with {flag} {value}")), "{flag}: {e}");

@@ -15,6 +15,7 @@ use mien::explain::lime::{self, LimeOptions};
 use mien::explain::gallery::{self, GalleryOptions};
 use mien::explain::faithfulness::{self, CurveOptions, MethodMaps, Scores};
 use mien::explain::Model;
+use mien::nn::precision::PrecisionChoice;
 use mien::render::{gray_to_rgb, heatmap_clipped, mask_top_fraction, overlay, upscale_nearest, Colormap};
 use image::RgbImage;
 use mien::train::{self, history, TrainConfig};
@@ -62,6 +63,11 @@ struct Args {
     /// refresh (time again). Default: $MIEN_AUTOTUNE, else on.
     #[arg(long, value_name = "on|off|refresh")]
     autotune: Option<mien::gpu::autotune::Mode>,
+    /// GEMM precision of the explanations' networks: f32, mixed (f16 operands with f32
+    /// sums in every pass, input gradients included) or auto (mixed where the adapter has
+    /// cooperative matrices, else f32). Default auto.
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    precision: PrecisionChoice,
 }
 
 fn copy_into(report: &Report, src: &Path, name: &str) -> Result<bool> {
@@ -93,6 +99,8 @@ fn run_sections(report: &mut Report, gpu: &Gpu, run: &Path, model: &Model, cfg: 
         vec!["best validation accuracy".into(), format!("{:.4} (epoch {})", best.1, best.0)],
         vec!["seconds per epoch".into(), format!("{:.1}", hist.iter().map(|r| r.seconds).sum::<f64>() / hist.len().max(1) as f64)],
         vec!["adapter".into(), format!("{} ({:?})", gpu.info().name, gpu.info().backend)],
+        vec!["training precision".into(), training_precision(cfg, &hist)],
+        vec!["explanations' precision".into(), model.net.precision.describe(gpu)],
     ];
     report.section("Overview", Report::table(&["", ""], &rows));
     report.section("Model", Report::pre(&model.net.summary()));
@@ -105,6 +113,15 @@ fn run_sections(report: &mut Report, gpu: &Gpu, run: &Path, model: &Model, cfg: 
     }
     report.section("Training", body);
     Ok(())
+}
+
+/// "f32", or "mixed (loss scale 65536 at the end, 3 steps skipped)".
+fn training_precision(cfg: &TrainConfig, hist: &[history::EpochRecord]) -> String {
+    let skipped: u64 = hist.iter().map(|r| r.skipped_steps).sum();
+    match hist.last().and_then(|r| r.loss_scale) {
+        Some(scale) => format!("{} (loss scale {scale} at the end, {skipped} steps skipped)", cfg.precision),
+        None => cfg.precision.to_string(),
+    }
 }
 
 /// The DNN-vs-CNN (or any) comparison of this run with others.
@@ -141,7 +158,12 @@ fn run(args: Args) -> Result<()> {
     if let Some(m) = args.autotune {
         gpu.autotune().set_mode(m);
     }
-    let model = Model::load(&gpu, &run, 32)?;
+    let precision = args.precision.resolve(&gpu);
+    if let (_, Some(why)) = &precision {
+        log::warn!("--precision {}: {why}", args.precision);
+    }
+    let precision = precision.0;
+    let model = Model::load_with(&gpu, &run, 32, precision)?;
     if args.metrics {
         let scores = metrics(&gpu, &model, &data.val, &args)?;
         println!("{}", serde_json::to_string_pretty(&scores).expect("scores serialize"));
@@ -265,7 +287,7 @@ fn explain_sections(report: &mut Report, gpu: &Gpu, model: &Model, val: &mien::d
 
 /// Filter ascent grids for every conv block and the filter outputs for one image.
 fn filter_sections(report: &mut Report, gpu: &Gpu, model: &Model, image: &[f32], args: &Args) -> Result<()> {
-    let opts = AscentOptions { steps: args.ascent_steps, seed: args.seed, ..Default::default() };
+    let opts = AscentOptions { steps: args.ascent_steps, seed: args.seed, precision: model.net.precision, ..Default::default() };
     let mut body = String::from("<p class=\"note\">Gradient ascent on the input from gray noise to maximize each filter's mean activation \
         (L2 decay, jitter, blur, total variation), all filters of a layer as one GPU batch. Labels give the final activation.</p>\n");
     for conv in model.conv_layers() {

@@ -6,6 +6,7 @@ use clap::{Parser, ValueEnum};
 use mien::data::Dataset;
 use mien::nn::checkpoint;
 use mien::nn::network::{BuildOptions, Network};
+use mien::nn::precision::{Precision, PrecisionChoice};
 use mien::train;
 use mien::{ensure, Error, Gpu, Result};
 use std::path::{Path, PathBuf};
@@ -51,6 +52,10 @@ struct Args {
     /// refresh (time again). Default: $MIEN_AUTOTUNE, else on.
     #[arg(long, value_name = "on|off|refresh")]
     autotune: Option<mien::gpu::autotune::Mode>,
+    /// GEMM precision: f32, mixed (f16 operands with f32 sums) or auto (mixed where the
+    /// adapter has cooperative matrices, else f32).
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    precision: PrecisionChoice,
 }
 
 fn pick(loaded: &mien::data::Loaded, part: Part, path: &Path) -> Result<Dataset> {
@@ -64,7 +69,7 @@ fn pick(loaded: &mien::data::Loaded, part: Part, path: &Path) -> Result<Dataset>
 }
 
 /// Probabilities [n, classes] of one run's checkpoint on `data`.
-fn probabilities(gpu: &Gpu, run: &Path, which: &str, data: &Dataset, batch: usize) -> Result<(Vec<f32>, Vec<String>)> {
+fn probabilities(gpu: &Gpu, run: &Path, which: &str, data: &Dataset, batch: usize, precision: Precision) -> Result<(Vec<f32>, Vec<String>)> {
     let file = run.join(format!("{which}.safetensors"));
     ensure!(
         file.exists(),
@@ -81,7 +86,7 @@ fn probabilities(gpu: &Gpu, run: &Path, which: &str, data: &Dataset, batch: usiz
         data.w
     );
     let classes = info.class_names.len();
-    let net = Network::build(gpu, &info.model, info.input_chw, classes, batch.min(data.len()), BuildOptions::default())?;
+    let net = Network::build(gpu, &info.model, info.input_chw, classes, batch.min(data.len()), BuildOptions::default().with_precision(precision))?;
     checkpoint::load(gpu, &file, &net, None)?;
     let tail = train::tail_network(gpu, &net, data.len())?;
     let ev = train::evaluate(gpu, &net, tail.as_ref(), data)?;
@@ -93,6 +98,10 @@ fn run(args: Args) -> Result<()> {
     if let Some(m) = args.autotune {
         gpu.autotune().set_mode(m);
     }
+    let (precision, why) = args.precision.resolve(&gpu);
+    if let Some(why) = why {
+        log::warn!("--precision {}: {why}", args.precision);
+    }
     let runs: Vec<PathBuf> = std::iter::once(args.run.clone()).chain(args.ensemble.iter().cloned()).collect();
     let (_, first) = checkpoint::read(&runs[0].join(format!("{}.safetensors", args.checkpoint)))
         .map_err(|e| Error::new(format!("{e}\n(train a model first: cargo run --release --bin train)")))?;
@@ -101,7 +110,7 @@ fn run(args: Args) -> Result<()> {
     let mut sum: Vec<f32> = Vec::new();
     let mut names = Vec::new();
     for run in &runs {
-        let (p, class_names) = probabilities(&gpu, run, &args.checkpoint, &data, args.batch)?;
+        let (p, class_names) = probabilities(&gpu, run, &args.checkpoint, &data, args.batch, precision)?;
         ensure!(names.is_empty() || names == class_names, "{}: its classes {class_names:?} differ from {names:?}", run.display());
         names = class_names;
         if sum.is_empty() {

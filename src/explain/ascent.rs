@@ -258,6 +258,8 @@ pub struct AscentOptions {
     pub seed: u64,
     /// At most this many filters per batch (`None`: all at once); more are done in chunks.
     pub max_batch: Option<usize>,
+    /// What `filter_ascent_run` builds the model for (nn::precision; default f32).
+    pub precision: crate::nn::precision::Precision,
 }
 
 impl Default for AscentOptions {
@@ -278,6 +280,7 @@ impl Default for AscentOptions {
             init_noise: 0.1,
             seed: 1,
             max_batch: None,
+            precision: crate::nn::precision::Precision::F32,
         }
     }
 }
@@ -526,7 +529,7 @@ pub async fn filter_ascent_async(gpu: &Gpu, model: &Model, layer: &str, filters:
 pub fn filter_ascent_run(gpu: &Gpu, run_dir: &Path, layer: Option<&str>, filters: Option<&[usize]>, opts: &AscentOptions) -> Result<Ascent> {
     opts.check()?;
     // A batch-1 build first: layer names and filter counts, and the errors about them.
-    let probe = Model::load(gpu, run_dir, 1)?;
+    let probe = Model::load_with(gpu, run_dir, 1, opts.precision)?;
     let li = match layer {
         Some(name) => probe.layer_index(name)?,
         None => default_layer(&probe)?,
@@ -537,7 +540,7 @@ pub fn filter_ascent_run(gpu: &Gpu, run_dir: &Path, layer: Option<&str>, filters
     let name = probe.net.layers[li].name.clone();
     drop(probe);
     let batch = filters.len().min(opts.max_batch.unwrap_or(usize::MAX));
-    let model = Model::load(gpu, run_dir, batch)?;
+    let model = Model::load_with(gpu, run_dir, batch, opts.precision)?;
     filter_ascent(gpu, &model, &name, Some(filters), opts)
 }
 

@@ -290,7 +290,7 @@ pub fn pointing_game(maps: &[f32], masks: &[u8], hw: usize) -> (f64, f64) {
 /// randomization check's control.
 pub fn randomized(gpu: &Gpu, model: &Model, seed: u64) -> Result<Model> {
     let info = model.info.clone();
-    let net = Network::build(gpu, &info.model, info.input_chw, info.class_names.len(), model.batch(), BuildOptions::EXPLAIN)?;
+    let net = Network::build(gpu, &info.model, info.input_chw, info.class_names.len(), model.batch(), BuildOptions::EXPLAIN.with_precision(model.net.precision))?;
     net.init(gpu, seed)?;
     Model::wrap(gpu, net, info, std::path::PathBuf::from(format!("random weights (seed {seed})")))
 }

@@ -20,6 +20,7 @@ pub mod superpixels;
 use crate::gpu::{Dispatch, Gpu};
 use crate::nn::checkpoint::{self, CheckpointInfo};
 use crate::nn::network::{BuildOptions, Network};
+use crate::nn::precision::Precision;
 use crate::{ensure, Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -36,9 +37,15 @@ impl Model {
     /// Load `run_dir/best.safetensors` (or `last`) into a network of batch `batch`. A
     /// missing run or checkpoint is an error saying how to make one.
     pub fn load(gpu: &Gpu, run_dir: &Path, batch: usize) -> Result<Model> {
+        Self::load_with(gpu, run_dir, batch, Precision::F32)
+    }
+
+    /// `load` with the convolutions and dense layers built for `precision` (mixed: f16 GEMM
+    /// operands in every pass, the input gradients included).
+    pub fn load_with(gpu: &Gpu, run_dir: &Path, batch: usize, precision: Precision) -> Result<Model> {
         let file = Self::checkpoint_file(run_dir)?;
         let (_, info) = checkpoint::read(&file)?;
-        Self::from_checkpoint(gpu, &file, info, batch)
+        Self::from_checkpoint(gpu, &file, info, batch, precision)
     }
 
     /// The checkpoint `load` reads: `run_dir/best.safetensors`, else `last`; an error saying
@@ -53,9 +60,9 @@ impl Model {
         })
     }
 
-    fn from_checkpoint(gpu: &Gpu, file: &Path, info: CheckpointInfo, batch: usize) -> Result<Model> {
+    fn from_checkpoint(gpu: &Gpu, file: &Path, info: CheckpointInfo, batch: usize, precision: Precision) -> Result<Model> {
         ensure!(batch > 0, "explanations need a batch of at least 1");
-        let net = Network::build(gpu, &info.model, info.input_chw, info.class_names.len(), batch, BuildOptions::EXPLAIN)?;
+        let net = Network::build(gpu, &info.model, info.input_chw, info.class_names.len(), batch, BuildOptions::EXPLAIN.with_precision(precision))?;
         checkpoint::load(gpu, file, &net, None)?;
         Self::wrap(gpu, net, info, file.to_path_buf())
     }

@@ -157,3 +157,40 @@ pub fn decide(choice: PrecisionChoice, f16: bool, coop: bool) -> (Precision, Opt
         PrecisionChoice::Mixed => (Precision::Mixed, None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices_resolve_by_what_the_adapter_offers() {
+        use PrecisionChoice::*;
+        // (choice, f16, coop) -> precision, warned?
+        let cases = [
+            (F32, true, true, Precision::F32, false),
+            (Auto, true, true, Precision::Mixed, false),
+            (Auto, true, false, Precision::F32, false),
+            (Auto, false, false, Precision::F32, false),
+            (Mixed, true, true, Precision::Mixed, false),
+            (Mixed, true, false, Precision::Mixed, true),
+            (Mixed, false, false, Precision::F32, true),
+        ];
+        for (choice, f16, coop, want, warned) in cases {
+            let (got, why) = decide(choice, f16, coop);
+            assert_eq!((got, why.is_some()), (want, warned), "{choice} f16={f16} coop={coop}: {why:?}");
+        }
+        assert!(decide(Mixed, false, false).1.unwrap().contains("SHADER_F16"));
+        assert!(decide(Mixed, true, false).1.unwrap().contains("auto would pick f32"));
+    }
+
+    #[test]
+    fn names_parse_back_and_old_configs_mean_f32() {
+        for c in [PrecisionChoice::F32, PrecisionChoice::Mixed, PrecisionChoice::Auto] {
+            assert_eq!(c.name().parse::<PrecisionChoice>().unwrap(), c);
+            assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{}\"", c.name()));
+        }
+        let e = "half".parse::<PrecisionChoice>().unwrap_err().to_string();
+        assert!(e.contains("half") && e.contains("f32, mixed or auto"), "{e}");
+        assert_eq!(PrecisionChoice::legacy(), PrecisionChoice::F32);
+    }
+}
