@@ -72,14 +72,23 @@ fn wider_cnn_first_steps_match_the_reference() {
 
 fn first_steps_match_the_reference(spec: ModelSpec, batch: usize) {
     let gpu = gpu!();
-    let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions::default()).unwrap();
-    let mut opt = Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap();
+    steps_follow_the_reference(gpu, &spec, batch, Precision::F32, 1e-3);
+}
+
+/// Five Adam steps of `spec` built for `precision`, the loss after each within `rtol` of the
+/// f64 reference's; returns the network.
+fn steps_follow_the_reference(gpu: &mien::Gpu, spec: &ModelSpec, batch: usize, precision: Precision, rtol: f64) -> Network {
+    let net = Network::build(gpu, spec, [1, HW, HW], CLASSES, batch, BuildOptions::default().with_precision(precision)).unwrap();
+    let mut opt = match net.loss_scale() {
+        Some(ls) => Optimizer::new_scaled(gpu, "adam", adam(), &net.arena, &net.grads, ls.state()).unwrap(),
+        None => Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap(),
+    };
     let init = net.initial_params(3);
     net.init(gpu, 3).unwrap();
     let (x, labels) = toy_batch(batch, 11);
     net.set_batch(gpu, &x, &labels).unwrap();
 
-    let mut r = RefNetwork::new(&spec, [1, HW, HW], CLASSES, batch).unwrap();
+    let mut r = RefNetwork::new(spec, [1, HW, HW], CLASSES, batch).unwrap();
     let offsets: Vec<usize> = net.params.iter().map(|p| p.offset).collect();
     let names: Vec<&str> = net.params.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, r.params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>());
@@ -101,9 +110,10 @@ fn first_steps_match_the_reference(spec: ModelSpec, batch: usize) {
             adam_step(&mut p.value, &grads[k], &mut m[k], &mut v[k], step, lr, 0.9, 0.999, 1e-7, 0.0, false);
         }
         let rel = (gpu_loss as f64 - ref_loss).abs() / ref_loss.abs();
-        eprintln!("step {step}: gpu loss {gpu_loss:.6} ({gpu_correct} correct), reference {ref_loss:.6} ({ref_correct}), rel {rel:.2e}");
-        assert!(rel <= 1e-3, "step {step}: GPU loss {gpu_loss} vs reference {ref_loss} (relative {rel:e})");
+        eprintln!("{precision} step {step}: gpu loss {gpu_loss:.6} ({gpu_correct} correct), reference {ref_loss:.6} ({ref_correct}), rel {rel:.2e}");
+        assert!(rel <= rtol, "{precision} step {step}: GPU loss {gpu_loss} vs reference {ref_loss} (relative {rel:e})");
     }
+    net
 }
 
 #[test]
@@ -569,9 +579,7 @@ fn mixed_precision_steps_follow_the_reference() {
     use mien::nn::conv2d::{Conv2d, ConvVariant};
     use mien::nn::dense::{Dense, DenseVariant};
     let gpu = gpu!();
-    let spec = ModelSpec::tiny_cnn(CLASSES);
-    let batch = 32;
-    let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions::default().with_precision(Precision::Mixed)).unwrap();
+    let net = steps_follow_the_reference(gpu, &ModelSpec::tiny_cnn(CLASSES), 32, Precision::Mixed, 2e-3);
     assert_eq!(net.precision, Precision::Mixed);
     for l in &net.layers {
         if let Some(c) = l.op.as_any().downcast_ref::<Conv2d>() {
@@ -581,39 +589,9 @@ fn mixed_precision_steps_follow_the_reference() {
             assert_eq!(d.variants(), [DenseVariant::Coop; 3], "layer {}", l.name);
         }
     }
-    let ls = net.loss_scale().expect("a mixed training build scales its loss");
+    let s = net.loss_scale().expect("a mixed training build scales its loss").read(gpu).unwrap();
+    assert_eq!((s.applied, s.skipped, s.scale), (5, 0, mien::nn::loss_scale::INITIAL_SCALE), "no overflow at the initial scale here");
     let twin = net.build_like(gpu, 5, BuildOptions::default()).unwrap();
     assert_eq!(twin.precision, Precision::Mixed);
     assert!(twin.loss_scale().is_none());
-    let f32_net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions::default()).unwrap();
-    assert!(f32_net.loss_scale().is_none());
-
-    let mut opt = Optimizer::new_scaled(gpu, "adam", adam(), &net.arena, &net.grads, ls.state()).unwrap();
-    let init = net.initial_params(3);
-    net.init(gpu, 3).unwrap();
-    let (x, labels) = toy_batch(batch, 11);
-    net.set_batch(gpu, &x, &labels).unwrap();
-    let mut r = RefNetwork::new(&spec, [1, HW, HW], CLASSES, batch).unwrap();
-    let offsets: Vec<usize> = net.params.iter().map(|p| p.offset).collect();
-    r.set_params(&init, &offsets);
-    let mut m: Vec<Vec<f64>> = r.params.iter().map(|p| vec![0.0; p.value.len()]).collect();
-    let mut v = m.clone();
-    let x64 = mien::reference::f64s(&x);
-    let lr = 0.01;
-    for step in 1..=5u64 {
-        {
-            let update = opt.step(gpu, lr as f32);
-            gpu.run(net.train_dispatches().chain(std::iter::once(update))).unwrap();
-        }
-        let (gpu_loss, _) = net.read_stats(gpu).unwrap();
-        let (ref_loss, _, grads) = r.loss_and_grads(&x64, &labels, step as u32);
-        for (k, p) in r.params.iter_mut().enumerate() {
-            adam_step(&mut p.value, &grads[k], &mut m[k], &mut v[k], step, lr, 0.9, 0.999, 1e-7, 0.0, false);
-        }
-        let rel = (gpu_loss as f64 - ref_loss).abs() / ref_loss.abs();
-        eprintln!("mixed step {step}: gpu loss {gpu_loss:.6}, reference {ref_loss:.6}, rel {rel:.2e}");
-        assert!(rel <= 2e-3, "step {step}: GPU loss {gpu_loss} vs reference {ref_loss} (relative {rel:e})");
-    }
-    let s = ls.read(gpu).unwrap();
-    assert_eq!((s.applied, s.skipped, s.scale), (5, 0, mien::nn::loss_scale::INITIAL_SCALE), "no overflow at the initial scale here");
 }

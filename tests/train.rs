@@ -515,35 +515,21 @@ fn population_statistics_are_those_of_each_bn_input_in_inference_mode() {
     assert_eq!(layers, 2);
 }
 
-/// Conv blocks with Keras' BatchNorm momentum 0.99, the issue's case in small.
-const BN99_MODEL: &str = r#"name = "bn99"
-[[layers]]
-type = "conv2d"
-filters = 8
-kernel = 3
-[[layers]]
-type = "batch_norm"
-momentum = 0.99
-[[layers]]
-type = "relu"
-[[layers]]
-type = "max_pool"
-[[layers]]
-type = "conv2d"
-filters = 16
-kernel = 3
-[[layers]]
-type = "batch_norm"
-momentum = 0.99
-[[layers]]
-type = "relu"
-[[layers]]
-type = "max_pool"
-[[layers]]
-type = "flatten"
-[[layers]]
-type = "dense"
-"#;
+/// A model file: two conv blocks (3x3 conv with `filters`, BatchNorm with `momentum`, ReLU,
+/// 2x2 max pool) and a dense head.
+fn two_blocks(name: &str, filters: [usize; 2], momentum: Option<f32>) -> String {
+    let bn = momentum.map_or(String::new(), |m| format!("momentum = {m}\n"));
+    let block = |f: usize| format!("[[layers]]\ntype = \"conv2d\"\nfilters = {f}\nkernel = 3\n[[layers]]\ntype = \"batch_norm\"\n{bn}[[layers]]\ntype = \"relu\"\n[[layers]]\ntype = \"max_pool\"\n");
+    format!("name = \"{name}\"\n{}{}[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\n", block(filters[0]), block(filters[1]))
+}
+
+/// Clean `side`x`side` faces (no background, occluders, lighting or noise): `n` training
+/// images (seed 5) and `val` validation images (seed 6).
+fn clean_data(side: usize, n: usize, val: usize) -> TrainData {
+    let opts = mien::data::SynthOptions { hw: (side, side), background: false, occluders: false, lighting: false, noise: false, ..Default::default() };
+    let train_set = mien::data::synthetic_with(n, 5, &opts);
+    TrainData { val: mien::data::synthetic_with(val, 6, &opts), class_names: train_set.class_names.clone(), train: train_set }
+}
 
 /// At a large batch (6 steps an epoch), momentum-0.99 running statistics lag the weights and
 /// validation says little about the model; population statistics make it follow training.
@@ -555,13 +541,12 @@ type = "dense"
 fn population_statistics_make_validation_follow_training_at_large_batches() {
     let gpu = gpu!();
     let side = 24;
-    let opts = mien::data::SynthOptions { hw: (side, side), background: false, occluders: false, lighting: false, noise: false, ..Default::default() };
-    let train_set = mien::data::synthetic_with(1200, 5, &opts);
-    let data = TrainData { val: mien::data::synthetic_with(300, 6, &opts), class_names: train_set.class_names.clone(), train: train_set };
+    let data = clean_data(side, 1200, 300);
     let root = tmpdir("bn99");
     std::fs::create_dir_all(&root).unwrap();
     let model = root.join("bn99.toml");
-    std::fs::write(&model, BN99_MODEL).unwrap();
+    // Keras' BatchNorm momentum 0.99, the issue's case in small.
+    std::fs::write(&model, two_blocks("bn99", [8, 16], Some(0.99))).unwrap();
     let cfg = TrainConfig { model: model.to_str().unwrap().into(), epochs: 6, batch: 200, lr: 4e-3, lr_scale: LrScale::None, schedule: Schedule::Constant, seed: 7, image_size: side, ..Default::default() };
     let run = |bn: train::BnStats| {
         let out = train::run(gpu, &TrainConfig { bn_stats: bn, ..cfg.clone() }, &data, &root.join(bn.to_string()), false, false).unwrap();
@@ -607,9 +592,7 @@ fn the_learning_rate_follows_the_batch_size_as_lr_scale_says() {
 fn a_four_times_larger_batch_reaches_the_small_batch_accuracy_within_one_point() {
     let gpu = gpu!();
     let side = 24;
-    let opts = mien::data::SynthOptions { hw: (side, side), background: false, occluders: false, lighting: false, noise: false, ..Default::default() };
-    let train_set = mien::data::synthetic_with(1280, 5, &opts);
-    let data = TrainData { val: mien::data::synthetic_with(400, 6, &opts), class_names: train_set.class_names.clone(), train: train_set };
+    let data = clean_data(side, 1280, 400);
     let root = tmpdir("batch-size");
     let cfg = TrainConfig { model: "small".into(), epochs: 16, lr: 4e-3, seed: 7, image_size: side, ..Default::default() };
     assert_eq!((cfg.lr_scale, cfg.bn_stats), (LrScale::Sqrt, train::BnStats::DEFAULT), "the defaults under test");
@@ -628,34 +611,6 @@ fn a_four_times_larger_batch_reaches_the_small_batch_accuracy_within_one_point()
 // ---------------------------------------------------------------------------------------
 // Mixed precision.
 
-/// Two conv blocks and a dense head: the mixed test's model (the `small` preset's third
-/// block costs lavapipe's emulated f16 GEMMs a minute more).
-const TWO_BLOCKS: &str = r#"name = "two-blocks"
-[[layers]]
-type = "conv2d"
-filters = 16
-kernel = 3
-[[layers]]
-type = "batch_norm"
-[[layers]]
-type = "relu"
-[[layers]]
-type = "max_pool"
-[[layers]]
-type = "conv2d"
-filters = 32
-kernel = 3
-[[layers]]
-type = "batch_norm"
-[[layers]]
-type = "relu"
-[[layers]]
-type = "max_pool"
-[[layers]]
-type = "flatten"
-[[layers]]
-type = "dense"
-"#;
 
 /// Mixed precision (f16 GEMM operands with f32 sums, dynamic loss scaling) reaches the f32
 /// run's best validation accuracy within 0.5 points at the same seed and epochs, and the
@@ -670,10 +625,9 @@ fn mixed_precision_reaches_f32_accuracy() {
     let dir = tmpdir("precision");
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("two-blocks.toml");
-    std::fs::write(&model, TWO_BLOCKS).unwrap();
-    let opts = mien::data::SynthOptions { hw: (24, 24), background: false, occluders: false, lighting: false, noise: false, ..Default::default() };
-    let train_set = mien::data::synthetic_with(1200, 5, &opts);
-    let data = TrainData { val: mien::data::synthetic_with(400, 6, &opts), class_names: train_set.class_names.clone(), train: train_set };
+    // Two blocks: the `small` preset's third costs lavapipe's emulated f16 GEMMs a minute more.
+    std::fs::write(&model, two_blocks("two-blocks", [16, 32], None)).unwrap();
+    let data = clean_data(24, 1200, 400);
     let base = TrainConfig { batch: 16, schedule: Schedule::Cosine { min_lr: 1e-4 }, ..config(model.to_str().unwrap(), 8) };
     let mut acc = Vec::new();
     for precision in [PrecisionChoice::F32, PrecisionChoice::Mixed] {

@@ -22,12 +22,14 @@ part() { echo "== $1 ($(date +%T))"; }
 {
   part bench
   timeout "${BENCH_S:-170}" $B/bench --quick --json "$OUT/bench.json" --models seed-cnn,seed-dnn --batch 64,256 \
-    --kernel-batch 256 --infer-batch 256 ${BENCH_ARGS:-}
+    --kernel-batch 256 --infer-batch 256 --precision f32,mixed ${BENCH_ARGS:-}
 } > "$OUT/bench.log" 2>&1
 {
-  part "FER2013-sized epochs (28,709 synthetic faces, seed-cnn, batch 256)"
-  timeout 60 $B/train --synthetic 28709 --model seed-cnn --batch 256 --epochs 2 --out /tmp/mien-run --quiet ${TRAIN_ARGS:-}
-  cat /tmp/mien-run/history.csv
+  for p in f32 mixed; do
+    part "FER2013-sized epochs (28,709 synthetic faces, seed-cnn, batch 256, --precision $p)"
+    timeout 45 $B/train --synthetic 28709 --model seed-cnn --batch 256 --epochs 2 --precision $p --out /tmp/mien-run-$p --quiet ${TRAIN_ARGS:-}
+    cat /tmp/mien-run-$p/history.csv
+  done
 } > "$OUT/train.log" 2>&1
 {
   part "PyTorch peer"

@@ -255,7 +255,7 @@ impl Ctx<'_> {
 
     /// Training steps (forward, loss, backward, Adam) at `batch`: images/s.
     fn step(&mut self, model: &str, batch: usize, precision: Precision) -> Result<()> {
-        let name = format!("step {model} b{batch}{}", tag(precision));
+        let name = format!("step {model} b{batch}{}", precision.key_suffix());
         if !self.wanted(&name) {
             return Ok(());
         }
@@ -300,7 +300,7 @@ impl Ctx<'_> {
 
     /// Inference forward + softmax at `batch`: images/s.
     fn infer(&mut self, model: &str, batch: usize, precision: Precision) -> Result<()> {
-        let name = format!("infer {model} b{batch}{}", tag(precision));
+        let name = format!("infer {model} b{batch}{}", precision.key_suffix());
         if !self.wanted(&name) {
             return Ok(());
         }
@@ -318,7 +318,7 @@ impl Ctx<'_> {
     /// Peak bytes mien allocates for a network and its Adam state at `batch` (everything
     /// else dropped first; recording allocates lazily-created scratch too).
     fn memory(&mut self, model: &str, batch: usize, precision: Precision) -> Result<()> {
-        let name = format!("memory {model} b{batch}{}", tag(precision));
+        let name = format!("memory {model} b{batch}{}", precision.key_suffix());
         if !self.wanted(&name) {
             return Ok(());
         }
@@ -341,11 +341,6 @@ fn adam(gpu: &Gpu, net: &Network) -> Result<Optimizer> {
         Some(ls) => Optimizer::new_scaled(gpu, "adam", OptimizerConfig::adam(), &net.arena, &net.grads, ls.state()),
         None => Optimizer::new(gpu, "adam", OptimizerConfig::adam(), &net.arena, &net.grads),
     }
-}
-
-/// The suffix of a benchmark name: "" in f32, " mixed" in mixed precision.
-fn tag(precision: Precision) -> &'static str {
-    precision.key_suffix()
 }
 
 /// "conv2d_2 64x48x48->64x48x48 b64": the layer's name and per-sample shapes.
@@ -438,14 +433,14 @@ fn main() -> Result<()> {
     for &p in &precisions {
         for model in &args.models {
             for &b in &args.batch {
-                skip(&format!("step {model} b{b}{}", tag(p)), ctx.step(model, b, p));
+                skip(&format!("step {model} b{b}{}", p.key_suffix()), ctx.step(model, b, p));
             }
         }
         for model in &args.models {
             // A batch over the adapter's binding limit (seed-cnn at 256 on lavapipe): a quarter.
             if let Err(e) = ctx.infer(model, args.infer_batch, p) {
-                skip(&format!("infer {model} b{}{}", args.infer_batch, tag(p)), Err(e));
-                skip(&format!("infer {model} b{}{}", args.infer_batch / 4, tag(p)), ctx.infer(model, args.infer_batch / 4, p));
+                skip(&format!("infer {model} b{}{}", args.infer_batch, p.key_suffix()), Err(e));
+                skip(&format!("infer {model} b{}{}", args.infer_batch / 4, p.key_suffix()), ctx.infer(model, args.infer_batch / 4, p));
             }
         }
     }
@@ -453,7 +448,7 @@ fn main() -> Result<()> {
     println!("\n(c) peak GPU memory allocated by mien (network + Adam state + packed conv weights and partials)");
     for &p in &precisions {
         for model in &args.models {
-            skip(&format!("memory {model} b128{}", tag(p)), ctx.memory(model, 128, p));
+            skip(&format!("memory {model} b128{}", p.key_suffix()), ctx.memory(model, 128, p));
         }
     }
 

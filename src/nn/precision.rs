@@ -52,7 +52,8 @@ impl Precision {
         self == Precision::Mixed
     }
 
-    /// A suffix for autotune keys: mixed layers choose among more candidates than f32 ones.
+    /// A suffix for autotune keys (mixed layers choose among more candidates than f32 ones)
+    /// and benchmark names.
     pub fn key_suffix(self) -> &'static str {
         match self {
             Precision::F32 => "",
