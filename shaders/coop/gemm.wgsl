@@ -4,7 +4,8 @@
 // (coop_setup, coop_zero, coop_load_a / _b, coop_mma, coop_store on sa / sb / sc, types
 // CoopA / CoopB / CoopC, tile side CT); nothing else differs between the builds.
 //
-// C[GM, GN] = A[GM, GK] * B[GK, GN], f16 operands (rounded from f32 when staged), f32 sums.
+// C[GM, GN] = A[GM, GK] * B[GK, GN], f16 operands (rounded from f32 when staged; values
+// beyond f16's range become inf: to_f16), f32 sums.
 // A workgroup computes a BM x BN block of C over the depth range [kb, ke): WM x WN subgroups
 // of SG lanes, each a (TM x TN)-tile part of it (tiles CT x CT). Per depth slice of BK:
 // the body's depth_info fills kinfo, then A [BM][BK] and B [BK][BN] are staged row-major in
@@ -58,6 +59,18 @@ fn threads() -> u32 {
     return WM * WN * SG;
 }
 
+// v rounded to f16, with every element beyond f16's range (|x| > 65504, inf, NaN) made
+// +inf. WGSL leaves the result of an out-of-range conversion undefined (a driver may
+// saturate), and mixed-precision training must see the overflow: nn::loss_scale flags
+// non-finite gradients and skips the step. The range test is on the bits, which no
+// fast-math assumption can fold away; the inf is 65504 * (li + 2) computed at run time (li:
+// the invocation's index), an f16 overflow (a constant inf would be folded or refused).
+fn to_f16(v: vec4<f32>, li: u32) -> vec4<f16> {
+    let over = (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x477fe000u);
+    let inf = vec4<f16>(65504.0) * f16(li + 2u);
+    return select(vec4<f16>(v), inf, over);
+}
+
 // One depth slice at k0 into sa / sb (kinfo holds its depth info).
 fn stage(op: u32, li: u32) {
     let nt = threads();
@@ -69,7 +82,7 @@ fn stage(op: u32, li: u32) {
         let r = rinfo[m];
         let v = vec4<f32>(a_elem(op, r, kinfo[4u * q]), a_elem(op, r, kinfo[4u * q + 1u]),
                           a_elem(op, r, kinfo[4u * q + 2u]), a_elem(op, r, kinfo[4u * q + 3u]));
-        sa[m * SA4 + q] = vec4<f16>(v);
+        sa[m * SA4 + q] = to_f16(v, li);
     }
     let qb = BN / 4u;
     let kfast = b_depth_fast(op);
@@ -79,7 +92,7 @@ fn stage(op: u32, li: u32) {
         let d = kinfo[k];
         let v = vec4<f32>(b_elem(op, d, cinfo[4u * q]), b_elem(op, d, cinfo[4u * q + 1u]),
                           b_elem(op, d, cinfo[4u * q + 2u]), b_elem(op, d, cinfo[4u * q + 3u]));
-        sb[k * SB4 + q] = vec4<f16>(v);
+        sb[k * SB4 + q] = to_f16(v, li);
     }
 }
 

@@ -103,6 +103,39 @@ fn emulated_backward_weight_accumulates() {
     }
 }
 
+/// An operand beyond f16's range (65504; a loss scale too large for the output gradients)
+/// makes inf or NaN in exactly the outputs it reaches, whatever the driver does with an
+/// out-of-range f32 -> f16 conversion, so the loss scaling sees the overflow; 65504 itself
+/// and everything else stays finite and exact.
+#[test]
+fn emulated_operands_beyond_f16_range_are_not_finite() {
+    let gpu = gpu!();
+    require_f16(gpu);
+    let (n, inf, outf) = (3, 5, 4);
+    let layer = Dense::new_with(gpu, "fc big", inf, outf, false, &[n, inf], DenseKernels::Blocked).unwrap();
+    let plan = CoopDense::new(gpu, &layer, E).unwrap();
+    // 65510 would round to 65504 in IEEE f16 (lavapipe's conversion gives inf only from 65520
+    // on): the guard counts it as out of range, which tells the guard is there.
+    for (big, want_nan) in [(65504.0f32, false), (65510.0, true), (65536.0, true), (1e30, true), (f32::INFINITY, true)] {
+        // Row 1 of x holds `big`; everything else 0.5, weights 0.25.
+        let mut x = vec![0.5f32; n * inf];
+        x[inf + 2] = big;
+        let (tx, tw) = (up(gpu, "x", &[n, inf], &x), up(gpu, "w", &[outf, inf], &vec![0.25; outf * inf]));
+        let ty = zeros(gpu, "y", &[n, outf]);
+        gpu.run(&plan.forward(gpu, &tx, &tw, None, &ty).unwrap()).unwrap();
+        let y = read(gpu, &ty);
+        for (i, v) in y.iter().enumerate() {
+            let row = i / outf;
+            if row == 1 && want_nan {
+                assert!(!v.is_finite(), "x = {big}: output {i} is {v}, expected inf or NaN (row 1 has the out-of-range operand)");
+            } else {
+                let want = if row == 1 { 0.125 * 4.0 + 0.25 * big as f64 } else { 0.625 };
+                assert_eq!(*v as f64, want, "x = {big}: output {i}");
+            }
+        }
+    }
+}
+
 #[test]
 fn wrong_operands_are_errors_naming_the_layer() {
     let gpu = gpu!();
