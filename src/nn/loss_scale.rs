@@ -64,7 +64,7 @@ impl LossScale {
     /// after `interval` finite steps.
     pub fn new(gpu: &Gpu, name: &str, dlogits: &Tensor, grads: &Tensor, initial: f32, interval: u32) -> Result<Self> {
         ensure!(initial.is_finite() && initial > 0.0, "{name}: the initial loss scale {initial} must be a positive number");
-        ensure!(interval >= 1 && interval < 1 << 24, "{name}: the growth interval {interval} must be in 1 .. 2^24 steps");
+        ensure!((1..1 << 24).contains(&interval), "{name}: the growth interval {interval} must be in 1 .. 2^24 steps");
         ensure!(dlogits.buffer() != grads.buffer(), "{name}: the loss gradient and the gradient arena must be separate buffers");
         let state = gpu.tensor(&format!("{name} state"), &[STATE_LEN])?;
         let flag = gpu.tensor(&format!("{name} overflow flag"), &[1])?;
