@@ -63,6 +63,9 @@ pub struct Gpu {
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     mem: Arc<MemStats>,
     autotune: autotune::Autotune,
+    /// The buffer `scratch` hands out views of (the largest requested so far), while any
+    /// view of it lives.
+    scratch: Mutex<Option<tensor::WeakTensor>>,
 }
 
 /// The message a user sees when wgpu finds no adapter at all.
@@ -212,6 +215,7 @@ impl Gpu {
             pipelines: Mutex::new(HashMap::new()),
             mem: Arc::new(MemStats::default()),
             autotune,
+            scratch: Mutex::new(None),
         })
     }
 
@@ -344,6 +348,27 @@ impl Gpu {
     /// A zero-filled f32 (or u32) tensor of `shape`.
     pub fn tensor(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
         self.tensor_with_usage(label, shape, wgpu::BufferUsages::empty())
+    }
+
+    /// A tensor of `shape` for values that one pass writes and its next dispatch consumes
+    /// (depth-split partial sums and their reduce), sharing one buffer with every other such
+    /// tensor: the queue runs dispatches in order, with barriers between them, so passes of
+    /// different layers never overlap. The shared buffer is the largest request so far; a
+    /// larger request allocates a new one (views handed out before keep the old one alive),
+    /// and the buffer is freed with the last view. Never use it for values that must survive
+    /// another layer's pass.
+    pub fn scratch(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let mut shared = self.scratch.lock().unwrap();
+        let buffer = match shared.as_ref().and_then(|w| w.upgrade()) {
+            Some(t) if t.len() >= n => t,
+            _ => {
+                let t = self.tensor("scratch (partial sums, shared by every layer)", &[n])?;
+                *shared = Some(t.downgrade());
+                t
+            }
+        };
+        buffer.view(label, 0, shape)
     }
 
     /// `tensor` whose buffer also has `usage` (e.g. UNIFORM: operands repacked by a kernel

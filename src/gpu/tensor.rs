@@ -3,7 +3,7 @@
 
 use super::MemStats;
 use crate::{ensure, Result};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 struct Alloc {
     buffer: wgpu::Buffer,
@@ -33,7 +33,26 @@ impl std::fmt::Debug for Tensor {
     }
 }
 
+/// A tensor that does not keep its buffer alive (`Gpu::scratch` remembers its shared buffer
+/// this way, so the buffer goes when the last layer using it does).
+pub(super) struct WeakTensor {
+    alloc: Weak<Alloc>,
+    shape: Vec<usize>,
+    label: Arc<str>,
+}
+
+impl WeakTensor {
+    pub(super) fn upgrade(&self) -> Option<Tensor> {
+        Some(Tensor { alloc: self.alloc.upgrade()?, offset: 0, shape: self.shape.clone(), label: self.label.clone() })
+    }
+}
+
 impl Tensor {
+    /// `self` (a whole buffer) without keeping it alive.
+    pub(super) fn downgrade(&self) -> WeakTensor {
+        WeakTensor { alloc: Arc::downgrade(&self.alloc), shape: self.shape.clone(), label: self.label.clone() }
+    }
+
     pub(super) fn new(buffer: wgpu::Buffer, bytes: u64, shape: &[usize], label: &str, align: u32, mem: Arc<MemStats>) -> Self {
         mem.add(bytes);
         Tensor { alloc: Arc::new(Alloc { buffer, bytes, align, mem }), offset: 0, shape: shape.to_vec(), label: label.into() }

@@ -86,3 +86,30 @@ fn upload_read_round_trip_and_length_checks() {
     let e = gpu.write(&t, &[1.0f32; 36]).unwrap_err().to_string();
     assert!(e.contains("x") && e.contains("36") && e.contains("37"), "{e}");
 }
+
+/// `Gpu::scratch`: views of one shared buffer while it is large enough, a new buffer for a
+/// larger request, and the memory freed with the last view. Its own device: other tests
+/// take scratch concurrently.
+#[test]
+fn scratch_is_one_buffer_shared_until_a_larger_request_and_freed_with_its_views() {
+    let _ = gpu!();
+    let gpu = mien::Gpu::new().unwrap();
+    let live0 = gpu.mem().live();
+    let a = gpu.scratch("a partials", &[4, 25]).unwrap();
+    let b = gpu.scratch("b partials", &[60]).unwrap();
+    assert!(a.same_buffer(&b), "a request that fits shares the buffer");
+    assert_eq!((b.shape(), b.label()), (&[60usize][..], "b partials"));
+    assert_eq!(gpu.mem().live() - live0, 400, "one buffer of the first request's 100 values");
+    let c = gpu.scratch("c partials", &[2, 100]).unwrap();
+    assert!(!c.same_buffer(&a), "a larger request gets a larger buffer");
+    let d = gpu.scratch("d partials", &[150]).unwrap();
+    assert!(d.same_buffer(&c));
+    assert_eq!(gpu.mem().live() - live0, 400 + 800);
+    drop((a, b));
+    assert_eq!(gpu.mem().live() - live0, 800, "the first buffer went with its last view");
+    drop((c, d));
+    assert_eq!(gpu.mem().live(), live0);
+    let e = gpu.scratch("e", &[10]).unwrap();
+    assert_eq!(gpu.mem().live() - live0, 40, "nothing left over: a fresh buffer");
+    drop(e);
+}

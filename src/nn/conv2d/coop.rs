@@ -138,7 +138,7 @@ impl Plan {
         let uniform = gpu.uniform(&format!("{name} coop {p} params"), &params(conv, [gm, gn, gk], kchunk, splits)?);
         let scratch = if splits > 1 {
             u32_of(name, "weight-gradient partials", splits * g.w_len())?;
-            Some(gpu.tensor(&format!("{name} coop weight-gradient partials"), &[splits, g.w_len()])?)
+            Some(gpu.scratch(&format!("{name} coop weight-gradient partials"), &[splits, g.w_len()])?)
         } else {
             None
         };

@@ -108,7 +108,7 @@ impl CoopDense {
                 _pad: [0; 2],
             };
             let scratch = if splits > 1 {
-                let t = gpu.tensor(&format!("{name} coop {pass} partials"), &[splits, gm * gn])?;
+                let t = gpu.scratch(&format!("{name} coop {pass} partials"), &[splits, gm * gn])?;
                 u32_of(name, "partials", t.len())?;
                 Some(t)
             } else {
