@@ -10,9 +10,9 @@
 //! `activation(i)` then holds a value only between the dispatch writing it and its last
 //! reader, so explanation networks build with `reuse: false`.
 
-use crate::nn::loss_scale::{self, LossScale};
-use crate::nn::precision::Precision;
 use super::fuse::{self, Fused};
+use super::loss_scale::{self, LossScale};
+use super::precision::Precision;
 use super::layer::{Io, LayerOp, Mode, ParamViews};
 use super::params::{self, place_params};
 pub use super::params::Param;

@@ -2,7 +2,6 @@
 //! share one form). `Network::build` turns it into GPU ops for one input shape and batch;
 //! `reference::network` runs the same spec in f64.
 
-use crate::nn::precision::Precision;
 use super::activation::{Activation, Kind};
 use super::batchnorm::{BatchNormConfig, BatchNormLayer};
 use super::conv2d::{Conv2d, Conv2dConfig};
@@ -11,6 +10,7 @@ use super::dropout::Dropout;
 use super::layer::{Flatten, LayerOp};
 use super::pad::Pad2d;
 use super::pool::{Pool2d, PoolConfig, PoolKind};
+use super::precision::Precision;
 use super::Padding;
 use crate::gpu::Gpu;
 use crate::Result;
