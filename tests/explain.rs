@@ -689,3 +689,49 @@ fn errors_name_what_is_wrong() {
     let e = err(gradcam::gradcam(gpu, &dnn, &x, &GradCamOptions::default()).map(|_| ()));
     assert!(e.contains("no convolution layer"), "{e}");
 }
+
+/// Explanations in mixed precision (`explain --precision mixed`: f16 operands in every GEMM
+/// pass, the input gradient included, with no loss scaling) differ from f32's no more than
+/// f32's own differ under input noise of f16's rounding size. Vanilla gradients of a
+/// ReLU / max-pool network are sensitive: f32 maps of inputs perturbed by 5e-4 (relative,
+/// about f16's 2^-11 rounding) already differ by 3-25% (relative L2; cosine >= 0.97) on
+/// these faces, because gates and pooling winners near a tie flip. So: same predicted
+/// classes, mean difference at most 1.5x that noise floor (+0.02), every cosine >= 0.95.
+/// Input gradients of a class score sit far above f16's 6e-8 floor: no scaling needed.
+#[test]
+fn mixed_precision_saliency_is_within_the_f32_noise_floor() {
+    use mien::nn::precision::Precision;
+    let gpu = gpu!();
+    let t = trained(gpu);
+    let n = 8;
+    // Flat regions of the clean faces tie inside max-pooling windows: jitter as in the
+    // finite-difference test above.
+    let mut rng = Rng::new(12);
+    let x: Vec<f32> = images(&t.val, n).iter().map(|&v| v + rng.range(-0.02, 0.02) as f32).collect();
+    let noisy: Vec<f32> = x.iter().map(|&v| v * (1.0 + 5e-4 * rng.range(-1.0, 1.0) as f32)).collect();
+    let f32_model = Model::load(gpu, &t.dir, n).unwrap();
+    let mixed = Model::load_with(gpu, &t.dir, n, Precision::Mixed).unwrap();
+    assert_eq!(mixed.net.precision, Precision::Mixed);
+    let base = saliency::vanilla(gpu, &f32_model, &x, &Target::Predicted).unwrap();
+    let floor = saliency::vanilla(gpu, &f32_model, &noisy, &Target::Predicted).unwrap();
+    let got = saliency::vanilla(gpu, &mixed, &x, &Target::Predicted).unwrap();
+    assert_eq!(base.classes, got.classes, "predicted classes");
+    let len = SIDE * SIDE;
+    // (relative L2 difference, cosine) of each image's attributions against f32's.
+    let compare = |other: &saliency::Saliency| -> Vec<(f64, f64)> {
+        (0..n)
+            .map(|i| {
+                let (p, q) = (&base.attributions[i * len..(i + 1) * len], &other.attributions[i * len..(i + 1) * len]);
+                let l2 = |v: &[f32]| v.iter().map(|&u| (u as f64).powi(2)).sum::<f64>().sqrt();
+                let diff: f64 = p.iter().zip(q).map(|(&u, &v)| (u as f64 - v as f64).powi(2)).sum::<f64>().sqrt();
+                let dot: f64 = p.iter().zip(q).map(|(&u, &v)| u as f64 * v as f64).sum();
+                (diff / l2(p), dot / (l2(p) * l2(q)))
+            })
+            .collect()
+    };
+    let (m, f) = (compare(&got), compare(&floor));
+    let mean = |v: &[(f64, f64)]| v.iter().map(|r| r.0).sum::<f64>() / v.len() as f64;
+    eprintln!("mixed vs f32 (relative L2, cosine): {m:.3?}\nf32 of inputs x (1 +- 5e-4) vs f32: {f:.3?}");
+    assert!(mean(&m) <= 1.5 * mean(&f) + 0.02, "mixed differs from f32 by {:.3} on average, the f32 noise floor is {:.3}", mean(&m), mean(&f));
+    assert!(m.iter().all(|r| r.1 >= 0.95), "a mixed map points elsewhere: {m:.3?}");
+}
