@@ -79,10 +79,7 @@ fn first_steps_match_the_reference(spec: ModelSpec, batch: usize) {
 /// f64 reference's; returns the network.
 fn steps_follow_the_reference(gpu: &mien::Gpu, spec: &ModelSpec, batch: usize, precision: Precision, rtol: f64) -> Network {
     let net = Network::build(gpu, spec, [1, HW, HW], CLASSES, batch, BuildOptions::default().with_precision(precision)).unwrap();
-    let mut opt = match net.loss_scale() {
-        Some(ls) => Optimizer::new_scaled(gpu, "adam", adam(), &net.arena, &net.grads, ls.state()).unwrap(),
-        None => Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap(),
-    };
+    let mut opt = net.optimizer(gpu, "adam", adam()).unwrap();
     let init = net.initial_params(3);
     net.init(gpu, 3).unwrap();
     let (x, labels) = toy_batch(batch, 11);

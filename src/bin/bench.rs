@@ -18,7 +18,7 @@ use mien::nn::dense::{Dense, DenseKernels, DenseVariant};
 use mien::nn::fuse;
 use mien::nn::layer::{Io, Mode};
 use mien::nn::network::{BuildOptions, Layer, Network};
-use mien::nn::optim::{Optimizer, OptimizerConfig};
+use mien::nn::optim::OptimizerConfig;
 use mien::nn::precision::{Precision, PrecisionChoice};
 use mien::nn::spec::ModelSpec;
 use mien::rng::Rng;
@@ -269,7 +269,7 @@ impl Ctx<'_> {
         let net = Network::build(gpu, &spec, [1, 48, 48], 7, batch, BuildOptions::default().with_precision(precision))?;
         net.init(gpu, 1)?;
         self.fill(&net)?;
-        let mut opt = adam(gpu, &net)?;
+        let mut opt = net.optimizer(gpu, "adam", OptimizerConfig::adam())?;
         // Warm-up step, then as many steps per repetition as fit the target time.
         let t0 = Instant::now();
         {
@@ -327,19 +327,11 @@ impl Ctx<'_> {
         gpu.mem().reset_peak();
         let live0 = gpu.mem().live();
         let net = Network::build(gpu, &spec, [1, 48, 48], 7, batch, BuildOptions::default().with_precision(precision))?;
-        let opt = adam(gpu, &net)?;
+        let opt = net.optimizer(gpu, "adam", OptimizerConfig::adam())?;
         let peak = gpu.mem().peak() - live0;
         drop((opt, net));
         self.push(Row { peak_bytes: Some(peak), ..Row::timed("memory", name, 0.0, 0.0, 1, 1) });
         Ok(())
-    }
-}
-
-/// Adam over `net`'s arena (dividing by the loss scale in mixed precision).
-fn adam(gpu: &Gpu, net: &Network) -> Result<Optimizer> {
-    match net.loss_scale() {
-        Some(ls) => Optimizer::new_scaled(gpu, "adam", OptimizerConfig::adam(), &net.arena, &net.grads, ls.state()),
-        None => Optimizer::new(gpu, "adam", OptimizerConfig::adam(), &net.arena, &net.grads),
     }
 }
 
@@ -420,12 +412,7 @@ fn main() -> Result<()> {
             println!("{what:<58} not run: {e}");
         }
     };
-    let mut precisions: Vec<Precision> = args.precision.iter().map(|c| c.resolve(&gpu)).map(|(p, why)| {
-        if let Some(w) = why {
-            println!("precision: {w}");
-        }
-        p
-    }).collect();
+    let mut precisions: Vec<Precision> = args.precision.iter().map(|c| c.pick(&gpu)).collect();
     precisions.dedup();
     for &p in &precisions {
         println!("precision {p}: {}", p.describe(&gpu));

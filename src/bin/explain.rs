@@ -158,12 +158,7 @@ fn run(args: Args) -> Result<()> {
     if let Some(m) = args.autotune {
         gpu.autotune().set_mode(m);
     }
-    let precision = args.precision.resolve(&gpu);
-    if let (_, Some(why)) = &precision {
-        log::warn!("--precision {}: {why}", args.precision);
-    }
-    let precision = precision.0;
-    let model = Model::load_with(&gpu, &run, 32, precision)?;
+    let model = Model::load_with(&gpu, &run, 32, args.precision.pick(&gpu))?;
     if args.metrics {
         let scores = metrics(&gpu, &model, &data.val, &args)?;
         println!("{}", serde_json::to_string_pretty(&scores).expect("scores serialize"));

@@ -98,10 +98,7 @@ fn run(args: Args) -> Result<()> {
     if let Some(m) = args.autotune {
         gpu.autotune().set_mode(m);
     }
-    let (precision, why) = args.precision.resolve(&gpu);
-    if let Some(why) = why {
-        log::warn!("--precision {}: {why}", args.precision);
-    }
+    let precision = args.precision.pick(&gpu);
     let runs: Vec<PathBuf> = std::iter::once(args.run.clone()).chain(args.ensemble.iter().cloned()).collect();
     let (_, first) = checkpoint::read(&runs[0].join(format!("{}.safetensors", args.checkpoint)))
         .map_err(|e| Error::new(format!("{e}\n(train a model first: cargo run --release --bin train)")))?;

@@ -17,6 +17,7 @@ use super::layer::{Io, LayerOp, Mode, ParamViews};
 use super::params::{self, place_params};
 pub use super::params::Param;
 use super::memory::{self, ActivationMemory, LayerSlots};
+use super::optim::{Optimizer, OptimizerConfig};
 use super::softmax_xent::SoftmaxXent;
 use super::spec::{LayerSpec, ModelSpec};
 use crate::gpu::{Dispatch, Gpu, Tensor};
@@ -398,8 +399,17 @@ impl Network {
         Ok(())
     }
 
+    /// An optimizer over this network's arenas: `Optimizer::new`, or in mixed-precision
+    /// training `Optimizer::new_scaled` bound to this network's loss scale.
+    pub fn optimizer(&self, gpu: &Gpu, name: &str, cfg: OptimizerConfig) -> Result<Optimizer> {
+        match &self.loss_scale {
+            Some(ls) => Optimizer::new_scaled(gpu, name, cfg, &self.arena, &self.grads, ls.state()),
+            None => Optimizer::new(gpu, name, cfg, &self.arena, &self.grads),
+        }
+    }
+
     /// Mixed-precision training networks: the loss scaling their training step records
-    /// (bind its state in `Optimizer::new_scaled`).
+    /// (`optimizer` binds its state).
     pub fn loss_scale(&self) -> Option<&LossScale> {
         self.loss_scale.as_ref()
     }

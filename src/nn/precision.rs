@@ -110,14 +110,19 @@ impl PrecisionChoice {
         (p, why.map(|w| format!("adapter {:?}: {w}", gpu.info().name)))
     }
 
-    /// The same choice with `auto` replaced by what it means on `gpu` (what a run records in
-    /// its config.json, so that it resumes with the same numerics); warns as `resolve` does.
-    pub fn resolved(self, gpu: &Gpu) -> PrecisionChoice {
+    /// The precision this choice means on `gpu`, logging `resolve`'s warning if any.
+    pub fn pick(self, gpu: &Gpu) -> Precision {
         let (p, why) = self.resolve(gpu);
         if let Some(w) = why {
             log::warn!("--precision {}: {w}", self.name());
         }
-        match p {
+        p
+    }
+
+    /// The same choice with `auto` replaced by what it means on `gpu` (what a run records in
+    /// its config.json, so that it resumes with the same numerics); warns as `pick` does.
+    pub fn resolved(self, gpu: &Gpu) -> PrecisionChoice {
+        match self.pick(gpu) {
             Precision::F32 => PrecisionChoice::F32,
             Precision::Mixed => PrecisionChoice::Mixed,
         }

@@ -167,10 +167,7 @@ impl<'g> Session<'g> {
         }
         let (precision, _) = cfg.precision.resolve(gpu);
         let net = Network::build(gpu, spec, chw, classes, batch, BuildOptions::default().with_precision(precision))?;
-        let opt = match net.loss_scale() {
-            Some(ls) => Optimizer::new_scaled(gpu, "optimizer", cfg.optimizer_config(), &net.arena, &net.grads, ls.state())?,
-            None => Optimizer::new(gpu, "optimizer", cfg.optimizer_config(), &net.arena, &net.grads)?,
-        };
+        let opt = net.optimizer(gpu, "optimizer", cfg.optimizer_config())?;
         let augment = if cfg.augment.is_identity() {
             None
         } else {
