@@ -80,6 +80,16 @@ fn reduce2(v: vec2<f32>, lid: u32) -> vec2<f32> {
     return total;
 }
 
+// The batch statistics of channel c: saved = (mean, 1 / sqrt(var + eps)), and the running
+// statistics' Keras update. A variance below 0 (rounding) counts as 0.
+fn store_stats(c: u32, mean: f32, var_in: f32) {
+    let variance = max(var_in, 0.0);
+    saved_out[c] = mean;
+    saved_out[p.c + c] = 1.0 / sqrt(variance + p.eps);
+    running_mean[c] = p.momentum * running_mean[c] + (1.0 - p.momentum) * mean;
+    running_var[c] = p.momentum * running_var[c] + (1.0 - p.momentum) * variance;
+}
+
 // Shifted two-pass statistics, stable for inputs with a large mean: pass 1 sums x - K with
 // K = the channel's first value (exact in f32 when x is near K), giving mean0; pass 2 sums
 // d = x - mean0 and d^2, and corrects for the rounding of mean0:
@@ -102,12 +112,7 @@ fn batchnorm_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     let t = reduce2(b, lid.x);
     if (lid.x == 0u) {
         let md = t.x * inv_m;
-        let mean = mean0 + md;
-        let variance = max(t.y * inv_m - md * md, 0.0);
-        saved_out[c] = mean;
-        saved_out[p.c + c] = 1.0 / sqrt(variance + p.eps);
-        running_mean[c] = p.momentum * running_mean[c] + (1.0 - p.momentum) * mean;
-        running_var[c] = p.momentum * running_var[c] + (1.0 - p.momentum) * variance;
+        store_stats(c, mean0 + md, t.y * inv_m - md * md);
     }
 }
 
@@ -207,12 +212,7 @@ fn batchnorm_stats4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     let t = reduce2(vec2<f32>(hsum(d1), hsum(d2)), lid.x);
     if (lid.x == 0u) {
         let md = t.x * inv_m;
-        let mean = mean0 + md;
-        let variance = max(t.y * inv_m - md * md, 0.0);
-        saved_out[c] = mean;
-        saved_out[p.c + c] = 1.0 / sqrt(variance + p.eps);
-        running_mean[c] = p.momentum * running_mean[c] + (1.0 - p.momentum) * mean;
-        running_var[c] = p.momentum * running_var[c] + (1.0 - p.momentum) * variance;
+        store_stats(c, mean0 + md, t.y * inv_m - md * md);
     }
 }
 
@@ -273,6 +273,49 @@ fn batchnorm_backward_infer4(@builtin(global_invocation_id) gid: vec3<u32>, @bui
     dx4[i] = dy4[i] * (gamma[c] / sqrt(infer_var[c] + p.eps));
 }
 
+// ---- statistics from a conv's epilogue ----
+// batchnorm_stats_partials: one workgroup per channel. The conv before this BatchNorm wrote,
+//   per channel and conv workgroup g, the partial statistics of the values that workgroup
+//   stored (conv2d_subgroup.wgsl, STATS): partials [C, G, 3] = (count, mean, M2 = sum of
+//   squared deviations from that mean), G = arrayLength / (3 C). The partials are merged by
+//   Chan, Golub and LeVeque's pairwise rule (each lane walks its strided share, then a tree
+//   over the workgroup): no float atomics, and no pass over the conv's output. Then saved
+//   and the running statistics as batchnorm_stats, var = M2 / M.
+@group(0) @binding(24) var<storage, read> partials: array<f32>;
+
+// Two partial statistics (count, mean, M2) as one; an empty side (count 0) leaves the other.
+fn merge_stats(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    let n = a.x + b.x;
+    let f = b.x / max(n, 1.0);
+    let d = b.y - a.y;
+    let m = vec3<f32>(n, a.y + d * f, a.z + b.z + d * d * a.x * f);
+    return select(select(m, a, b.x == 0.0), b, a.x == 0.0);
+}
+
+// (red3: the workgroup array of reduce3, below.)
+@compute @workgroup_size(WG)
+fn batchnorm_stats_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wid.x;
+    let groups = arrayLength(&partials) / (3u * p.c);
+    var t = vec3<f32>(0.0);
+    for (var g = lid.x; g < groups; g += WG) {
+        let k = (c * groups + g) * 3u;
+        t = merge_stats(t, vec3<f32>(partials[k], partials[k + 1u], partials[k + 2u]));
+    }
+    red3[lid.x] = t;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid.x < stride) {
+            red3[lid.x] = merge_stats(red3[lid.x], red3[lid.x + stride]);
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        let r = red3[0];
+        store_stats(c, r.y, r.z / f32(p.m));
+    }
+}
+
 // ---- inference BatchNorm folded into the preceding convolution ----
 // batchnorm_fold: with scale[co] = gamma[co] / sqrt(running_var[co] + eps),
 //   wf[co, k] = w[co, k] * scale[co]                     (k over CI*KH*KW; P.S = CI*KH*KW)
@@ -323,12 +366,7 @@ fn batchnorm_stats_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
         b += vec2<f32>(d, d * d);
     }
     let md = b.x * inv_m;
-    let mean = mean0 + md;
-    let variance = max(b.y * inv_m - md * md, 0.0);
-    saved_out[c] = mean;
-    saved_out[p.c + c] = 1.0 / sqrt(variance + p.eps);
-    running_mean[c] = p.momentum * running_mean[c] + (1.0 - p.momentum) * mean;
-    running_var[c] = p.momentum * running_var[c] + (1.0 - p.momentum) * variance;
+    store_stats(c, mean0 + md, b.y * inv_m - md * md);
 }
 
 @compute @workgroup_size(WG_ROWS)

@@ -27,8 +27,9 @@
 //   adds bias[co] (override HAS_BIAS) and applies an activation (override ACT: 0 none,
 //   1 ReLU, 2 LeakyReLU with S.SLOPE, 3 PReLU with one slope per channel, alpha [CD], 4 PReLU
 //   with one slope per element of a sample, alpha4 [CD, H, W / 4] vec4s): inference runs a
-//   conv, its folded BatchNorm and the activation in one pass. Bindings 4, 9, 10 are always
-//   bound (stand-ins where unused).
+//   conv, its folded BatchNorm and the activation in one pass. With override STATS (training,
+//   ACT = 0) it also writes the BatchNorm statistics partials of its output (below).
+//   Bindings 4, 9, 10, 11 are always bound (stand-ins where unused).
 // conv2d_sg_weight: dw[co,ci,ky,kx] = sum_{n,oy,ox} dy[n,co,oy,ox] x[n,ci,oy+ky-1,ox+kx-1].
 //   Lanes are output channels (workgroup_id.x: block of WG), 8 input channels per
 //   workgroup_id.y, the (n, 4-column) blocks split over workgroup_id.z. An invocation walks
@@ -207,18 +208,108 @@ fn store_row(n: u32, oy: u32, owb: u32, blk: u32, a: Acc) {
     }
 }
 
+// ---- BatchNorm statistics epilogue (override STATS; ACT = 0) ----
+// The training forward of a conv whose output a BatchNorm normalizes also writes, per
+// destination channel d of the block and workgroup g = wid.x + wid.z * nwg.x (G = nwg.x *
+// nwg.z), the partial statistics of the values this workgroup stored (bias included):
+// stats_out[(d * G + g) * 3 + 0, 1, 2] = (count, mean, M2 = sum of squared deviations from
+// that mean). Two passes over the values still in registers (sum -> the workgroup's mean,
+// then squared deviations), each a tree over the workgroup; invocations past the end and
+// rows past the image count 0. batchnorm_stats_partials (batchnorm.wgsl) merges a channel's
+// G partials, so the BatchNorm never re-reads the conv's output for its statistics.
+override STATS: bool = false;
+@group(0) @binding(11) var<storage, read_write> stats_out: array<f32>;
+// Per invocation: (channels 0..4, channels 4..8) of the block, and a count.
+var<workgroup> red_lo: array<vec4<f32>, WG>;
+var<workgroup> red_hi: array<vec4<f32>, WG>;
+var<workgroup> red_n: array<f32, WG>;
+
+// Sums over the workgroup of lo, hi and n; every invocation gets them.
+fn wg_sum(lo: vec4<f32>, hi: vec4<f32>, n: f32, lid: u32) -> array<vec4<f32>, 3> {
+    red_lo[lid] = lo;
+    red_hi[lid] = hi;
+    red_n[lid] = n;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            red_lo[lid] += red_lo[lid + stride];
+            red_hi[lid] += red_hi[lid + stride];
+            red_n[lid] += red_n[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let r = array<vec4<f32>, 3>(red_lo[0], red_hi[0], vec4<f32>(red_n[0]));
+    workgroupBarrier();
+    return r;
+}
+
+// The bias of the block's 8 channels (0 without one or past CD): (0..4, 4..8).
+fn bias8(blk: u32) -> array<vec4<f32>, 2> {
+    var b = array<f32, 8>();
+    for (var j = 0u; j < 8u; j++) {
+        let d = blk * 8u + j;
+        if (HAS_BIAS && d < s.cd) {
+            b[j] = bias[d];
+        }
+    }
+    return array<vec4<f32>, 2>(vec4<f32>(b[0], b[1], b[2], b[3]), vec4<f32>(b[4], b[5], b[6], b[7]));
+}
+
+// Per channel of one row: the sum of its 4 values minus `m` each (m = 0: the plain sum), or
+// with `sq` the sum of their squares.
+fn row_sums(a: Acc, b: array<vec4<f32>, 2>, m: array<vec4<f32>, 2>, sq: bool) -> array<vec4<f32>, 2> {
+    let c = array<vec4<f32>, 8>(a.c0, a.c1, a.c2, a.c3, a.c4, a.c5, a.c6, a.c7);
+    var r = array<f32, 8>();
+    for (var j = 0u; j < 8u; j++) {
+        let v = c[j] + (b[j / 4u][j % 4u] - m[j / 4u][j % 4u]);
+        r[j] = select(dot(v, vec4<f32>(1.0)), dot(v, v), sq);
+    }
+    return array<vec4<f32>, 2>(vec4<f32>(r[0], r[1], r[2], r[3]), vec4<f32>(r[4], r[5], r[6], r[7]));
+}
+
+// The block's partial statistics from rows r[0] (valid when v0) and r[1] (when v1).
+fn stats_epilogue(r: array<Acc, 2>, v0: bool, v1: bool, blk: u32, g: u32, groups: u32, lid: u32) {
+    let b = bias8(blk);
+    let z = vec4<f32>(0.0);
+    let zero = array<vec4<f32>, 2>(z, z);
+    let s0 = row_sums(r[0], b, zero, false);
+    let s1 = row_sums(r[1], b, zero, false);
+    let n = 4.0 * (f32(v0) + f32(v1));
+    let t = wg_sum(select(z, s0[0], v0) + select(z, s1[0], v1), select(z, s0[1], v0) + select(z, s1[1], v1), n, lid);
+    let count = t[2].x;
+    let mean = array<vec4<f32>, 2>(t[0] / max(count, 1.0), t[1] / max(count, 1.0));
+    let d0 = row_sums(r[0], b, mean, true);
+    let d1 = row_sums(r[1], b, mean, true);
+    let u = wg_sum(select(z, d0[0], v0) + select(z, d1[0], v1), select(z, d0[1], v0) + select(z, d1[1], v1), 0.0, lid);
+    if (lid == 0u) {
+        for (var j = 0u; j < 8u; j++) {
+            let d = blk * 8u + j;
+            if (d < s.cd) {
+                let k = (d * groups + g) * 3u;
+                stats_out[k] = count;
+                stats_out[k + 1u] = mean[j / 4u][j % 4u];
+                stats_out[k + 2u] = select(u[0], u[1], j >= 4u)[j % 4u];
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
-fn conv2d_sg_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
+fn conv2d_sg_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
     let q0 = gid.x + wid.z * nwg.x * WG;
     let q = min(q0, s.total - 1u);
     let r = block2(q, wid.y, sid, sgs);
+    let owb = q % s.owb;
+    let t = q / s.owb;
+    let oy0 = (t % s.hp) * 2u;
+    let n = t / s.hp;
     if (q0 < s.total) {
-        let owb = q % s.owb;
-        let t = q / s.owb;
-        let oy0 = (t % s.hp) * 2u;
-        let n = t / s.hp;
         store_row(n, oy0, owb, wid.y, r[0]);
         store_row(n, oy0 + 1u, owb, wid.y, r[1]);
+    }
+    if (STATS) {
+        let live = q0 < s.total;
+        stats_epilogue(r, live, live && oy0 + 1u < s.h, wid.y, wid.x + wid.z * nwg.x, nwg.x * nwg.z, lid.x);
     }
 }
 

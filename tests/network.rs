@@ -158,7 +158,7 @@ fn a_dnn_starting_with_flatten_trains_and_gives_input_gradients() {
         layers: vec![LayerSpec::Flatten, LayerSpec::Dense { units: 9, bias: true }, LayerSpec::Relu, LayerSpec::Dense { units: CLASSES, bias: true }],
     };
     let batch = 3;
-    let net = Network::build(gpu, &spec, [1, 5, 5], CLASSES, batch, BuildOptions { input_grad: true, reuse: true, fuse: false, precision: Precision::F32 }).unwrap();
+    let net = Network::build(gpu, &spec, [1, 5, 5], CLASSES, batch, BuildOptions { input_grad: true, reuse: true, fuse: false, fuse_stats: false, precision: Precision::F32 }).unwrap();
     net.init(gpu, 1).unwrap();
     let (x, labels) = toy_batch(batch, 3);
     let x: Vec<f32> = x.chunks(HW * HW).flat_map(|img| img[..25].to_vec()).collect();
@@ -197,7 +197,7 @@ fn seed_presets_have_the_reports_parameter_counts() {
 #[test]
 fn explain_backward_gives_the_input_gradient_of_a_class_score() {
     // Explanations build without reuse; with it, a seed on the logits still works.
-    for opts in [BuildOptions::EXPLAIN, BuildOptions { input_grad: true, reuse: true, fuse: false, precision: Precision::F32 }] {
+    for opts in [BuildOptions::EXPLAIN, BuildOptions { input_grad: true, reuse: true, fuse: false, fuse_stats: false, precision: Precision::F32 }] {
         explain_backward_matches_finite_differences(opts);
     }
 }
@@ -309,7 +309,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
     let batch = 4;
     for (spec, input_grad) in [(ModelSpec::tiny_cnn(CLASSES), false), (mixed_cnn(), true), (mixed_cnn(), false), (dnn(), false)] {
         let run = |reuse: bool, fuse: bool| {
-            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad, reuse, fuse, precision: Precision::F32 }).unwrap();
+            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad, reuse, fuse, fuse_stats: false, precision: Precision::F32 }).unwrap();
             assert_eq!(net.reuses_memory(), reuse);
             let mut opt = Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap();
             net.init(gpu, 7).unwrap();
@@ -337,7 +337,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
             for t in [net.stats(), net.probabilities(), net.logits(), net.per_sample().0, net.per_sample().1] {
                 eval.push(gpu.read(t).unwrap());
             }
-            let tail = net.build_like(gpu, 3, BuildOptions { input_grad: false, reuse, fuse, precision: Precision::F32 }).unwrap();
+            let tail = net.build_like(gpu, 3, BuildOptions { input_grad: false, reuse, fuse, fuse_stats: false, precision: Precision::F32 }).unwrap();
             tail.set_batch(gpu, &x[..3 * HW * HW], &labels[..3]).unwrap();
             gpu.run(tail.eval_dispatches()).unwrap();
             eval.push(gpu.read(tail.probabilities()).unwrap());
@@ -398,7 +398,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
 fn reuse_cuts_seed_cnn_activation_memory() {
     let gpu = gpu!();
     let spec = ModelSpec::preset("seed-cnn", CLASSES).unwrap();
-    let build = |reuse, fuse| Network::build(gpu, &spec, [1, 48, 48], CLASSES, 2, BuildOptions { input_grad: false, reuse, fuse, precision: Precision::F32 }).unwrap();
+    let build = |reuse, fuse| Network::build(gpu, &spec, [1, 48, 48], CLASSES, 2, BuildOptions { input_grad: false, reuse, fuse, fuse_stats: fuse, precision: Precision::F32 }).unwrap();
     let (plain, shared, fused) = (build(false, false).activation_memory(), build(true, false).activation_memory(), build(true, true).activation_memory());
     eprintln!("seed-cnn batch 2: without reuse {plain:?}, with {shared:?}, with training fusion {fused:?}");
     // Floor: after the second 64-channel PReLU's backward, the five 64x48x48 tensors the
@@ -424,7 +424,7 @@ fn report_activation_memory_at_batch_128() {
     for model in ["small", "seed-cnn", "seed-dnn"] {
         let spec = ModelSpec::preset(model, CLASSES).unwrap();
         for (reuse, fuse) in [(false, false), (true, false), (true, true)] {
-            let m = Network::build(gpu, &spec, [1, 48, 48], CLASSES, 128, BuildOptions { input_grad: false, reuse, fuse, precision: Precision::F32 }).unwrap().activation_memory();
+            let m = Network::build(gpu, &spec, [1, 48, 48], CLASSES, 128, BuildOptions { input_grad: false, reuse, fuse, fuse_stats: fuse, precision: Precision::F32 }).unwrap().activation_memory();
             let mib = |b: u64| b as f64 / (1 << 20) as f64;
             eprintln!(
                 "{model} b128 reuse={reuse} fuse={fuse}: {} tensors, {:.1} MiB unshared, {:.1} MiB allocated in {} arenas, liveness floor {:.1} MiB",
@@ -504,7 +504,7 @@ fn fused_batchnorm_activation_trains_like_the_unfused_pair() {
     for exact in [false, true] {
         let spec = spec(exact);
         let run = |fuse: bool| {
-            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad: false, reuse: true, fuse, precision: Precision::F32 }).unwrap();
+            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad: false, reuse: true, fuse, fuse_stats: false, precision: Precision::F32 }).unwrap();
             let labels: Vec<&str> = net.train_dispatches().map(|d| d.label.as_str()).collect();
             let acts = labels.iter().filter(|l| l.contains("relu_")).count();
             let fused = labels.iter().filter(|l| l.contains("_act")).count();
@@ -548,6 +548,70 @@ fn fused_batchnorm_activation_trains_like_the_unfused_pair() {
     }
 }
 
+/// Statistics fusion (src/nn/fuse.rs, `fuse_stats`): the subgroup convs (12x12, W a multiple
+/// of 4) write their BatchNorm's batch statistics as per-workgroup partials, merged by
+/// batchnorm_stats_partials; the conv at 6x6 (no subgroup kernel) leaves its BatchNorm the
+/// usual statistics pass. The partials sum in another order than the BatchNorm's two passes,
+/// so 3 Adam steps agree with the unfused statistics within 1e-4 absolute + 1e-4 relative
+/// (losses, parameters, gradients, running statistics), not bit for bit. Convs without bias
+/// (their gradient before a BatchNorm would be rounding noise that Adam amplifies).
+#[test]
+fn conv_epilogue_statistics_train_like_the_batchnorm_pass() {
+    use mien::nn::spec::{PaddingName, PaddingSpec, Pair};
+    let gpu = gpu!();
+    let conv = |filters| LayerSpec::Conv2d { filters, kernel: Pair::Square(3), stride: Pair::Square(1), padding: PaddingSpec::Named(PaddingName::Same), bias: false };
+    let bn = || LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 };
+    let pool = LayerSpec::MaxPool { size: Pair::Square(2), stride: None, padding: PaddingSpec::Named(PaddingName::Valid) };
+    let spec = ModelSpec {
+        name: "stats".into(),
+        layers: vec![
+            conv(5),
+            bn(),
+            LayerSpec::Prelu { per_channel: false },
+            conv(9),
+            bn(),
+            LayerSpec::Relu,
+            pool,
+            conv(3),
+            bn(),
+            LayerSpec::LeakyRelu { alpha: 0.2 },
+            LayerSpec::Flatten,
+            LayerSpec::Dense { units: CLASSES, bias: true },
+        ],
+    };
+    let sg = gpu.subgroup_min_size() >= Some(mien::nn::conv2d::subgroup::MIN_LANES);
+    assert!(sg || !gpu.info().name.contains("llvmpipe"), "lavapipe offers 8-lane subgroups");
+    let batch = 3;
+    let run = |fuse_stats: bool| {
+        let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad: false, reuse: true, fuse: true, fuse_stats, precision: Precision::F32 }).unwrap();
+        let labels: Vec<&str> = net.train_dispatches().map(|d| d.label.as_str()).collect();
+        let count = |s: &str| labels.iter().filter(|l| l.ends_with(s)).count();
+        let want = if fuse_stats && sg { (2, 1) } else { (0, 3) };
+        assert_eq!((count("batchnorm_stats_partials"), count("batchnorm_stats") + count("batchnorm_stats4")), want, "fuse_stats={fuse_stats}: {labels:?}");
+        let mut opt = Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap();
+        net.init(gpu, 13).unwrap();
+        let mut out: Vec<Vec<f32>> = vec![];
+        for step in 1..=3u64 {
+            let (x, labels) = toy_batch(batch, 60 + step);
+            net.set_batch(gpu, &x, &labels).unwrap();
+            let update = opt.step(gpu, 0.01);
+            gpu.run(net.train_dispatches().chain(std::iter::once(update))).unwrap();
+            out.push(gpu.read(net.stats()).unwrap());
+        }
+        out.push(gpu.read(&net.grads).unwrap());
+        out.push(gpu.read(&net.arena).unwrap());
+        for (_, t) in &net.buffers {
+            out.push(gpu.read(t).unwrap());
+        }
+        out
+    };
+    let (plain, fused) = (run(false), run(true));
+    for (k, (a, b)) in plain.iter().zip(&fused).enumerate() {
+        let want: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+        mien::reference::assert_close(&format!("result {k}: statistics from the conv vs the BatchNorm pass"), b, &want, 1e-4, 1e-4);
+    }
+}
+
 /// Explaining through a training network whose activation is fused into its BatchNorm is
 /// refused with the reason and the fix (input gradients turn fusion off).
 #[test]
@@ -557,7 +621,7 @@ fn explaining_a_fused_training_network_names_the_fused_layer() {
     let conv = LayerSpec::Conv2d { filters: 4, kernel: Pair::Square(3), stride: Pair::Square(1), padding: PaddingSpec::Named(PaddingName::Same), bias: false };
     let layers = vec![conv, LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 }, LayerSpec::Relu, LayerSpec::Flatten, LayerSpec::Dense { units: CLASSES, bias: true }];
     let spec = ModelSpec { name: "fused".into(), layers };
-    let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, 2, BuildOptions { input_grad: false, reuse: true, fuse: true, precision: Precision::F32 }).unwrap();
+    let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, 2, BuildOptions { input_grad: false, reuse: true, fuse: true, fuse_stats: true, precision: Precision::F32 }).unwrap();
     if !mien::nn::fuse::fits(gpu) {
         panic!("this adapter cannot bind the fused kernels (lavapipe can): the test needs fusion on");
     }

@@ -170,18 +170,39 @@ impl BatchNorm {
         saved: &Tensor,
         y: &Tensor,
     ) -> Result<Vec<Dispatch>> {
-        x.expect_shape(&self.name, "input", &self.shape)?;
+        let stats = self.batch_stats(gpu, x, None, running_mean, running_var, saved)?;
         self.per_channel("gamma", gamma)?;
         self.per_channel("beta", beta)?;
-        self.per_channel("running mean", running_mean)?;
-        self.per_channel("running variance", running_var)?;
-        saved.expect_shape(&self.name, "saved statistics", &[2, self.c])?;
         y.expect_len(&self.name, "output", self.len())?;
-        let (entry, groups) = self.reduction("batchnorm_stats")?;
-        let stats = self.dispatch(gpu, entry, &[], &[(1, x), (5, running_mean), (6, running_var), (7, saved)], groups)?;
         let groups = self.elementwise_groups(gpu, "batchnorm_forward_train")?;
         let norm = self.dispatch(gpu, "batchnorm_forward_train", &[], &[(1, x), (2, y), (3, gamma), (4, beta), (15, saved)], groups)?;
         Ok(vec![stats, norm])
+    }
+
+    /// The batch statistics of x -> `saved` (overwritten), running statistics updated in
+    /// place: from x itself (per-channel reduction), or with `partials` from the partial
+    /// statistics the conv before wrote (`Conv2d::forward_stats_dispatches`: [C, G, 3] =
+    /// (count, mean, M2) per channel and conv workgroup; x is then not read).
+    pub fn batch_stats(&self, gpu: &Gpu, x: &Tensor, partials: Option<&Tensor>, running_mean: &Tensor, running_var: &Tensor, saved: &Tensor) -> Result<Dispatch> {
+        x.expect_shape(&self.name, "input", &self.shape)?;
+        self.per_channel("running mean", running_mean)?;
+        self.per_channel("running variance", running_var)?;
+        saved.expect_shape(&self.name, "saved statistics", &[2, self.c])?;
+        let Some(p) = partials else {
+            let (entry, groups) = self.reduction("batchnorm_stats")?;
+            return self.dispatch(gpu, entry, &[], &[(1, x), (5, running_mean), (6, running_var), (7, saved)], groups);
+        };
+        let shape = p.shape();
+        ensure!(
+            shape.len() == 3 && shape[0] == self.c && shape[1] > 0 && shape[2] == 3,
+            "layer {}: statistics partials {} have shape {shape:?}, expected [{}, G, 3] (count, mean, M2 per channel and conv workgroup)",
+            self.name,
+            p.label(),
+            self.c
+        );
+        let label = format!("{} batchnorm_stats_partials", self.name);
+        let b = [(0, self.params.as_entire_binding()), (24, p.binding()), (5, running_mean.binding()), (6, running_var.binding()), (7, saved.binding())];
+        Dispatch::new(gpu, &label, &BATCHNORM, "batchnorm_stats_partials", &[], &b, self.channel_groups()?)
     }
 
     /// Inference forward: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta.
@@ -371,13 +392,15 @@ impl BatchNorm {
         b
     }
 
-    /// Training forward fused with `act`: the statistics as `forward_train` (saved and the
-    /// running statistics), then y = act(gamma * xhat + beta) in one elementwise pass.
+    /// Training forward fused with `act`: the statistics as `batch_stats` (from x, or from
+    /// the conv's `partials`; saved and the running statistics), then
+    /// y = act(gamma * xhat + beta) in one elementwise pass.
     #[allow(clippy::too_many_arguments)]
     pub fn forward_train_act(
         &self,
         gpu: &Gpu,
         x: &Tensor,
+        partials: Option<&Tensor>,
         gamma: &Tensor,
         beta: &Tensor,
         running_mean: &Tensor,
@@ -387,13 +410,14 @@ impl BatchNorm {
         y: &Tensor,
     ) -> Result<Vec<Dispatch>> {
         let constants = self.act_constants(act, false)?;
-        let mut steps = self.forward_train(gpu, x, gamma, beta, running_mean, running_var, saved, y)?;
-        steps.pop();
+        let stats = self.batch_stats(gpu, x, partials, running_mean, running_var, saved)?;
+        self.per_channel("gamma", gamma)?;
+        self.per_channel("beta", beta)?;
+        y.expect_len(&self.name, "output", self.len())?;
         let mut b = vec![(1, x), (2, y), (3, gamma), (4, beta), (15, saved)];
         b.extend(self.slope_bindings(act, gamma, x));
         let groups = self.elementwise_groups(gpu, "batchnorm_forward_train_act")?;
-        steps.push(self.dispatch(gpu, "batchnorm_forward_train_act", &constants, &b, groups)?);
-        Ok(steps)
+        Ok(vec![stats, self.dispatch(gpu, "batchnorm_forward_train_act", &constants, &b, groups)?])
     }
 
     /// Training backward fused with `act`, from the activation's output gradient `dy`: the

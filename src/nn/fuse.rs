@@ -107,6 +107,46 @@ pub fn enabled_by_env() -> bool {
     std::env::var("MIEN_FUSE").map_or(true, |v| v.trim() != "0")
 }
 
+/// Statistics fusion's default: on unless the environment sets `MIEN_FUSE=0` or
+/// `MIEN_FUSE_STATS=0`.
+pub fn stats_enabled_by_env() -> bool {
+    enabled_by_env() && std::env::var("MIEN_FUSE_STATS").map_or(true, |v| v.trim() != "0")
+}
+
+/// Per layer: where layer i is a conv whose forward kernel has the statistics epilogue
+/// (`Conv2d::stats_groups`) and layer i + 1 the BatchNorm of a training pair, the partials
+/// [C, G, 3] the conv writes for it (owned by the network; the BatchNorm's training forward
+/// merges them instead of reading the conv's output twice). Only with `fuse_stats` and
+/// where training pairs exist (`train_pairs`: fusion on, reuse, no input gradients).
+pub fn stats_partials(gpu: &Gpu, names: &[String], ops: &[Box<dyn LayerOp>], train_pairs: &[bool], opts: BuildOptions) -> Result<Vec<Option<Tensor>>> {
+    let mut out: Vec<Option<Tensor>> = (0..ops.len()).map(|_| None).collect();
+    if !opts.fuse_stats {
+        return Ok(out);
+    }
+    for i in 0..ops.len().saturating_sub(1) {
+        let Some(conv) = ops[i].as_any().downcast_ref::<Conv2d>() else { continue };
+        if !train_pairs[i + 1] {
+            continue;
+        }
+        if let Some(groups) = conv.stats_groups(gpu)? {
+            let label = format!("{} -> {} statistics partials", names[i], names[i + 1]);
+            out[i] = Some(gpu.tensor(&label, &[conv.cfg.out_channels, groups, 3])?);
+        }
+    }
+    Ok(out)
+}
+
+/// Training forward of the conv at `i` that also writes the BatchNorm statistics partials
+/// (`stats_partials`).
+pub fn conv_forward_stats(net: &Network, gpu: &Gpu, i: usize, partials: &Tensor) -> Result<Vec<Dispatch>> {
+    let conv = net.layers[i].op.as_any().downcast_ref::<Conv2d>().expect("statistics partials belong to a conv");
+    let io = net.io(i, false);
+    match conv.forward_stats_dispatches(gpu, io.x, io.value(0), io.maybe_value(1), io.y, partials)? {
+        Some(steps) => Ok(steps),
+        None => crate::bail!("layer {}: its forward kernel has no statistics epilogue, but partials were planned for it", conv.name),
+    }
+}
+
 /// Storage buffers the fused training kernels bind at most (`batchnorm_backward_params_act4`:
 /// x, dy, the saved statistics, gamma, beta, both slope views, sums, dbeta, dgamma, dalpha;
 /// tests/shaders.rs counts them with naga). WebGPU's default limit is 8 and browsers offer
@@ -159,7 +199,7 @@ fn pair(net: &Network, i: usize) -> (&BatchNormLayer, FusedAct<'_>) {
 pub fn train_forward(net: &Network, gpu: &Gpu, i: usize) -> Result<Vec<Dispatch>> {
     let (bn, act) = pair(net, i);
     let (io, out) = (net.io(i, false), net.io(i + 1, false));
-    bn.op.forward_train_act(gpu, io.x, io.value(0), io.value(1), &bn.running_mean, &bn.running_var, &bn.saved, &act, out.y)
+    bn.op.forward_train_act(gpu, io.x, net.stats_partials_for(i), io.value(0), io.value(1), &bn.running_mean, &bn.running_var, &bn.saved, &act, out.y)
 }
 
 /// Training backward of the pair at `i`: from the activation's output gradient to the

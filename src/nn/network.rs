@@ -62,6 +62,11 @@ pub struct BuildOptions {
     /// Fuse BatchNorm + activation in training (src/nn/fuse.rs; applies with `reuse` and
     /// without `input_grad`). Default on, off with the environment's `MIEN_FUSE=0`.
     pub fuse: bool,
+    /// With `fuse`: a conv whose kernel can (subgroup) also writes the batch statistics of
+    /// the BatchNorm of the training pair after it, which then never re-reads the conv's
+    /// output for them (`fuse::stats_partials`). Default on, off with `MIEN_FUSE=0` or
+    /// `MIEN_FUSE_STATS=0`.
+    pub fuse_stats: bool,
     /// f32 or mixed-precision GEMMs (src/nn/precision.rs); mixed training also scales the
     /// loss (`loss_scale`). Default f32.
     pub precision: Precision,
@@ -69,14 +74,14 @@ pub struct BuildOptions {
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { input_grad: false, reuse: true, fuse: fuse::enabled_by_env(), precision: Precision::F32 }
+        BuildOptions { input_grad: false, reuse: true, fuse: fuse::enabled_by_env(), fuse_stats: fuse::stats_enabled_by_env(), precision: Precision::F32 }
     }
 }
 
 impl BuildOptions {
     /// What explanations build: input gradients, and every activation and gradient in its
     /// own buffer (readable after any pass).
-    pub const EXPLAIN: BuildOptions = BuildOptions { input_grad: true, reuse: false, fuse: false, precision: Precision::F32 };
+    pub const EXPLAIN: BuildOptions = BuildOptions { input_grad: true, reuse: false, fuse: false, fuse_stats: false, precision: Precision::F32 };
 
     /// These options with `precision`.
     pub fn with_precision(self, precision: Precision) -> BuildOptions {
@@ -119,6 +124,9 @@ pub struct Network {
     /// Training: per layer, does this BatchNorm run the next layer's activation in its own
     /// passes (`fuse::train_pairs`)?
     train_pairs: Vec<bool>,
+    /// Training: per layer, the statistics partials [C, G, 3] where this conv writes the
+    /// batch statistics of the BatchNorm after it (`fuse::stats_partials`).
+    stats_partials: Vec<Option<Tensor>>,
     reuse: bool,
     /// Per acts / dacts index: does the tensor share memory with another (reuse)?
     act_shared: Vec<bool>,
@@ -188,6 +196,7 @@ impl Network {
         // Activations, their gradients, extra slots and sinks: planned, then allocated
         // (shared where lifetimes are disjoint, with `reuse`).
         let train_pairs = fuse::train_pairs(&ops, BuildOptions { fuse: opts.fuse && fuse::fits(gpu), ..opts });
+        let stats_partials = fuse::stats_partials(gpu, &names, &ops, &train_pairs, opts)?;
         let needs: Vec<LayerSlots> =
             names.iter().zip(&ops).zip(&train_pairs).map(|((n, op), &fused)| LayerSlots::of(n, op.as_ref(), fused)).collect();
         let plan = memory::plan(&needs, &input_shape, opts.input_grad);
@@ -262,6 +271,7 @@ impl Network {
             probabilities,
             fused: vec![],
             train_pairs,
+            stats_partials,
             reuse: opts.reuse,
             act_shared,
             dact_shared,
@@ -312,6 +322,11 @@ impl Network {
         let mut out = Vec::new();
         let mut i = layers.start;
         while i < layers.end {
+            if let (Mode::Train, Some(partials)) = (mode, &self.stats_partials[i]) {
+                out.extend(fuse::conv_forward_stats(self, gpu, i, partials)?);
+                i += 1;
+                continue;
+            }
             if mode == Mode::Train && self.train_pairs[i] {
                 ensure!(i + 1 < layers.end, "model {}: layers {layers:?} split the fused pair at layer {i}", self.spec.name);
                 out.extend(fuse::train_forward(self, gpu, i)?);
@@ -322,6 +337,12 @@ impl Network {
             i += 1;
         }
         Ok(out)
+    }
+
+    /// The statistics partials the conv at `i - 1` writes for the BatchNorm at `i` in
+    /// training (`fuse::stats_partials`), if it does.
+    pub(crate) fn stats_partials_for(&self, i: usize) -> Option<&Tensor> {
+        i.checked_sub(1).and_then(|c| self.stats_partials[c].as_ref())
     }
 
     /// Does layer `i` run inside the BatchNorm before it in training (`fuse::train_pairs`)?

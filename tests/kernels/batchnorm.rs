@@ -409,7 +409,7 @@ fn fused_activation_matches_reference_and_the_unfused_pair() {
 
             // Fused: two dispatches forward, two backward.
             let fa = FusedAct { kind, alpha: alpha.as_ref(), dalpha: dalpha_f.as_ref() };
-            let mut steps = bn.forward_train_act(gpu, &f.x, &f.gamma, &f.beta, &f.rm, &f.rv, &f.saved, &fa, &f.y).unwrap();
+            let mut steps = bn.forward_train_act(gpu, &f.x, None, &f.gamma, &f.beta, &f.rm, &f.rv, &f.saved, &fa, &f.y).unwrap();
             let backward = bn.backward_act(gpu, &f.dx, &f.dgamma, &f.dbeta, &f.dy, &f.x, &f.gamma, &f.beta, &f.saved, &fa, false).unwrap();
             assert_eq!((steps.len(), backward.len()), (2, 2), "{}", what("dispatch count"));
             steps.extend(backward);
@@ -483,7 +483,7 @@ fn fused_backward_accumulates_parameter_gradients_only() {
             let alpha = up(gpu, "alpha", &slopes, &rng.vec_f32(slopes.iter().product(), -0.5, 0.5));
             let dalpha = zeros(gpu, "dalpha", &slopes);
             let fa = FusedAct { kind, alpha: Some(&alpha), dalpha: Some(&dalpha) };
-            let mut steps = bn.forward_train_act(gpu, &t.x, &t.gamma, &t.beta, &t.rm, &t.rv, &t.saved, &fa, &t.y).unwrap();
+            let mut steps = bn.forward_train_act(gpu, &t.x, None, &t.gamma, &t.beta, &t.rm, &t.rv, &t.saved, &fa, &t.y).unwrap();
             steps.extend(bn.backward_act(gpu, &t.dx, &t.dgamma, &t.dbeta, &t.dy, &t.x, &t.gamma, &t.beta, &t.saved, &fa, false).unwrap());
             gpu.run(&steps).unwrap();
             let once: Vec<Vec<f32>> = [&t.dgamma, &t.dbeta, &dalpha, &t.dx].iter().map(|v| read(gpu, v)).collect();

@@ -468,6 +468,77 @@ fn subgroup_conv_activation_epilogue() {
     assert!(e.contains("conv+act") && e.contains("slope"), "{e}");
 }
 
+/// The subgroup conv's BatchNorm statistics epilogue (training: the conv writes per-workgroup
+/// (count, mean, M2) partials, the BatchNorm merges them instead of reading y twice): y is
+/// the plain forward's, bit for bit, and the merged statistics (saved mean and inv_std, the
+/// running statistics) match the f64 reference's of the reference conv output. Shapes: batch
+/// 1, a lone last row (odd heights), one workgroup partly live (63 and 40 invocations of
+/// 64), several workgroups with a partial last one (210 invocations), output channels 3 /
+/// 4 / 9 / 17 (partial 8-channel blocks), bias on and off, and a bias of ~300 so that the
+/// channel means sit far from 0 (the partials' two passes keep the variance exact there).
+/// A partials tensor of the wrong shape is refused, naming the layer.
+#[test]
+fn subgroup_conv_statistics_epilogue() {
+    use mien::nn::batchnorm::{BatchNorm, BatchNormConfig};
+    use mien::reference::batchnorm as rb;
+    let gpu = gpu!();
+    if !has_subgroups(gpu) {
+        return;
+    }
+    let mut rng = Rng::new(98);
+    let cases: &[([usize; 4], Conv2dConfig, f32)] = &[
+        ([1, 1, 7, 8], cfg(1, 4, (3, 3), (1, 1), Padding::Same, true), 0.0),
+        ([3, 3, 13, 12], cfg(3, 9, (3, 3), (1, 1), Padding::Same, true), 0.0),
+        ([2, 5, 9, 16], cfg(5, 3, (3, 3), (1, 1), Padding::Same, false), 0.0),
+        ([5, 2, 11, 28], cfg(2, 17, (3, 3), (1, 1), Padding::Same, true), 300.0),
+    ];
+    for (shape, c, shift) in cases {
+        let layer = Conv2d::new(gpu, "conv+stats", *c, shape).unwrap().with_kernels(gpu, ConvKernels::Subgroup).unwrap();
+        let g = layer.geom();
+        let groups = layer.stats_groups(gpu).unwrap().expect("a subgroup forward writes statistics");
+        let (x, x64) = rand(&mut rng, g.x_len());
+        let (w, w64) = rand(&mut rng, g.w_len());
+        let (b, _) = rand(&mut rng, g.cout);
+        let b: Vec<f32> = b.iter().map(|v| v + shift).collect();
+        let b64: Vec<f64> = b.iter().map(|&v| v as f64).collect();
+        let (tx, tw, tb) = (up(gpu, "x", shape, &x), up(gpu, "w", &layer.weight_shape(), &w), up(gpu, "b", &[g.cout], &b));
+        let bias = c.bias.then_some(&tb);
+        let (ty, ty_plain) = (zeros(gpu, "y", &layer.output_shape), zeros(gpu, "y plain", &layer.output_shape));
+        let partials = zeros(gpu, "partials", &[g.cout, groups, 3]);
+        let bn = BatchNorm::new(gpu, "bn", BatchNormConfig { eps: 1e-3, momentum: 0.9 }, &layer.output_shape).unwrap();
+        let (rm0, rv0) = (vec![0.5f32; g.cout], vec![2.0f32; g.cout]);
+        let (rm, rv, saved) = (up(gpu, "running mean", &[g.cout], &rm0), up(gpu, "running var", &[g.cout], &rv0), zeros(gpu, "saved", &[2, g.cout]));
+        let mut steps = layer.forward_stats_dispatches(gpu, &tx, &tw, bias, &ty, &partials).unwrap().expect("subgroup layer");
+        steps.extend(layer.forward_dispatches(gpu, &tx, &tw, bias, &ty_plain).unwrap());
+        steps.push(bn.batch_stats(gpu, &ty, Some(&partials), &rm, &rv, &saved).unwrap());
+        gpu.run(&steps).unwrap();
+        let what = format!("{shape:?} {c:?} shift {shift}, {groups} workgroups");
+        let y = read(gpu, &ty);
+        assert!(y.iter().zip(read(gpu, &ty_plain)).all(|(a, b)| a.to_bits() == b.to_bits()), "{what}: y differs from the plain forward");
+        let y64 = r::forward(&g, &x64, &w64, c.bias.then_some(&b64[..]));
+        let ones = vec![1.0; g.cout];
+        let f64s = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+        let want = rb::forward_train(&y64, &ones, &vec![0.0; g.cout], &f64s(&rm0), &f64s(&rv0), g.oh * g.ow, 1e-3f32 as f64, 0.9f32 as f64);
+        let sv = read(gpu, &saved);
+        assert_close(&format!("{what}: mean"), &sv[..g.cout], &want.mean, ATOL, RTOL);
+        assert_close(&format!("{what}: inv_std"), &sv[g.cout..], &want.inv_std, ATOL, RTOL);
+        assert_close(&format!("{what}: running mean"), &read(gpu, &rm), &want.running_mean, ATOL, RTOL);
+        assert_close(&format!("{what}: running var"), &read(gpu, &rv), &want.running_var, ATOL, RTOL);
+        let counts: Vec<f32> = read(gpu, &partials).chunks(3).map(|p| p[0]).collect();
+        let per_channel: f32 = counts[..groups].iter().sum();
+        assert_eq!(per_channel as usize, shape[0] * g.oh * g.ow, "{what}: counts {counts:?}");
+    }
+    let (shape, c) = ([1, 1, 4, 8], cfg(1, 4, (3, 3), (1, 1), Padding::Same, true));
+    let layer = Conv2d::new(gpu, "conv7", c, &shape).unwrap().with_kernels(gpu, ConvKernels::Subgroup).unwrap();
+    let (x, w, b, y) = (zeros(gpu, "x", &shape), zeros(gpu, "w", &layer.weight_shape()), zeros(gpu, "b", &[4]), zeros(gpu, "y", &layer.output_shape));
+    let e = layer.forward_stats_dispatches(gpu, &x, &w, Some(&b), &y, &zeros(gpu, "partials", &[4, 2, 2])).err().expect("refused").to_string();
+    assert!(e.contains("conv7") && e.contains("partials"), "{e}");
+    let bn = BatchNorm::new(gpu, "bn7", BatchNormConfig { eps: 1e-3, momentum: 0.9 }, &layer.output_shape).unwrap();
+    let (rm, rv, saved) = (zeros(gpu, "rm", &[4]), zeros(gpu, "rv", &[4]), zeros(gpu, "saved", &[2, 4]));
+    let e = bn.batch_stats(gpu, &y, Some(&zeros(gpu, "partials", &[3, 1, 3])), &rm, &rv, &saved).err().expect("refused").to_string();
+    assert!(e.contains("bn7") && e.contains("[4, G, 3]"), "{e}");
+}
+
 /// A GPU of this test's own, so that other tests' buffers do not move its counters.
 fn private_gpu() -> Option<mien::Gpu> {
     crate::common::gpu()?;

@@ -562,6 +562,26 @@ impl Conv2d {
         subgroup::forward_act(gpu, self, p, x, w, b, y, act).map(Some)
     }
 
+    /// Where the forward variant has the BatchNorm statistics epilogue (subgroup): how many
+    /// partials per channel it writes (G of `forward_stats_dispatches`); else None.
+    pub fn stats_groups(&self, gpu: &Gpu) -> Result<Option<usize>> {
+        match &self.plans[0] {
+            Plan::Subgroup(_) => subgroup::stats_groups(gpu, self).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// y = conv(x, w) (+ b) and the partial statistics of y for the BatchNorm after it
+    /// (`partials` [CO, G, 3] = (count, mean, M2) per channel and workgroup, G =
+    /// `stats_groups`; BatchNorm::stats_from_partials merges them) where the forward variant
+    /// is subgroup, else None: run `forward_dispatches` and the BatchNorm's own statistics.
+    /// Overwrites y and partials.
+    pub fn forward_stats_dispatches(&self, gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor, partials: &Tensor) -> Result<Option<Vec<Dispatch>>> {
+        let Plan::Subgroup(p) = &self.plans[0] else { return Ok(None) };
+        self.check_forward(x, w, b, y)?;
+        subgroup::forward_stats(gpu, self, p, x, w, b, y, partials).map(Some)
+    }
+
     /// dx = conv_transpose(dy, w) with the backward_input variant. Overwrites dx.
     pub fn backward_input_dispatches(&self, gpu: &Gpu, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
         self.check_backward_input(dx, dy, w)?;

@@ -162,11 +162,38 @@ impl Plan {
     }
 }
 
-/// The main 3x3 dispatch from `src` (cs channels) to `dst` (cd channels), with the bias and
-/// activation epilogue (`act`: None, or the activation and its code / slope tensor).
-#[allow(clippy::too_many_arguments)]
-fn run3x3(gpu: &Gpu, conv: &Conv2d, plan: &Plan, pass: &str, src: &Tensor, packed: &Tensor, bias: Option<&Tensor>, dst: &Tensor, cd: usize, act: Option<Epilogue>) -> Result<Dispatch> {
+/// What the main 3x3 dispatch does after the sums: + bias, then an activation (`Act`), or
+/// the BatchNorm statistics partials (`Stats`: [CD, G, 3], G = `stats_groups`).
+enum Tail<'a> {
+    Plain,
+    Act(Epilogue<'a>),
+    Stats(&'a Tensor),
+}
+
+/// The main 3x3 dispatch's grid [X, channel blocks, Z] for `cd` destination channels.
+fn grid3x3(gpu: &Gpu, conv: &Conv2d, label: &str, cd: usize) -> Result<[u32; 3]> {
     let [n, _, h, wd] = conv.input_shape;
+    // Invocations: row pairs x 4-column blocks (`total` of the uniform; output = input size).
+    let total = n * h.div_ceil(2) * (wd / 4);
+    let [x, z, _] = gpu.groups_1d(label, total as u64, WG)?;
+    Ok([x, u32_of(&conv.name, "channel blocks", cd.div_ceil(8))?, z])
+}
+
+/// Workgroups per channel block of the forward (G): each writes one statistics partial per
+/// channel with `forward_stats`.
+pub fn stats_groups(gpu: &Gpu, conv: &Conv2d) -> Result<usize> {
+    let [x, _, z] = grid3x3(gpu, conv, &format!("{} conv2d_sg_3x3 (forward+statistics)", conv.name), conv.cfg.out_channels)?;
+    Ok(x as usize * z as usize)
+}
+
+/// The main 3x3 dispatch from `src` (cs channels) to `dst` (cd channels), with `tail`.
+#[allow(clippy::too_many_arguments)]
+fn run3x3(gpu: &Gpu, conv: &Conv2d, plan: &Plan, pass: &str, src: &Tensor, packed: &Tensor, bias: Option<&Tensor>, dst: &Tensor, cd: usize, tail: Tail) -> Result<Dispatch> {
+    let [_, _, h, wd] = conv.input_shape;
+    let act = match tail {
+        Tail::Act(e) => Some(e),
+        _ => None,
+    };
     let (code, slopes) = match act {
         None => (0, None),
         Some(Epilogue::Relu) => (1, None),
@@ -184,13 +211,10 @@ fn run3x3(gpu: &Gpu, conv: &Conv2d, plan: &Plan, pass: &str, src: &Tensor, packe
         }
     };
     let label = format!("{} conv2d_sg_3x3 ({pass})", conv.name);
-    // Invocations: row pairs x 4-column blocks (`total` of the uniform; output = input size).
-    let total = n * h.div_ceil(2) * (wd / 4);
-    let [x, z, _] = gpu.groups_1d(&label, total as u64, WG)?;
-    let groups = [x, u32_of(&conv.name, "channel blocks", cd.div_ceil(8))?, z];
+    let groups = grid3x3(gpu, conv, &label, cd)?;
     // Unused bias / slope bindings get stand-ins (the packed weights: >= 16 bytes, read-only).
     let (bias_t, a4, a1) = (bias.unwrap_or(packed), if code == 4 { slopes.unwrap_or(packed) } else { packed }, if code == 3 { slopes.unwrap_or(packed) } else { packed });
-    let b = [
+    let mut b = vec![
         (0, plan.uniform.as_entire_binding()),
         (1, src.binding()),
         (2, src.binding()),
@@ -200,7 +224,18 @@ fn run3x3(gpu: &Gpu, conv: &Conv2d, plan: &Plan, pass: &str, src: &Tensor, packe
         (9, a4.binding()),
         (10, a1.binding()),
     ];
-    let constants = [("HAS_BIAS", bias.is_some() as u8 as f64), ("ACT", code as f64)];
+    // Without the statistics epilogue, dst stands in for the partials (never written).
+    let partials = match tail {
+        Tail::Stats(p) => {
+            let g = groups[0] as usize * groups[2] as usize;
+            p.expect_shape(&conv.name, "BatchNorm statistics partials", &[cd, g, 3])?;
+            p
+        }
+        _ => dst,
+    };
+    b.push((11, partials.binding()));
+    let stats = matches!(tail, Tail::Stats(_));
+    let constants = [("HAS_BIAS", bias.is_some() as u8 as f64), ("ACT", code as f64), ("STATS", stats as u8 as f64)];
     Dispatch::new(gpu, &label, &CONV2D_SUBGROUP, "conv2d_sg_3x3", &constants, &b, groups)
 }
 
@@ -222,7 +257,17 @@ fn set_slope(gpu: &Gpu, conv: &Conv2d, plan: &Plan, a: f32) -> Result<()> {
 /// y = conv(x, w) (+ b): the weight repack and one dispatch. Operands checked by the caller.
 pub(super) fn forward(gpu: &Gpu, conv: &Conv2d, plan: &Plan, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor) -> Result<Vec<Dispatch>> {
     let (pk, packed) = plan.pack(gpu, conv, "forward", w)?;
-    let main = run3x3(gpu, conv, plan, "forward", x, packed, b, y, conv.cfg.out_channels, None)?;
+    let main = run3x3(gpu, conv, plan, "forward", x, packed, b, y, conv.cfg.out_channels, Tail::Plain)?;
+    Ok(vec![pk, main])
+}
+
+/// y = conv(x, w) (+ b), and per channel and workgroup the partial statistics of y
+/// (`partials` [CO, G, 3], G = `stats_groups`) for the BatchNorm after the conv
+/// (BatchNorm::stats_from_partials). Operands checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_stats(gpu: &Gpu, conv: &Conv2d, plan: &Plan, x: &Tensor, w: &Tensor, b: Option<&Tensor>, y: &Tensor, partials: &Tensor) -> Result<Vec<Dispatch>> {
+    let (pk, packed) = plan.pack(gpu, conv, "forward", w)?;
+    let main = run3x3(gpu, conv, plan, "forward+statistics", x, packed, b, y, conv.cfg.out_channels, Tail::Stats(partials))?;
     Ok(vec![pk, main])
 }
 
@@ -231,14 +276,14 @@ pub(super) fn forward(gpu: &Gpu, conv: &Conv2d, plan: &Plan, x: &Tensor, w: &Ten
 #[allow(clippy::too_many_arguments)]
 pub(super) fn forward_act(gpu: &Gpu, conv: &Conv2d, plan: &Plan, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, act: Epilogue) -> Result<Vec<Dispatch>> {
     let (pk, packed) = plan.pack(gpu, conv, "forward", w)?;
-    let main = run3x3(gpu, conv, plan, "forward+activation", x, packed, Some(b), y, conv.cfg.out_channels, Some(act))?;
+    let main = run3x3(gpu, conv, plan, "forward+activation", x, packed, Some(b), y, conv.cfg.out_channels, Tail::Act(act))?;
     Ok(vec![pk, main])
 }
 
 /// dx = conv_transpose(dy, w): the forward kernel on the rotated, transposed weights.
 pub(super) fn backward_input(gpu: &Gpu, conv: &Conv2d, plan: &Plan, dx: &Tensor, dy: &Tensor, w: &Tensor) -> Result<Vec<Dispatch>> {
     let (pk, packed) = plan.pack(gpu, conv, "backward_input", w)?;
-    let main = run3x3(gpu, conv, plan, "backward_input", dy, packed, None, dx, conv.cfg.in_channels, None)?;
+    let main = run3x3(gpu, conv, plan, "backward_input", dy, packed, None, dx, conv.cfg.in_channels, Tail::Plain)?;
     Ok(vec![pk, main])
 }
 
