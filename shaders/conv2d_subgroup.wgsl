@@ -210,92 +210,98 @@ fn store_row(n: u32, oy: u32, owb: u32, blk: u32, a: Acc) {
 
 // ---- BatchNorm statistics epilogue (override STATS; ACT = 0) ----
 // The training forward of a conv whose output a BatchNorm normalizes also writes, per
-// destination channel d of the block and workgroup g = wid.x + wid.z * nwg.x (G = nwg.x *
-// nwg.z), the partial statistics of the values this workgroup stored (bias included):
-// stats_out[(d * G + g) * 3 + 0, 1, 2] = (count, mean, M2 = sum of squared deviations from
-// that mean). Two passes over the values still in registers (sum -> the workgroup's mean,
-// then squared deviations), each a tree over the workgroup; invocations past the end and
-// rows past the image count 0. batchnorm_stats_partials (batchnorm.wgsl) merges a channel's
+// destination channel d of the block and subgroup, the partial statistics of the values
+// that subgroup stored (bias included): stats_out[(d * G + slot) * 3 + 0, 1, 2] = (count,
+// mean, M2 = sum of squared deviations from that mean), slot = (wid.x + wid.z * nwg.x) *
+// SLOTS + subgroup_id, G = nwg.x * nwg.z * SLOTS. Two passes over the values still in
+// registers (subgroupAdd of the sums -> the subgroup's mean, then of the squared
+// deviations); invocations past the end and rows past the image count 0. Subgroup sums, not
+// a workgroup tree: on lavapipe every workgroupBarrier switches each lane's coroutine, which
+// made a tree epilogue cost more than the BatchNorm pass it saves. SLOTS = WG / 8 covers
+// the smallest subgroups the kernel accepts; with larger ones the subgroup-0 leader zeroes
+// the slots no subgroup owns. batchnorm_stats_partials (batchnorm.wgsl) merges a channel's
 // G partials, so the BatchNorm never re-reads the conv's output for its statistics.
 override STATS: bool = false;
+const SLOTS: u32 = WG / 8u;
 @group(0) @binding(11) var<storage, read_write> stats_out: array<f32>;
-// Per invocation: (channels 0..4, channels 4..8) of the block, and a count.
-var<workgroup> red_lo: array<vec4<f32>, WG>;
-var<workgroup> red_hi: array<vec4<f32>, WG>;
-var<workgroup> red_n: array<f32, WG>;
 
-// Sums over the workgroup of lo, hi and n; every invocation gets them.
-fn wg_sum(lo: vec4<f32>, hi: vec4<f32>, n: f32, lid: u32) -> array<vec4<f32>, 3> {
-    red_lo[lid] = lo;
-    red_hi[lid] = hi;
-    red_n[lid] = n;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            red_lo[lid] += red_lo[lid + stride];
-            red_hi[lid] += red_hi[lid + stride];
-            red_n[lid] += red_n[lid + stride];
-        }
-        workgroupBarrier();
+// The bias of channels d0 .. d0 + 4 (0 without one or past CD).
+fn bias4(d0: u32) -> vec4<f32> {
+    if (!HAS_BIAS) {
+        return vec4<f32>(0.0);
     }
-    let r = array<vec4<f32>, 3>(red_lo[0], red_hi[0], vec4<f32>(red_n[0]));
-    workgroupBarrier();
-    return r;
+    let last = s.cd - 1u;
+    let b = vec4<f32>(bias[min(d0, last)], bias[min(d0 + 1u, last)], bias[min(d0 + 2u, last)], bias[min(d0 + 3u, last)]);
+    return select(vec4<f32>(0.0), b, d0 + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(s.cd));
 }
 
-// The bias of the block's 8 channels (0 without one or past CD): (0..4, 4..8).
-fn bias8(blk: u32) -> array<vec4<f32>, 2> {
-    var b = array<f32, 8>();
-    for (var j = 0u; j < 8u; j++) {
-        let d = blk * 8u + j;
-        if (HAS_BIAS && d < s.cd) {
-            b[j] = bias[d];
-        }
+// Per channel of c0..c3 (4 columns each), offset by o: the sum of the values, or with
+// `sq` the sum of their squares.
+fn sums4(c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>, o: vec4<f32>, sq: bool) -> vec4<f32> {
+    let e0 = c0 + o.x;
+    let e1 = c1 + o.y;
+    let e2 = c2 + o.z;
+    let e3 = c3 + o.w;
+    if (sq) {
+        return vec4<f32>(dot(e0, e0), dot(e1, e1), dot(e2, e2), dot(e3, e3));
     }
-    return array<vec4<f32>, 2>(vec4<f32>(b[0], b[1], b[2], b[3]), vec4<f32>(b[4], b[5], b[6], b[7]));
+    let one = vec4<f32>(1.0);
+    return vec4<f32>(dot(e0, one), dot(e1, one), dot(e2, one), dot(e3, one));
 }
 
-// Per channel of one row: the sum of its 4 values minus `m` each (m = 0: the plain sum), or
-// with `sq` the sum of their squares.
-fn row_sums(a: Acc, b: array<vec4<f32>, 2>, m: array<vec4<f32>, 2>, sq: bool) -> array<vec4<f32>, 2> {
-    let c = array<vec4<f32>, 8>(a.c0, a.c1, a.c2, a.c3, a.c4, a.c5, a.c6, a.c7);
-    var r = array<f32, 8>();
-    for (var j = 0u; j < 8u; j++) {
-        let v = c[j] + (b[j / 4u][j % 4u] - m[j / 4u][j % 4u]);
-        r[j] = select(dot(v, vec4<f32>(1.0)), dot(v, v), sq);
-    }
-    return array<vec4<f32>, 2>(vec4<f32>(r[0], r[1], r[2], r[3]), vec4<f32>(r[4], r[5], r[6], r[7]));
-}
-
-// The block's partial statistics from rows r[0] (valid when v0) and r[1] (when v1).
-fn stats_epilogue(r: array<Acc, 2>, v0: bool, v1: bool, blk: u32, g: u32, groups: u32, lid: u32) {
-    let b = bias8(blk);
+// Channels 0..4 (lo) or 4..8 of rows r[0] (counted when v0) and r[1] (when v1), offset by o.
+fn rows_lo(r: array<Acc, 2>, v0: bool, v1: bool, o: vec4<f32>, sq: bool) -> vec4<f32> {
     let z = vec4<f32>(0.0);
-    let zero = array<vec4<f32>, 2>(z, z);
-    let s0 = row_sums(r[0], b, zero, false);
-    let s1 = row_sums(r[1], b, zero, false);
-    let n = 4.0 * (f32(v0) + f32(v1));
-    let t = wg_sum(select(z, s0[0], v0) + select(z, s1[0], v1), select(z, s0[1], v0) + select(z, s1[1], v1), n, lid);
-    let count = t[2].x;
-    let mean = array<vec4<f32>, 2>(t[0] / max(count, 1.0), t[1] / max(count, 1.0));
-    let d0 = row_sums(r[0], b, mean, true);
-    let d1 = row_sums(r[1], b, mean, true);
-    let u = wg_sum(select(z, d0[0], v0) + select(z, d1[0], v1), select(z, d0[1], v0) + select(z, d1[1], v1), 0.0, lid);
-    if (lid == 0u) {
-        for (var j = 0u; j < 8u; j++) {
-            let d = blk * 8u + j;
-            if (d < s.cd) {
-                let k = (d * groups + g) * 3u;
-                stats_out[k] = count;
-                stats_out[k + 1u] = mean[j / 4u][j % 4u];
-                stats_out[k + 2u] = select(u[0], u[1], j >= 4u)[j % 4u];
+    return select(z, sums4(r[0].c0, r[0].c1, r[0].c2, r[0].c3, o, sq), v0) + select(z, sums4(r[1].c0, r[1].c1, r[1].c2, r[1].c3, o, sq), v1);
+}
+
+fn rows_hi(r: array<Acc, 2>, v0: bool, v1: bool, o: vec4<f32>, sq: bool) -> vec4<f32> {
+    let z = vec4<f32>(0.0);
+    return select(z, sums4(r[0].c4, r[0].c5, r[0].c6, r[0].c7, o, sq), v0) + select(z, sums4(r[1].c4, r[1].c5, r[1].c6, r[1].c7, o, sq), v1);
+}
+
+// Count, mean and M2 of channels d0 .. d0 + 4 into `slot` (channels past CD skipped).
+fn store_partial(d0: u32, slot: u32, groups: u32, n: f32, mean: vec4<f32>, m2: vec4<f32>) {
+    for (var j = 0u; j < 4u; j++) {
+        if (d0 + j < s.cd) {
+            let k = ((d0 + j) * groups + slot) * 3u;
+            stats_out[k] = n;
+            stats_out[k + 1u] = mean[j];
+            stats_out[k + 2u] = m2[j];
+        }
+    }
+}
+
+// The subgroup's partial statistics of block `blk` from rows r[0] (valid when v0) and r[1]
+// (when v1), into slot `wg * SLOTS + subgroup`, written by the subgroup's lane 0.
+fn stats_epilogue(r: array<Acc, 2>, v0: bool, v1: bool, blk: u32, wg: u32, groups: u32, subgroup: u32, subgroups: u32, lane: u32) {
+    let d0 = blk * 8u;
+    let b_lo = bias4(d0);
+    let b_hi = bias4(d0 + 4u);
+    let n = subgroupAdd(4.0 * (f32(v0) + f32(v1)));
+    let inv = 1.0 / max(n, 1.0);
+    let m_lo = subgroupAdd(rows_lo(r, v0, v1, b_lo, false)) * inv;
+    let m_hi = subgroupAdd(rows_hi(r, v0, v1, b_hi, false)) * inv;
+    let q_lo = subgroupAdd(rows_lo(r, v0, v1, b_lo - m_lo, true));
+    let q_hi = subgroupAdd(rows_hi(r, v0, v1, b_hi - m_hi, true));
+    if (lane == 0u) {
+        let slot = wg * SLOTS + subgroup;
+        if (subgroup < SLOTS) {
+            store_partial(d0, slot, groups, n, m_lo, q_lo);
+            store_partial(d0 + 4u, slot, groups, n, m_hi, q_hi);
+        }
+        if (subgroup == 0u) {
+            let z = vec4<f32>(0.0);
+            for (var k = subgroups; k < SLOTS; k++) {
+                store_partial(d0, wg * SLOTS + k, groups, 0.0, z, z);
+                store_partial(d0 + 4u, wg * SLOTS + k, groups, 0.0, z, z);
             }
         }
     }
 }
 
 @compute @workgroup_size(WG)
-fn conv2d_sg_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
+fn conv2d_sg_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32, @builtin(subgroup_id) sg_id: u32, @builtin(num_subgroups) sg_n: u32) {
     let q0 = gid.x + wid.z * nwg.x * WG;
     let q = min(q0, s.total - 1u);
     let r = block2(q, wid.y, sid, sgs);
@@ -309,7 +315,7 @@ fn conv2d_sg_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_i
     }
     if (STATS) {
         let live = q0 < s.total;
-        stats_epilogue(r, live, live && oy0 + 1u < s.h, wid.y, wid.x + wid.z * nwg.x, nwg.x * nwg.z, lid.x);
+        stats_epilogue(r, live, live && oy0 + 1u < s.h, wid.y, wid.x + wid.z * nwg.x, nwg.x * nwg.z * SLOTS, sg_id, sg_n, sid);
     }
 }
 

@@ -179,11 +179,11 @@ fn grid3x3(gpu: &Gpu, conv: &Conv2d, label: &str, cd: usize) -> Result<[u32; 3]>
     Ok([x, u32_of(&conv.name, "channel blocks", cd.div_ceil(8))?, z])
 }
 
-/// Workgroups per channel block of the forward (G): each writes one statistics partial per
-/// channel with `forward_stats`.
+/// Statistics partials per channel the forward writes with `forward_stats` (G): one slot
+/// per possible subgroup (SLOTS = WG / MIN_LANES in the shader) of each workgroup.
 pub fn stats_groups(gpu: &Gpu, conv: &Conv2d) -> Result<usize> {
     let [x, _, z] = grid3x3(gpu, conv, &format!("{} conv2d_sg_3x3 (forward+statistics)", conv.name), conv.cfg.out_channels)?;
-    Ok(x as usize * z as usize)
+    Ok(x as usize * z as usize * (WG / MIN_LANES) as usize)
 }
 
 /// The main 3x3 dispatch from `src` (cs channels) to `dst` (cd channels), with `tail`.
@@ -227,7 +227,7 @@ fn run3x3(gpu: &Gpu, conv: &Conv2d, plan: &Plan, pass: &str, src: &Tensor, packe
     // Without the statistics epilogue, dst stands in for the partials (never written).
     let partials = match tail {
         Tail::Stats(p) => {
-            let g = groups[0] as usize * groups[2] as usize;
+            let g = groups[0] as usize * groups[2] as usize * (WG / MIN_LANES) as usize;
             p.expect_shape(&conv.name, "BatchNorm statistics partials", &[cd, g, 3])?;
             p
         }
