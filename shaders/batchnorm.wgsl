@@ -456,6 +456,9 @@ fn batchnorm_population_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
 // channel (act_alpha [C]), 4 PReLU with one slope per element of a sample (act_alpha
 // [C, S]). Each op is the one shaders/activation.wgsl applies.
 // batchnorm_forward_train_act    y = act(z). Overwrites y.
+// batchnorm_forward_train_act_pool  y = maxpool2x2(act(z)), with the dropouts around the
+//                                pool (DROP_PRE before it, DROP_POST after); one invocation
+//                                per pooled element; writes pool_argmax as max_pool2_forward.
 // batchnorm_backward_params_act  as batchnorm_backward_params (same order: same bits) with
 //                                dz for dy; ACT 3 also dalpha[c] = sum dy * z over z <= 0
 //                                (another order than prelu_backward_alpha in the vec4 and
@@ -731,4 +734,69 @@ fn batchnorm_backward_input_act4(@builtin(global_invocation_id) gid: vec3<u32>, 
     let xhat = (x4[i] - saved[c]) * inv_std;
     let g = act_backward4(dy4[i], gamma[c] * xhat + beta[c], slope4(c, i - q * s4));
     dx4[i] = gamma[c] * inv_std * (g - sums[c] * inv_m - xhat * (sums[p.c + c] * inv_m));
+}
+
+// ---- the 2x2 max pool (and its dropouts) inside the fused training forward ----
+// batchnorm_forward_train_act_pool: x [N, C, H, W] with W = POOL_W and H even, y and
+// pool_argmax [N, C, H/2, W/2]. Per pooled element o (plane = o / (S/4), c = plane % C):
+// each of its window's four values goes z -> act(z) -> (DROP_PRE) keep ? v * scale : 0 at
+// its flat index in x; the max in the order top-left, top-right, bottom-left, bottom-right
+// with a strict > (the first maximum wins, as max_pool2_forward); (DROP_POST) its dropout at
+// o. Every step is the separate layer's f32 operation: y and pool_argmax are what the
+// BatchNorm, activation, dropout and pool kernels write, bit for bit. The activation output
+// and the pre-pool dropout's are never stored (their backward passes read none of them: the
+// pool's reads the argmax, dropout's recomputes its mask, the pair's recomputes z).
+// Overwrites y and pool_argmax. The dropouts' uniforms are the layers' own (rewritten every
+// step by Dropout::set_seed); without one, the BatchNorm's uniform stands in.
+struct Drop {
+    n: u32,
+    seed: u32,
+    rate: f32,
+    scale: f32,
+}
+
+override DROP_PRE: bool = false;
+override DROP_POST: bool = false;
+override POOL_W: u32 = 2u;
+
+@group(0) @binding(30) var<uniform> drop_pre: Drop;
+@group(0) @binding(31) var<uniform> drop_post: Drop;
+@group(0) @binding(32) var<storage, read_write> pool_argmax: array<u32>;
+@group(0) @binding(33) var<storage, read> x2: array<vec2<f32>>;
+
+// One window value v of channel c at position r of the plane starting at flat index base.
+fn pool_in(v: f32, c: u32, base: u32, r: u32) -> f32 {
+    let a = act_forward(gamma[c] * ((v - saved[c]) * saved[p.c + c]) + beta[c], slope(c, r));
+    if (DROP_PRE) {
+        return select(0.0, a * drop_pre.scale, dropout_keep(base + r, drop_pre.seed, drop_pre.rate));
+    }
+    return a;
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_forward_train_act_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = flat(gid, nwg);
+    let per_plane = p.s / 4u;
+    if (o >= p.n / 4u) { return; }
+    let plane = o / per_plane;
+    let c = plane % p.c;
+    let q = o - plane * per_plane;
+    let ow = POOL_W / 2u;
+    let top = 2u * (q / ow) * POOL_W + 2u * (q % ow);  // the window's first element in its plane
+    let base = plane * p.s;
+    let upper = x2[(base + top) / 2u];
+    let lower = x2[(base + top + POOL_W) / 2u];
+    var best = pool_in(upper.x, c, base, top);
+    var best_idx = top;
+    let v1 = pool_in(upper.y, c, base, top + 1u);
+    if (v1 > best) { best = v1; best_idx = top + 1u; }
+    let v2 = pool_in(lower.x, c, base, top + POOL_W);
+    if (v2 > best) { best = v2; best_idx = top + POOL_W; }
+    let v3 = pool_in(lower.y, c, base, top + POOL_W + 1u);
+    if (v3 > best) { best = v3; best_idx = top + POOL_W + 1u; }
+    if (DROP_POST) {
+        best = select(0.0, best * drop_post.scale, dropout_keep(o, drop_post.seed, drop_post.rate));
+    }
+    y[o] = best;
+    pool_argmax[o] = best_idx;
 }

@@ -29,12 +29,9 @@ const WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 
-// Hashing the index and the seed separately before mixing keeps masks of different seeds
-// unrelated (not shifted or XOR-permuted copies of each other).
+// The mask (shaders/prelude.wgsl).
 fn keep(i: u32) -> bool {
-    let h = pcg(pcg(i) ^ pcg(p.seed));
-    let u = f32(h >> 8u) * 5.9604644775390625e-8;  // 2^-24
-    return u >= p.rate;
+    return dropout_keep(i, p.seed, p.rate);
 }
 
 @compute @workgroup_size(WG)

@@ -23,3 +23,13 @@ fn pcg(v: u32) -> u32 {
     let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
     return (word >> 22u) ^ word;
 }
+
+// Does inverted dropout keep element i under (seed, rate)? u = (h >> 8) * 2^-24 is uniform in
+// [0, 1) and exact in f32; hashing the index and the seed separately before mixing keeps
+// masks of different seeds unrelated. shaders/dropout.wgsl's mask, and the BatchNorm pass
+// that applies a dropout's mask inside it (batchnorm_forward_train_act_pool): same bits.
+fn dropout_keep(i: u32, seed: u32, rate: f32) -> bool {
+    let h = pcg(pcg(i) ^ pcg(seed));
+    let u = f32(h >> 8u) * 5.9604644775390625e-8;  // 2^-24
+    return u >= rate;
+}

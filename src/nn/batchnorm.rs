@@ -10,6 +10,7 @@
 //! mean and variance of its input over K equal batches, replacing the running statistics.
 
 use super::activation::Kind;
+use super::dropout::Dropout;
 use super::layer::{Init, Io, LayerOp, Mode, ParamDecl};
 use super::{accumulate_constant, nc_s, u32_of};
 use crate::gpu::{shaders::BATCHNORM, Dispatch, Gpu, Tensor};
@@ -69,6 +70,21 @@ pub struct FusedAct<'a> {
     pub kind: Kind,
     pub alpha: Option<&'a Tensor>,
     pub dalpha: Option<&'a Tensor>,
+}
+
+/// A 2x2 stride-2 max pool, and the dropouts right before or after it, run inside a training
+/// BatchNorm + activation's forward pass (`BatchNorm::forward_train_act_pool`; src/nn/fuse.rs
+/// decides where). The backward passes stay the layers' own: the pool's reads only the
+/// argmax, the dropouts' only their masks.
+pub struct PoolTail<'a> {
+    /// Width W of the pooled planes (H = S / W; both even).
+    pub width: usize,
+    /// [N, C, H / 2, W / 2] u32: each window's winner as `h * W + w` in its plane.
+    pub argmax: &'a Tensor,
+    /// A dropout between the activation and the pool (mask over [N, C, H, W]).
+    pub pre: Option<&'a Dropout>,
+    /// A dropout after the pool (mask over [N, C, H / 2, W / 2]).
+    pub post: Option<&'a Dropout>,
 }
 
 impl BatchNorm {
@@ -418,6 +434,67 @@ impl BatchNorm {
         b.extend(self.slope_bindings(act, gamma, x));
         let groups = self.elementwise_groups(gpu, "batchnorm_forward_train_act")?;
         Ok(vec![stats, self.dispatch(gpu, "batchnorm_forward_train_act", &constants, &b, groups)?])
+    }
+
+    /// Training forward fused with `act` and the pool (and dropouts) after it: the statistics
+    /// as `batch_stats`, then in one pass per pooled element the window's four
+    /// act(gamma * xhat + beta), the pre-pool dropout, max and argmax (first maximum in
+    /// row-major order, as max_pool2_forward) and the post-pool dropout: y [N, C, H/2, W/2]
+    /// and `pool.argmax` are what the separate layers would write, bit for bit. Overwrites
+    /// y and the argmax.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_train_act_pool<'a>(
+        &'a self,
+        gpu: &Gpu,
+        x: &Tensor,
+        partials: Option<&Tensor>,
+        gamma: &Tensor,
+        beta: &Tensor,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        saved: &Tensor,
+        act: &FusedAct,
+        pool: &PoolTail<'a>,
+        y: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        let w = pool.width;
+        ensure!(
+            w > 0 && w % 2 == 0 && self.s % w == 0 && (self.s / w) % 2 == 0,
+            "layer {}: a fused 2x2 max pool needs even planes, got {} values per channel at width {w}",
+            self.name,
+            self.s
+        );
+        let pooled = self.len() / 4;
+        let constants = self.act_constants(act, false)?;
+        let stats = self.batch_stats(gpu, x, partials, running_mean, running_var, saved)?;
+        self.per_channel("gamma", gamma)?;
+        self.per_channel("beta", beta)?;
+        y.expect_len(&self.name, "pooled output", pooled)?;
+        pool.argmax.expect_len(&self.name, "pool argmax", pooled)?;
+        for (d, len, role) in [(pool.pre, self.len(), "pre-pool"), (pool.post, pooled, "post-pool")] {
+            if let Some(d) = d {
+                ensure!(d.shape.iter().product::<usize>() == len, "layer {}: the {role} dropout {} has shape {:?}, expected {len} values", self.name, d.name, d.shape);
+            }
+        }
+        let mut constants = constants;
+        constants.extend([("DROP_PRE", pool.pre.is_some() as u8 as f64), ("DROP_POST", pool.post.is_some() as u8 as f64), ("POOL_W", w as f64)]);
+        // Without a dropout, the BatchNorm's own uniform stands in for its uniform.
+        let drop = |d: Option<&'a Dropout>| d.map_or(&self.params, Dropout::uniform).as_entire_binding();
+        let b = [
+            (0, self.params.as_entire_binding()),
+            (33, x.binding()),
+            (2, y.binding()),
+            (3, gamma.binding()),
+            (4, beta.binding()),
+            (15, saved.binding()),
+            (26, act.alpha.unwrap_or(gamma).binding()),
+            (30, drop(pool.pre)),
+            (31, drop(pool.post)),
+            (32, pool.argmax.binding()),
+        ];
+        let label = format!("{} batchnorm_forward_train_act_pool", self.name);
+        let groups = gpu.groups_1d(&label, pooled as u64, WG)?;
+        Ok(vec![stats, Dispatch::new(gpu, &label, &BATCHNORM, "batchnorm_forward_train_act_pool", &constants, &b, groups)?])
     }
 
     /// Training backward fused with `act`, from the activation's output gradient `dy`: the

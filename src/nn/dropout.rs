@@ -72,6 +72,12 @@ impl Dropout {
         self.shape.iter().product()
     }
 
+    /// The uniform holding the mask's seed and rate (dropout.wgsl's `Params`), for kernels
+    /// that apply this layer's mask inside their own pass (BatchNorm::forward_train_act_pool).
+    pub fn uniform(&self) -> &wgpu::Buffer {
+        &self.params
+    }
+
     fn elementwise(&self, gpu: &Gpu, entry: &str, bindings: &[(u32, &Tensor)]) -> Result<Dispatch> {
         let label = format!("{} {entry}", self.name);
         let mut b: Vec<(u32, wgpu::BindingResource)> = vec![(0, self.params.as_entire_binding())];

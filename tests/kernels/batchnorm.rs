@@ -496,3 +496,119 @@ fn fused_backward_accumulates_parameter_gradients_only() {
         }
     }
 }
+
+/// The 2x2 max pool and its dropouts inside the fused training forward
+/// (`forward_train_act_pool`), on planes of 2x2, 2x6, 6x4, 4x10 and 18x12 (batch 1, 1 / 3 /
+/// 5 / 65 channels, pooled counts not multiples of the workgroup), for every activation
+/// kind and every dropout placement (none, before the pool, after it, both): y and the
+/// argmax bit for bit against the separate kernels (BatchNorm, activation, dropout, pool,
+/// dropout), the statistics too, and y against the f64 reference chain fed the GPU's own
+/// statistics at ATOL / RTOL.
+#[test]
+fn fused_pool_matches_reference_and_the_separate_layers() {
+    use mien::nn::activation::{Activation, Kind};
+    use mien::nn::batchnorm::{FusedAct, PoolTail};
+    use mien::nn::dropout::Dropout;
+    use mien::nn::pool::{Pool2d, PoolConfig, PoolKind};
+    use mien::nn::Padding;
+    use mien::reference::{activation as ra, dropout as rd, pool as rp};
+    let gpu = gpu!();
+    let mut rng = Rng::new(26);
+    let cfg = BatchNormConfig::default();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let shapes: [[usize; 4]; 5] = [[1, 1, 2, 2], [1, 3, 2, 6], [3, 5, 6, 4], [2, 65, 4, 10], [2, 2, 18, 12]];
+    let kinds = [Kind::Relu, Kind::LeakyRelu(0.3), Kind::PRelu, Kind::PReluPerElement];
+    for (si, shape) in shapes.iter().enumerate() {
+        for (ki, &kind) in kinds.iter().enumerate() {
+            let (pre, post) = ((si + ki) % 2 == 1, (si + ki / 2) % 2 == 1);
+            let what = |w: &str| format!("{w} {shape:?} {kind:?} dropout before {pre} after {post}");
+            let k = Case::new(&mut rng, shape, 0.5);
+            let (t, f) = (Tensors::new(gpu, &k), Tensors::new(gpu, &k));
+            let bn = BatchNorm::new(gpu, "bn", cfg, shape).unwrap();
+            let act = Activation::new(gpu, "act", kind, shape).unwrap();
+            let alpha_host = act.param_shape().map(|s| rng.vec_f32(s.iter().product(), -0.5, 0.5));
+            let alpha = alpha_host.as_ref().map(|a| up(gpu, "alpha", &act.param_shape().unwrap(), a));
+            let pool = Pool2d::new(gpu, "pool", PoolConfig { kind: PoolKind::Max, window: (2, 2), stride: (2, 2), padding: Padding::Valid }, shape).unwrap();
+            let out = pool.output_shape;
+            let d_pre = Dropout::new(gpu, "drop before", 0.3, shape).unwrap();
+            let d_post = Dropout::new(gpu, "drop after", 0.5, &out).unwrap();
+            let (seed_pre, seed_post) = (1000 + si as u32, 2000 + ki as u32);
+            d_pre.set_seed(gpu, seed_pre);
+            d_post.set_seed(gpu, seed_post);
+
+            // Separate kernels.
+            let (z, a, a2, pooled, y) = (zeros(gpu, "z", shape), zeros(gpu, "a", shape), zeros(gpu, "a dropped", shape), zeros(gpu, "pooled", &out), zeros(gpu, "y", &out));
+            let argmax = zeros(gpu, "argmax", &out);
+            let mut steps = bn.forward_train(gpu, &t.x, &t.gamma, &t.beta, &t.rm, &t.rv, &t.saved, &z).unwrap();
+            steps.push(act.forward(gpu, &z, alpha.as_ref(), &a).unwrap());
+            let pool_in = if pre {
+                steps.push(d_pre.forward(gpu, &a, &a2, true).unwrap());
+                &a2
+            } else {
+                &a
+            };
+            let pool_out = if post { &pooled } else { &y };
+            steps.push(pool.forward(gpu, pool_in, pool_out, Some(&argmax)).unwrap());
+            if post {
+                steps.push(d_post.forward(gpu, &pooled, &y, true).unwrap());
+            }
+            gpu.run(&steps).unwrap();
+
+            // Fused: the statistics, then one pass.
+            let (yf, argmax_f) = (up(gpu, "y fused", &out, &vec![7.0; y.len()]), zeros(gpu, "argmax fused", &out));
+            let fa = FusedAct { kind, alpha: alpha.as_ref(), dalpha: None };
+            let tail = PoolTail { width: shape[3], argmax: &argmax_f, pre: pre.then_some(&d_pre), post: post.then_some(&d_post) };
+            let steps = bn.forward_train_act_pool(gpu, &f.x, None, &f.gamma, &f.beta, &f.rm, &f.rv, &f.saved, &fa, &tail, &yf).unwrap();
+            assert_eq!(steps.len(), 2, "{}", what("dispatch count"));
+            gpu.run(&steps).unwrap();
+
+            for (name, a, b) in [("y", &y, &yf), ("saved", &t.saved, &f.saved), ("running mean", &t.rm, &f.rm), ("running var", &t.rv, &f.rv)] {
+                assert_eq!(bits(&read(gpu, a)), bits(&read(gpu, b)), "{}", what(&format!("fused {name} differs from the separate kernels")));
+            }
+            assert_eq!(gpu.read_u32(&argmax).unwrap(), gpu.read_u32(&argmax_f).unwrap(), "{}", what("fused argmax"));
+
+            // The f64 chain with the GPU's own statistics.
+            let saved = read(gpu, &f.saved);
+            let zr = r::normalize(&f64s(&k.x), &f64s(&k.gamma), &f64s(&k.beta), &f64s(&saved[..k.c]), &f64s(&saved[k.c..]), k.s);
+            let a64 = alpha_host.as_ref().map(|a| f64s(a));
+            let per = if kind == Kind::PReluPerElement { 1 } else { k.s };
+            let mut v = ra::forward(kind, &zr, a64.as_deref(), per);
+            if pre {
+                v = rd::dropout_forward(&v, seed_pre, 0.3);
+            }
+            let (mut v, _) = rp::max_pool_forward(&v, &rp::PoolGeom::new(*shape, (2, 2), (2, 2), Padding::Valid));
+            if post {
+                v = rd::dropout_forward(&v, seed_post, 0.5);
+            }
+            assert_close(&what("fused y vs reference"), &read(gpu, &yf), &v, ATOL, RTOL);
+        }
+    }
+}
+
+/// The fused pool refuses planes it cannot pair (odd width or height) and outputs or
+/// dropouts of the wrong size, naming the layer.
+#[test]
+fn fused_pool_refuses_what_it_cannot_pool() {
+    use mien::nn::activation::Kind;
+    use mien::nn::batchnorm::{FusedAct, PoolTail};
+    use mien::nn::dropout::Dropout;
+    let gpu = gpu!();
+    let fa = FusedAct { kind: Kind::Relu, alpha: None, dalpha: None };
+    let try_pool = |shape: &[usize], width: usize, out: usize, drop: Option<&Dropout>| {
+        let bn = BatchNorm::new(gpu, "block1.bn", BatchNormConfig::default(), shape).unwrap();
+        let c = [shape[1]];
+        let (x, g, b, rm, rv, s) = (zeros(gpu, "x", shape), zeros(gpu, "g", &c), zeros(gpu, "b", &c), zeros(gpu, "rm", &c), zeros(gpu, "rv", &c), zeros(gpu, "saved", &[2, shape[1]]));
+        let (y, am) = (zeros(gpu, "y", &[out]), zeros(gpu, "argmax", &[out]));
+        let tail = PoolTail { width, argmax: &am, pre: drop, post: None };
+        bn.forward_train_act_pool(gpu, &x, None, &g, &b, &rm, &rv, &s, &fa, &tail, &y).err().map(|e| e.to_string()).unwrap_or_default()
+    };
+    let e = try_pool(&[2, 3, 5, 4], 4, 2 * 3 * 2 * 2, None);
+    assert!(e.contains("block1.bn") && e.contains("even"), "{e}");
+    let e = try_pool(&[2, 3, 4, 3], 3, 2 * 3 * 2, None);
+    assert!(e.contains("block1.bn") && e.contains("even"), "{e}");
+    let e = try_pool(&[2, 3, 4, 4], 4, 2 * 3 * 8, None);
+    assert!(e.contains("block1.bn") && e.contains("pooled output"), "{e}");
+    let d = Dropout::new(gpu, "block1.drop", 0.3, &[2, 3, 2, 2]).unwrap();
+    let e = try_pool(&[2, 3, 4, 4], 4, 2 * 3 * 2 * 2, Some(&d));
+    assert!(e.contains("block1.bn") && e.contains("block1.drop"), "{e}");
+}
