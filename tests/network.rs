@@ -158,7 +158,7 @@ fn a_dnn_starting_with_flatten_trains_and_gives_input_gradients() {
         layers: vec![LayerSpec::Flatten, LayerSpec::Dense { units: 9, bias: true }, LayerSpec::Relu, LayerSpec::Dense { units: CLASSES, bias: true }],
     };
     let batch = 3;
-    let net = Network::build(gpu, &spec, [1, 5, 5], CLASSES, batch, BuildOptions { input_grad: true, reuse: true, fuse: false, fuse_stats: false, precision: Precision::F32 }).unwrap();
+    let net = Network::build(gpu, &spec, [1, 5, 5], CLASSES, batch, BuildOptions { input_grad: true, reuse: true, fuse: false, fuse_stats: false, fuse_pool: false, precision: Precision::F32 }).unwrap();
     net.init(gpu, 1).unwrap();
     let (x, labels) = toy_batch(batch, 3);
     let x: Vec<f32> = x.chunks(HW * HW).flat_map(|img| img[..25].to_vec()).collect();
@@ -197,7 +197,7 @@ fn seed_presets_have_the_reports_parameter_counts() {
 #[test]
 fn explain_backward_gives_the_input_gradient_of_a_class_score() {
     // Explanations build without reuse; with it, a seed on the logits still works.
-    for opts in [BuildOptions::EXPLAIN, BuildOptions { input_grad: true, reuse: true, fuse: false, fuse_stats: false, precision: Precision::F32 }] {
+    for opts in [BuildOptions::EXPLAIN, BuildOptions { input_grad: true, reuse: true, fuse: false, fuse_stats: false, fuse_pool: false, precision: Precision::F32 }] {
         explain_backward_matches_finite_differences(opts);
     }
 }
@@ -309,7 +309,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
     let batch = 4;
     for (spec, input_grad) in [(ModelSpec::tiny_cnn(CLASSES), false), (mixed_cnn(), true), (mixed_cnn(), false), (dnn(), false)] {
         let run = |reuse: bool, fuse: bool| {
-            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad, reuse, fuse, fuse_stats: false, precision: Precision::F32 }).unwrap();
+            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad, reuse, fuse, fuse_stats: false, fuse_pool: fuse, precision: Precision::F32 }).unwrap();
             assert_eq!(net.reuses_memory(), reuse);
             let mut opt = Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap();
             net.init(gpu, 7).unwrap();
@@ -337,7 +337,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
             for t in [net.stats(), net.probabilities(), net.logits(), net.per_sample().0, net.per_sample().1] {
                 eval.push(gpu.read(t).unwrap());
             }
-            let tail = net.build_like(gpu, 3, BuildOptions { input_grad: false, reuse, fuse, fuse_stats: false, precision: Precision::F32 }).unwrap();
+            let tail = net.build_like(gpu, 3, BuildOptions { input_grad: false, reuse, fuse, fuse_stats: false, fuse_pool: fuse, precision: Precision::F32 }).unwrap();
             tail.set_batch(gpu, &x[..3 * HW * HW], &labels[..3]).unwrap();
             gpu.run(tail.eval_dispatches()).unwrap();
             eval.push(gpu.read(tail.probabilities()).unwrap());
@@ -345,6 +345,11 @@ fn reusing_activation_memory_gives_bit_identical_training() {
             if spec.name == "tiny-cnn" && reuse && gpu.subgroup_min_size() >= Some(8) {
                 // conv(12x12) + BN + ReLU: one pass with the activation in the epilogue.
                 assert_eq!(fused_act, 1, "tiny-cnn: conv + BN + ReLU should fuse");
+            }
+            if spec.name == "tiny-cnn" {
+                // Both blocks' BN + ReLU + 2x2 max pool (12x12 and 6x6) run as one pass.
+                let tails = net.train_dispatches().filter(|d| d.label.ends_with("batchnorm_forward_train_act_pool")).count();
+                assert_eq!(tails, if reuse && fuse { 2 } else { 0 }, "tiny-cnn: pool tails with reuse={reuse} fuse={fuse}");
             }
             (out, eval, net.activation_memory(), net.forward_infer_dispatches().filter(|d| d.label.ends_with("batchnorm_fold")).count())
         };
@@ -398,7 +403,7 @@ fn reusing_activation_memory_gives_bit_identical_training() {
 fn reuse_cuts_seed_cnn_activation_memory() {
     let gpu = gpu!();
     let spec = ModelSpec::preset("seed-cnn", CLASSES).unwrap();
-    let build = |reuse, fuse| Network::build(gpu, &spec, [1, 48, 48], CLASSES, 2, BuildOptions { input_grad: false, reuse, fuse, fuse_stats: fuse, precision: Precision::F32 }).unwrap();
+    let build = |reuse, fuse| Network::build(gpu, &spec, [1, 48, 48], CLASSES, 2, BuildOptions { input_grad: false, reuse, fuse, fuse_stats: fuse, fuse_pool: fuse, precision: Precision::F32 }).unwrap();
     let (plain, shared, fused) = (build(false, false).activation_memory(), build(true, false).activation_memory(), build(true, true).activation_memory());
     eprintln!("seed-cnn batch 2: without reuse {plain:?}, with {shared:?}, with training fusion {fused:?}");
     // Floor: after the second 64-channel PReLU's backward, the five 64x48x48 tensors the
@@ -423,11 +428,11 @@ fn report_activation_memory_at_batch_128() {
     let gpu = gpu!();
     for model in ["small", "seed-cnn", "seed-dnn"] {
         let spec = ModelSpec::preset(model, CLASSES).unwrap();
-        for (reuse, fuse) in [(false, false), (true, false), (true, true)] {
-            let m = Network::build(gpu, &spec, [1, 48, 48], CLASSES, 128, BuildOptions { input_grad: false, reuse, fuse, fuse_stats: fuse, precision: Precision::F32 }).unwrap().activation_memory();
+        for (reuse, fuse, fuse_pool) in [(false, false, false), (true, false, false), (true, true, false), (true, true, true)] {
+            let m = Network::build(gpu, &spec, [1, 48, 48], CLASSES, 128, BuildOptions { input_grad: false, reuse, fuse, fuse_stats: fuse, fuse_pool, precision: Precision::F32 }).unwrap().activation_memory();
             let mib = |b: u64| b as f64 / (1 << 20) as f64;
             eprintln!(
-                "{model} b128 reuse={reuse} fuse={fuse}: {} tensors, {:.1} MiB unshared, {:.1} MiB allocated in {} arenas, liveness floor {:.1} MiB",
+                "{model} b128 reuse={reuse} fuse={fuse} fuse_pool={fuse_pool}: {} tensors, {:.1} MiB unshared, {:.1} MiB allocated in {} arenas, liveness floor {:.1} MiB",
                 m.tensors,
                 mib(m.unshared_bytes),
                 mib(m.allocated_bytes),
@@ -504,7 +509,7 @@ fn fused_batchnorm_activation_trains_like_the_unfused_pair() {
     for exact in [false, true] {
         let spec = spec(exact);
         let run = |fuse: bool| {
-            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad: false, reuse: true, fuse, fuse_stats: false, precision: Precision::F32 }).unwrap();
+            let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad: false, reuse: true, fuse, fuse_stats: false, fuse_pool: false, precision: Precision::F32 }).unwrap();
             let labels: Vec<&str> = net.train_dispatches().map(|d| d.label.as_str()).collect();
             let acts = labels.iter().filter(|l| l.contains("relu_")).count();
             let fused = labels.iter().filter(|l| l.contains("_act")).count();
@@ -548,6 +553,77 @@ fn fused_batchnorm_activation_trains_like_the_unfused_pair() {
     }
 }
 
+/// Pool tails (src/nn/fuse.rs, `fuse_pool`): a training pair's forward also runs the 2x2 max
+/// pool after its activation and the dropouts around it. On 24x24 inputs: PReLU, dropout,
+/// pool, dropout (24 -> 12: three layers), per-element PReLU, pool, dropout (12 -> 6: two),
+/// LeakyReLU, dropout, pool (6 -> 3: two), then a ReLU and pool over 3x3 planes, which the
+/// tail cannot pair (odd: the layers' own kernels). Everything else the same (training
+/// pairs and statistics fusion on in both), 3 Adam steps with fresh dropout masks give the
+/// same bits with and without the tails: losses, gradients, parameters, running statistics;
+/// evaluation equal to 1e-5; 7 forward dispatches fewer; no higher liveness floor.
+#[test]
+fn pool_tails_train_bit_for_bit_like_the_separate_layers() {
+    use mien::nn::spec::{PaddingName, PaddingSpec, Pair};
+    let gpu = gpu!();
+    let conv = |filters| LayerSpec::Conv2d { filters, kernel: Pair::Square(3), stride: Pair::Square(1), padding: PaddingSpec::Named(PaddingName::Same), bias: false };
+    let bn = || LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 };
+    let pool = || LayerSpec::MaxPool { size: Pair::Square(2), stride: None, padding: PaddingSpec::Named(PaddingName::Valid) };
+    let drop = |rate| LayerSpec::Dropout { rate };
+    let spec = ModelSpec {
+        name: "pool-tails".into(),
+        layers: [
+            vec![conv(4), bn(), LayerSpec::Prelu { per_channel: true }, drop(0.2), pool(), drop(0.3)],
+            vec![conv(5), bn(), LayerSpec::Prelu { per_channel: false }, pool(), drop(0.25)],
+            vec![conv(6), bn(), LayerSpec::LeakyRelu { alpha: 0.2 }, drop(0.4), pool()],
+            vec![conv(3), bn(), LayerSpec::Relu, pool()],
+            vec![LayerSpec::Flatten, LayerSpec::Dense { units: CLASSES, bias: true }],
+        ]
+        .concat(),
+    };
+    let (side, batch) = (24, 3);
+    let run = |fuse_pool: bool| {
+        let net = Network::build(gpu, &spec, [1, side, side], CLASSES, batch, BuildOptions { input_grad: false, reuse: true, fuse: true, fuse_stats: true, fuse_pool, precision: Precision::F32 }).unwrap();
+        let labels: Vec<&str> = net.train_dispatches().map(|d| d.label.as_str()).collect();
+        let tails = labels.iter().filter(|l| l.ends_with("batchnorm_forward_train_act_pool")).count();
+        assert_eq!(tails, if fuse_pool { 3 } else { 0 }, "fuse_pool={fuse_pool}: {labels:?}");
+        let mut opt = Optimizer::new(gpu, "adam", adam(), &net.arena, &net.grads).unwrap();
+        net.init(gpu, 5).unwrap();
+        let mut out: Vec<Vec<u32>> = vec![];
+        let mut rng = Rng::new(17);
+        for step in 1..=3u32 {
+            let x = rng.vec_f32(batch * side * side, -1.0, 1.0);
+            let labels: Vec<u32> = (0..batch).map(|i| ((i + step as usize) % CLASSES) as u32).collect();
+            net.set_batch(gpu, &x, &labels).unwrap();
+            net.set_dropout_seed(gpu, 100 + step);
+            let update = opt.step(gpu, 0.01);
+            gpu.run(net.train_dispatches().chain(std::iter::once(update))).unwrap();
+            out.push(bits(&gpu.read(net.stats()).unwrap()));
+        }
+        out.push(bits(&gpu.read(&net.grads).unwrap()));
+        out.push(bits(&gpu.read(&net.arena).unwrap()));
+        for (_, t) in &net.buffers {
+            out.push(bits(&gpu.read(t).unwrap()));
+        }
+        gpu.run(net.eval_dispatches()).unwrap();
+        let probs = gpu.read(net.probabilities()).unwrap();
+        (out, probs, labels.len(), net.activation_memory())
+    };
+    let (plain, plain_probs, plain_n, plain_mem) = run(false);
+    let (fused, fused_probs, fused_n, fused_mem) = run(true);
+    eprintln!("{plain_n} -> {fused_n} training dispatches; activation memory {plain_mem:?} -> {fused_mem:?}");
+    assert_eq!(plain_n - fused_n, 3 + 2 + 2, "the tails' pool and dropout forwards");
+    assert_eq!(plain.len(), fused.len());
+    for (k, (a, b)) in plain.iter().zip(&fused).enumerate() {
+        assert!(a == b, "result {k} differs with pool tails");
+    }
+    // Evaluation folds conv + BatchNorm where the memory plan lets it (src/nn/fuse.rs), and
+    // the plans differ: the same function, rounded differently.
+    mien::reference::assert_close("evaluation with pool tails", &fused_probs, &mien::reference::f64s(&plain_probs), 1e-5, 1e-5);
+    // The tails write their outputs early, but what lives only in between is inference
+    // tensors (src/nn/memory.rs): the liveness floor does not grow.
+    assert!(fused_mem.live_peak_bytes <= plain_mem.live_peak_bytes, "{fused_mem:?} vs {plain_mem:?}");
+}
+
 /// Statistics fusion (src/nn/fuse.rs, `fuse_stats`): the subgroup convs (12x12, W a multiple
 /// of 4) write their BatchNorm's batch statistics as per-workgroup partials, merged by
 /// batchnorm_stats_partials; the conv at 6x6 (no subgroup kernel) leaves its BatchNorm the
@@ -583,7 +659,7 @@ fn conv_epilogue_statistics_train_like_the_batchnorm_pass() {
     assert!(sg || !gpu.info().name.contains("llvmpipe"), "lavapipe offers 8-lane subgroups");
     let batch = 3;
     let run = |fuse_stats: bool| {
-        let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad: false, reuse: true, fuse: true, fuse_stats, precision: Precision::F32 }).unwrap();
+        let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, batch, BuildOptions { input_grad: false, reuse: true, fuse: true, fuse_stats, fuse_pool: false, precision: Precision::F32 }).unwrap();
         let labels: Vec<&str> = net.train_dispatches().map(|d| d.label.as_str()).collect();
         let count = |s: &str| labels.iter().filter(|l| l.ends_with(s)).count();
         let want = if fuse_stats && sg { (2, 1) } else { (0, 3) };
@@ -621,7 +697,7 @@ fn explaining_a_fused_training_network_names_the_fused_layer() {
     let conv = LayerSpec::Conv2d { filters: 4, kernel: Pair::Square(3), stride: Pair::Square(1), padding: PaddingSpec::Named(PaddingName::Same), bias: false };
     let layers = vec![conv, LayerSpec::BatchNorm { eps: 1e-3, momentum: 0.9 }, LayerSpec::Relu, LayerSpec::Flatten, LayerSpec::Dense { units: CLASSES, bias: true }];
     let spec = ModelSpec { name: "fused".into(), layers };
-    let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, 2, BuildOptions { input_grad: false, reuse: true, fuse: true, fuse_stats: true, precision: Precision::F32 }).unwrap();
+    let net = Network::build(gpu, &spec, [1, HW, HW], CLASSES, 2, BuildOptions { input_grad: false, reuse: true, fuse: true, fuse_stats: true, fuse_pool: true, precision: Precision::F32 }).unwrap();
     if !mien::nn::fuse::fits(gpu) {
         panic!("this adapter cannot bind the fused kernels (lavapipe can): the test needs fusion on");
     }

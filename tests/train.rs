@@ -498,7 +498,7 @@ fn population_statistics_are_those_of_each_bn_input_in_inference_mode() {
     assert_eq!(pop.images(), 128);
     pop.compute(gpu, &data.train).unwrap();
 
-    let check = net.build_like(gpu, 128, BuildOptions { input_grad: false, reuse: false, fuse: false, fuse_stats: false, precision: Precision::F32 }).unwrap();
+    let check = net.build_like(gpu, 128, BuildOptions { input_grad: false, reuse: false, fuse: false, fuse_stats: false, fuse_pool: false, precision: Precision::F32 }).unwrap();
     let images: Vec<f32> = pop.sample().iter().flat_map(|&i| data.train.image(i).to_vec()).collect();
     gpu.write(check.input(), &images).unwrap();
     gpu.run(check.forward_infer_dispatches()).unwrap();

@@ -167,7 +167,7 @@ impl Ctx<'_> {
         let gpu = self.gpu;
         let spec = ModelSpec::preset(model, 7).ok_or_else(|| mien::Error::new(format!("unknown model {model}")))?;
         // Every tensor in its own buffer, so one layer's passes can be replayed alone.
-        let net = Network::build(gpu, &spec, [1, 48, 48], 7, n, BuildOptions { input_grad: false, reuse: false, fuse: false, fuse_stats: false, precision: Precision::F32 })?;
+        let net = Network::build(gpu, &spec, [1, 48, 48], 7, n, BuildOptions { input_grad: false, reuse: false, fuse: false, fuse_stats: false, fuse_pool: false, precision: Precision::F32 })?;
         net.init(gpu, 1)?;
         self.fill(&net)?;
         // One whole step first: argmax indices, saved statistics and gradients are valid.

@@ -22,7 +22,9 @@
 //! the tolerance).
 
 use super::activation::{Activation, Kind};
-use super::batchnorm::{BatchNormLayer, FusedAct};
+use super::batchnorm::{BatchNormLayer, FusedAct, PoolTail};
+use super::dropout::Dropout;
+use super::pool::{Pool2d, PoolKind};
 use super::conv2d::{subgroup::Epilogue, Conv2d, Conv2dConfig};
 use super::layer::{LayerOp, Mode};
 use super::network::{BuildOptions, Network};
@@ -113,6 +115,36 @@ pub fn stats_enabled_by_env() -> bool {
     enabled_by_env() && std::env::var("MIEN_FUSE_STATS").map_or(true, |v| v.trim() != "0")
 }
 
+/// Pool fusion's default: on unless the environment sets `MIEN_FUSE=0` or
+/// `MIEN_FUSE_POOL=0`.
+pub fn pool_enabled_by_env() -> bool {
+    enabled_by_env() && std::env::var("MIEN_FUSE_POOL").map_or(true, |v| v.trim() != "0")
+}
+
+/// Per layer: where layer i starts a training pair whose activation (i + 1) is followed by
+/// a 2x2 stride-2 max pool over even planes (`Pool2d::pairs`), optionally with a dropout
+/// right before it and one right after it, how many of those layers (1 to 3) the pair's
+/// forward runs too (`BatchNorm::forward_train_act_pool`); else 0. Only with `fuse_pool`.
+/// Their backward passes stay their own: the pool's reads only the argmax (which the fused
+/// pass writes), a dropout's recomputes its mask.
+pub fn pool_tails(ops: &[Box<dyn LayerOp>], train_pairs: &[bool], opts: BuildOptions) -> Vec<usize> {
+    let op = |j: usize| ops.get(j).map(|o| o.as_any());
+    let is_dropout = |j: usize| op(j).is_some_and(|o| o.is::<Dropout>());
+    let is_pool = |j: usize| op(j).and_then(|o| o.downcast_ref::<Pool2d>()).is_some_and(|p| p.cfg.kind == PoolKind::Max && p.pairs());
+    (0..ops.len())
+        .map(|i| {
+            if !(opts.fuse_pool && train_pairs[i]) {
+                return 0;
+            }
+            let pre = is_dropout(i + 2) as usize;
+            if !is_pool(i + 2 + pre) {
+                return 0;
+            }
+            pre + 1 + is_dropout(i + 3 + pre) as usize
+        })
+        .collect()
+}
+
 /// Per layer: where layer i is a conv whose forward kernel has the statistics epilogue
 /// (`Conv2d::stats_groups`) and layer i + 1 the BatchNorm of a training pair, the partials
 /// [C, G, 3] the conv writes for it (owned by the network; the BatchNorm's training forward
@@ -200,6 +232,21 @@ pub fn train_forward(net: &Network, gpu: &Gpu, i: usize) -> Result<Vec<Dispatch>
     let (bn, act) = pair(net, i);
     let (io, out) = (net.io(i, false), net.io(i + 1, false));
     bn.op.forward_train_act(gpu, io.x, net.stats_partials_for(i), io.value(0), io.value(1), &bn.running_mean, &bn.running_var, &bn.saved, &act, out.y)
+}
+
+/// Training forward of the pair at `i` with its pool tail of `tail` layers (`pool_tails`):
+/// the BatchNorm's input to the tail's output and the pool's argmax.
+pub fn train_forward_pool(net: &Network, gpu: &Gpu, i: usize, tail: usize) -> Result<Vec<Dispatch>> {
+    let (bn, act) = pair(net, i);
+    let dropout = |j: usize| net.layers[j].op.as_any().downcast_ref::<Dropout>();
+    let pre = dropout(i + 2);
+    let p = i + 2 + pre.is_some() as usize;
+    let pool = net.layers[p].op.as_any().downcast_ref::<Pool2d>().expect("a pool tail has a max pool");
+    let post = (p < i + 1 + tail).then(|| dropout(p + 1).expect("a pool tail ends with the pool or a dropout"));
+    let argmax = net.io(p, false).extra.first().expect("max pooling plans an argmax");
+    let t = PoolTail { width: pool.input_shape[3], argmax, pre, post };
+    let (io, out) = (net.io(i, false), net.io(i + 1 + tail, false));
+    bn.op.forward_train_act_pool(gpu, io.x, net.stats_partials_for(i), io.value(0), io.value(1), &bn.running_mean, &bn.running_var, &bn.saved, &act, &t, out.y)
 }
 
 /// Training backward of the pair at `i`: from the activation's output gradient to the

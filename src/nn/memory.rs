@@ -21,7 +21,12 @@
 //! dacts[i]; step 2L - i - 1 touches nothing; dacts[i+1] does not exist. acts[i+1] (the
 //! BatchNorm output) keeps steps i and i + 1 only, for the inference pass where no conv
 //! folds the BatchNorm away: in training nothing writes it, and it no longer lives until
-//! the backward.
+//! the backward. With a pool tail of t layers (a max pool and the dropouts around it, run
+//! in the pair's forward: `fuse::pool_tails`) step i writes acts[i+2+t] and the tail's
+//! argmax instead of acts[i+2], but their lifetimes start at the tail layers' own steps
+//! (kept for inference and the backward): nothing runs in training between, and what lives
+//! only in between (acts[i+1..=i+1+t]) are inference tensors training never touches. They
+//! still conflict with acts[i], which that pass reads.
 //!
 //! A slot lives from the first to the last step that touches it, both inclusive, so a
 //! kernel's inputs and outputs always overlap in time and never share memory. More: wgpu
@@ -122,12 +127,17 @@ pub struct LayerSlots<'a> {
     /// (src/nn/fuse.rs): its forward writes the activation's output, its backward reads the
     /// activation's output gradient, and its own output gradient does not exist.
     pub fuse_next: bool,
+    /// With `fuse_next`: how many layers after the activation (a max pool and dropouts) the
+    /// BatchNorm's forward also runs (`fuse::pool_tails`): it then writes the last one's
+    /// output and their extra slots (the argmax) instead of the activation's output.
+    pub fuse_tail: usize,
 }
 
 impl<'a> LayerSlots<'a> {
-    pub fn of(name: &'a str, op: &dyn LayerOp, fuse_next: bool) -> LayerSlots<'a> {
+    pub fn of(name: &'a str, op: &dyn LayerOp, fuse_next: bool, fuse_tail: usize) -> LayerSlots<'a> {
         LayerSlots {
             fuse_next,
+            fuse_tail,
             name,
             out_shape: op.out_shape(),
             view: op.is_view(),
@@ -175,6 +185,7 @@ pub fn plan(layers: &[LayerSlots], input_shape: &[usize], input_grad: bool) -> M
         .collect();
 
     // What each step of the training sequence reads and writes (module docs).
+    let mut tail_conflicts = Vec::new();
     let mut steps: Vec<(Vec<usize>, Vec<usize>)> = vec![(vec![], vec![]); 2 * l + 1];
     for (i, layer) in layers.iter().enumerate() {
         if layer.view {
@@ -185,10 +196,21 @@ pub fn plan(layers: &[LayerSlots], input_shape: &[usize], input_grad: bool) -> M
         fwd.1.push(act[i + 1]);
         fwd.1.extend(&extra[i]);
         // A training pair (src/nn/fuse.rs): the BatchNorm's forward also writes the
-        // activation's output, its backward does the activation's; the BatchNorm output
-        // keeps its forward steps (inference writes it where no conv folds it away).
-        if layer.fuse_next {
+        // activation's output (or, with a pool tail, the tail's output and extra slots), its
+        // backward does the activation's; the covered layers keep their own forward steps
+        // (inference runs them where no conv folds the BatchNorm away).
+        // With a pool tail the pass writes the tail's output and argmax at step i, but those
+        // live from the tail layers' own steps on: in training nothing runs between, and the
+        // slots living only in between are inference tensors the training pass never
+        // touches (the BatchNorm's and the activation's outputs), so they may share memory.
+        // Binding them beside step i's inputs still needs different buffers: conflicts only.
+        if layer.fuse_next && layer.fuse_tail == 0 {
             fwd.1.push(act[i + 2]);
+        }
+        if layer.fuse_next && layer.fuse_tail > 0 {
+            let last = i + 1 + layer.fuse_tail;
+            let written = std::iter::once(act[last + 1]).chain(extra[i + 2..=last].iter().flatten().copied());
+            tail_conflicts.extend(written.map(|w| (act[i], w)));
         }
         if i > 0 && layers[i - 1].fuse_next {
             continue;
@@ -211,6 +233,10 @@ pub fn plan(layers: &[LayerSlots], input_shape: &[usize], input_grad: bool) -> M
                 slots[w].conflicts.push(r);
             }
         }
+    }
+    for (r, w) in tail_conflicts {
+        slots[r].conflicts.push(w);
+        slots[w].conflicts.push(r);
     }
     for k in [Some(act[0]), Some(act[l]), dact[0], dact[l]].into_iter().flatten() {
         slots[k].pinned = true;

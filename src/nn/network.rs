@@ -67,6 +67,11 @@ pub struct BuildOptions {
     /// output for them (`fuse::stats_partials`). Default on, off with `MIEN_FUSE=0` or
     /// `MIEN_FUSE_STATS=0`.
     pub fuse_stats: bool,
+    /// With `fuse`: a training pair followed by a 2x2 stride-2 max pool (and dropouts right
+    /// before or after it) runs the pool and the dropouts in its forward pass, which writes
+    /// the pool's (or the last dropout's) output and the argmax, and never the activation's
+    /// (`fuse::pool_tails`). Default on, off with `MIEN_FUSE=0` or `MIEN_FUSE_POOL=0`.
+    pub fuse_pool: bool,
     /// f32 or mixed-precision GEMMs (src/nn/precision.rs); mixed training also scales the
     /// loss (`loss_scale`). Default f32.
     pub precision: Precision,
@@ -74,14 +79,14 @@ pub struct BuildOptions {
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { input_grad: false, reuse: true, fuse: fuse::enabled_by_env(), fuse_stats: fuse::stats_enabled_by_env(), precision: Precision::F32 }
+        BuildOptions { input_grad: false, reuse: true, fuse: fuse::enabled_by_env(), fuse_stats: fuse::stats_enabled_by_env(), fuse_pool: fuse::pool_enabled_by_env(), precision: Precision::F32 }
     }
 }
 
 impl BuildOptions {
     /// What explanations build: input gradients, and every activation and gradient in its
     /// own buffer (readable after any pass).
-    pub const EXPLAIN: BuildOptions = BuildOptions { input_grad: true, reuse: false, fuse: false, fuse_stats: false, precision: Precision::F32 };
+    pub const EXPLAIN: BuildOptions = BuildOptions { input_grad: true, reuse: false, fuse: false, fuse_stats: false, fuse_pool: false, precision: Precision::F32 };
 
     /// These options with `precision`.
     pub fn with_precision(self, precision: Precision) -> BuildOptions {
@@ -127,6 +132,9 @@ pub struct Network {
     /// Training: per layer, the statistics partials [C, G, 3] where this conv writes the
     /// batch statistics of the BatchNorm after it (`fuse::stats_partials`).
     stats_partials: Vec<Option<Tensor>>,
+    /// Training: per layer, how many layers after a training pair's activation its forward
+    /// pass also runs (a max pool and dropouts; `fuse::pool_tails`), else 0.
+    pool_tails: Vec<usize>,
     reuse: bool,
     /// Per acts / dacts index: does the tensor share memory with another (reuse)?
     act_shared: Vec<bool>,
@@ -197,8 +205,8 @@ impl Network {
         // (shared where lifetimes are disjoint, with `reuse`).
         let train_pairs = fuse::train_pairs(&ops, BuildOptions { fuse: opts.fuse && fuse::fits(gpu), ..opts });
         let stats_partials = fuse::stats_partials(gpu, &names, &ops, &train_pairs, opts)?;
-        let needs: Vec<LayerSlots> =
-            names.iter().zip(&ops).zip(&train_pairs).map(|((n, op), &fused)| LayerSlots::of(n, op.as_ref(), fused)).collect();
+        let pool_tails = fuse::pool_tails(&ops, &train_pairs, opts);
+        let needs: Vec<LayerSlots> = (0..ops.len()).map(|i| LayerSlots::of(&names[i], ops[i].as_ref(), train_pairs[i], pool_tails[i])).collect();
         let plan = memory::plan(&needs, &input_shape, opts.input_grad);
         let (tensors, shared_slot, memory) = memory::allocate(gpu, &plan, opts.reuse)?;
         let view = |k: usize, shape: &[usize]| tensors[k].reshape(shape);
@@ -272,6 +280,7 @@ impl Network {
             fused: vec![],
             train_pairs,
             stats_partials,
+            pool_tails,
             reuse: opts.reuse,
             act_shared,
             dact_shared,
@@ -316,8 +325,8 @@ impl Network {
     }
 
     /// The forward dispatches of `layers` in `mode`.
-    /// Training pairs (`fuse::train_pairs`) record as one: a pair must lie wholly inside
-    /// `layers`.
+    /// Training pairs (`fuse::train_pairs`), with their pool tails (`fuse::pool_tails`),
+    /// record as one: they must lie wholly inside `layers`.
     pub(crate) fn record_forward(&self, gpu: &Gpu, mode: Mode, layers: std::ops::Range<usize>) -> Result<Vec<Dispatch>> {
         let mut out = Vec::new();
         let mut i = layers.start;
@@ -328,9 +337,10 @@ impl Network {
                 continue;
             }
             if mode == Mode::Train && self.train_pairs[i] {
-                ensure!(i + 1 < layers.end, "model {}: layers {layers:?} split the fused pair at layer {i}", self.spec.name);
-                out.extend(fuse::train_forward(self, gpu, i)?);
-                i += 2;
+                let tail = self.pool_tails[i];
+                ensure!(i + 1 + tail < layers.end, "model {}: layers {layers:?} split the fused pair at layer {i}", self.spec.name);
+                out.extend(if tail > 0 { fuse::train_forward_pool(self, gpu, i, tail)? } else { fuse::train_forward(self, gpu, i)? });
+                i += 2 + tail;
                 continue;
             }
             out.extend(self.layers[i].op.forward(gpu, &self.io(i, false), mode)?);

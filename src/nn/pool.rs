@@ -106,7 +106,7 @@ impl Pool2d {
 
     /// 2x2 stride-2 windows with no padding over an even H and W: every input element in
     /// exactly one window, so the max_pool2 kernels (a window per invocation, vec2 rows) apply.
-    fn pairs(&self) -> bool {
+    pub fn pairs(&self) -> bool {
         let [_, _, h, w] = self.input_shape;
         let [_, _, oh, ow] = self.output_shape;
         self.cfg.window == (2, 2) && self.cfg.stride == (2, 2) && h % 2 == 0 && w % 2 == 0 && (oh, ow) == (h / 2, w / 2)

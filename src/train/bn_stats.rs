@@ -60,7 +60,7 @@ impl PopulationStats {
         let mut order: Vec<usize> = (0..data.train.len()).collect();
         Rng::new(seed ^ 0xB7_5747_5000_0001).shuffle(&mut order);
         order.truncate(batches * b);
-        let net = train_net.build_like(gpu, b, BuildOptions { input_grad: false, reuse: false, fuse: false, fuse_stats: false, precision: train_net.precision })?;
+        let net = train_net.build_like(gpu, b, BuildOptions { input_grad: false, reuse: false, fuse: false, fuse_stats: false, fuse_pool: false, precision: train_net.precision })?;
         let mut layers = Vec::new();
         for &i in &bn {
             let name = &net.layers[i].name;
