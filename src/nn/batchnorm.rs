@@ -459,7 +459,7 @@ impl BatchNorm {
     ) -> Result<Vec<Dispatch>> {
         let w = pool.width;
         ensure!(
-            w > 0 && w % 2 == 0 && self.s % w == 0 && (self.s / w) % 2 == 0,
+            w > 0 && w.is_multiple_of(2) && self.s.is_multiple_of(w) && (self.s / w).is_multiple_of(2),
             "layer {}: a fused 2x2 max pool needs even planes, got {} values per channel at width {w}",
             self.name,
             self.s
